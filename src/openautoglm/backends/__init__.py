@@ -1,0 +1,1 @@
+"""Model backends.  See :mod:`openautoglm.backends.base` for the contract."""

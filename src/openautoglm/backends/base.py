@@ -1,0 +1,201 @@
+"""The backend contract: every model provider implements :class:`Backend`.
+
+A backend does two things, both batched:
+
+* ``generate(requests)`` – sample text for chat or plain-text prompts;
+* ``score_batch(requests)`` – total log-probability of each continuation given a prompt.
+
+Backends that cannot score (most HTTP endpoints without ``logprobs``) set
+``can_score = False``; tasks then fall back to vote share over samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence, Union
+
+Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
+Prompt = Union[str, list[Message]]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt to complete.  ``prompt`` is plain text or a list of chat messages."""
+
+    prompt: Prompt
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    json_schema: dict[str, Any] | None = None
+    logprobs: bool = False
+    seed: int | None = None
+
+    def cache_payload(self) -> dict[str, Any]:
+        """The fields that determine the response (used for the cache key)."""
+        return {
+            "prompt": self.prompt,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "n": self.n,
+            "stop": list(self.stop),
+            "json_schema": self.json_schema,
+            "logprobs": self.logprobs,
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Completion:
+    """The answer to one :class:`GenerationRequest` (``n`` choices)."""
+
+    texts: list[str]
+    finish_reasons: list[str]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    logprobs: list[list[TokenLogprob]] | None = None
+    cached: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.texts[0] if self.texts else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "texts": self.texts,
+            "finish_reasons": self.finish_reasons,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "latency_s": self.latency_s,
+            "logprobs": (
+                [[lp.__dict__ for lp in choice] for choice in self.logprobs]
+                if self.logprobs is not None
+                else None
+            ),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Completion":
+        lps = data.get("logprobs")
+        return cls(
+            texts=list(data["texts"]),
+            finish_reasons=list(data["finish_reasons"]),
+            prompt_tokens=int(data.get("prompt_tokens", 0)),
+            completion_tokens=int(data.get("completion_tokens", 0)),
+            latency_s=float(data.get("latency_s", 0.0)),
+            logprobs=[[TokenLogprob(**t) for t in c] for c in lps] if lps is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Score each continuation as the start of the assistant's answer to ``prompt``."""
+
+    prompt: Prompt
+    continuations: tuple[str, ...]
+
+    def cache_payload(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, "continuations": list(self.continuations)}
+
+
+@dataclass
+class ScoreResult:
+    """Log-probabilities (natural log) of each continuation, and their token lengths."""
+
+    logprobs: list[float]
+    lengths: list[int]
+    prompt_tokens: int = 0
+    latency_s: float = 0.0
+    cached: bool = False
+    exact: bool = True  # False when estimated from the top-k logprobs of one token
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "logprobs": self.logprobs,
+            "lengths": self.lengths,
+            "prompt_tokens": self.prompt_tokens,
+            "latency_s": self.latency_s,
+            "exact": self.exact,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ScoreResult":
+        return cls(
+            logprobs=[float(x) for x in data["logprobs"]],
+            lengths=[int(x) for x in data["lengths"]],
+            prompt_tokens=int(data.get("prompt_tokens", 0)),
+            latency_s=float(data.get("latency_s", 0.0)),
+            exact=bool(data.get("exact", True)),
+        )
+
+
+class Backend:
+    """Base class of all backends.  Subclasses implement :meth:`generate`
+    and (when ``can_score``) :meth:`score_batch`."""
+
+    name: str = "backend"
+    model: str = ""
+    can_score: bool = False
+    supports_json_schema: bool = False
+    max_context: int = 2048
+    #: whether identical temperature-0 requests give identical answers (cacheable)
+    deterministic: bool = True
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        raise NotImplementedError
+
+    def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        raise NotImplementedError(f"backend {self.name!r} cannot score continuations")
+
+    def score(self, prompt: Prompt, continuations: Sequence[str]) -> list[float]:
+        """Total log-probability of each continuation given ``prompt``."""
+        return self.score_batch([ScoreRequest(prompt, tuple(continuations))])[0].logprobs
+
+    def count_tokens(self, text: str) -> int:
+        """Rough token count; backends with a tokenizer override this."""
+        return max(1, len(text) // 4)
+
+    def identity(self) -> str:
+        """A string that changes whenever the backend would answer differently."""
+        return f"{self.name}:{self.model}"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self.model,
+            "can_score": self.can_score,
+            "supports_json_schema": self.supports_json_schema,
+            "max_context": self.max_context,
+        }
+
+    def close(self) -> None:
+        """Release resources (HTTP clients, model memory)."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def request_key(backend_identity: str, kind: str, payload: dict[str, Any]) -> str:
+    """Stable hash of a request, used as the response-cache key."""
+    blob = json.dumps(
+        {"backend": backend_identity, "kind": kind, "payload": payload},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()

@@ -1,0 +1,97 @@
+"""Tokenizer + chat template without importing transformers.
+
+Reads ``tokenizer.json`` with the Rust ``tokenizers`` library and renders the model's
+Jinja chat template the way Hugging Face does (sandboxed, trim/lstrip blocks).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+from .base import Message, Prompt
+
+
+class ChatTokenizer:
+    def __init__(self, directory: Path, model_config: dict[str, Any]) -> None:
+        from tokenizers import Tokenizer
+
+        self.tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        cfg_path = directory / "tokenizer_config.json"
+        self.config: dict[str, Any] = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+        template = self.config.get("chat_template")
+        tpl_file = directory / "chat_template.jinja"
+        if tpl_file.is_file():
+            template = tpl_file.read_text()
+        self.chat_template: str | None = template if isinstance(template, str) else None
+        self.eos_ids = self._eos_ids(model_config)
+        self.bos_token = self._token_str(self.config.get("bos_token"))
+        self.eos_token = self._token_str(self.config.get("eos_token"))
+
+    @staticmethod
+    def _token_str(value: Any) -> str:
+        if isinstance(value, dict):
+            return str(value.get("content", ""))
+        return str(value or "")
+
+    def _eos_ids(self, model_config: dict[str, Any]) -> set[int]:
+        ids: set[int] = set()
+        eos = model_config.get("eos_token_id")
+        if isinstance(eos, int):
+            ids.add(eos)
+        elif isinstance(eos, list):
+            ids.update(int(x) for x in eos)
+        name = self._token_str(self.config.get("eos_token"))
+        if name:
+            tid = self.tok.token_to_id(name)
+            if tid is not None:
+                ids.add(tid)
+        for name in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>"):
+            tid = self.tok.token_to_id(name)
+            if tid is not None and name in (self.chat_template or ""):
+                ids.add(tid)
+        return ids
+
+    @cached_property
+    def _template(self):  # type: ignore[no-untyped-def]
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = _raise
+        return env.from_string(self.chat_template or "")
+
+    def render(self, prompt: Prompt) -> str:
+        """Chat messages → the model's prompt text (ending with the assistant header)."""
+        if isinstance(prompt, str):
+            return prompt
+        if not self.chat_template:
+            return _plain_chat(prompt)
+        return self._template.render(
+            messages=prompt,
+            add_generation_prompt=True,
+            bos_token=self.bos_token,
+            eos_token=self.eos_token,
+        )
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=True)
+
+    def id_to_token(self, token_id: int) -> str:
+        return self.tok.id_to_token(token_id) or ""
+
+
+def _raise(message: str) -> None:
+    raise ValueError(message)
+
+
+def _plain_chat(messages: Sequence[Message]) -> str:
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n".join(lines) + "\nAssistant:"

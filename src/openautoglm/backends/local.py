@@ -1,0 +1,338 @@
+"""The local backend: runs a model in-process on CPU (or GPU) with PyTorch.
+
+``LocalBackend()`` loads the embedded SmolLM2-135M-Instruct with no network access.
+Scoring is batched and reuses the KV cache of the prompt prefix that all requests in
+a batch share (instructions, few-shot demonstrations, the chat header), so only each
+input's own tokens are computed.  Generation is a tight loop over the same cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import OrderedDict
+from typing import Sequence
+
+from ..errors import BackendError
+from .base import Backend, Completion, GenerationRequest, ScoreRequest, ScoreResult, TokenLogprob
+from .weights import ModelFiles, resolve_model_files
+
+
+class LocalBackend(Backend):
+    name = "local"
+    can_score = True
+    supports_json_schema = False
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        threads: int | None = None,
+        max_batch_tokens: int = 2048,
+        prefix_cache_size: int = 16,
+        quantize: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        try:
+            import torch
+        except ImportError as exc:
+            raise BackendError(
+                "the local backend needs PyTorch", hint="pip install 'openautoglm[local]'"
+            ) from exc
+        from safetensors.torch import load_file
+
+        from .chat_tokenizer import ChatTokenizer
+        from .llama_lite import LiteConfig, LiteLlama
+
+        t0 = time.perf_counter()
+        self._torch = torch
+        if threads or os.environ.get("OPENAUTOGLM_THREADS"):
+            torch.set_num_threads(int(threads or os.environ["OPENAUTOGLM_THREADS"]))
+        self.files: ModelFiles = resolve_model_files(model)
+        self.model = model or "smollm2-135m"
+        config = json.loads((self.files.directory / "config.json").read_text())
+        try:
+            lite_cfg = LiteConfig.from_hf(config)
+        except ValueError as exc:
+            raise BackendError(
+                f"{self.files.directory}: {exc}",
+                hint="the local backend runs Llama-family decoders (Llama, SmolLM, Mistral, Qwen2)",
+            ) from exc
+        weights: dict = {}
+        for shard in sorted(self.files.directory.glob("*.safetensors")):
+            weights.update(load_file(str(shard)))
+        weights = {k: v.float() for k, v in weights.items()}
+        self.quantize = self._resolve_quantize(quantize)
+        self.net = LiteLlama(lite_cfg, weights, int8=self.quantize == "int8")
+        self.tokenizer = ChatTokenizer(self.files.directory, config)
+        self.max_context = lite_cfg.max_position
+        self.max_batch_tokens = max_batch_tokens
+        self._prefix_cache: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self._prefix_cache_size = prefix_cache_size
+        self._generator = torch.Generator().manual_seed(seed)
+        self._lock = threading.Lock()  # one forward pass at a time; torch uses all cores
+        self.load_seconds = time.perf_counter() - t0
+
+    @staticmethod
+    def _resolve_quantize(mode: str | None) -> str | None:
+        """``auto`` → int8 where the kernels exist (decoding is memory-bound on CPU)."""
+        from .llama_lite import int8_available
+
+        mode = os.environ.get("OPENAUTOGLM_QUANTIZE", mode or "none")
+        if mode in ("none", "fp32", ""):
+            return None
+        if mode not in ("auto", "int8"):
+            raise BackendError(f"unknown quantize mode {mode!r}", hint="use 'auto', 'int8' or 'none'")
+        if int8_available():
+            return "int8"
+        if mode == "int8":
+            raise BackendError("this PyTorch build has no int8 dynamic linear kernels", hint="use quantize='none'")
+        return None
+
+    # -- identity / info ---------------------------------------------------
+    def identity(self) -> str:
+        return f"local:{self.files.fingerprint}:{self.quantize or 'fp32'}"
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info.update(model=self.files.label, path=str(self.files.directory), load_seconds=round(self.load_seconds, 2))
+        return info
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text))
+
+    # -- prefix cache --------------------------------------------------------
+    def _prefix_state(self, prefix: tuple[int, ...]):  # type: ignore[no-untyped-def]
+        """KV cache (batch 1) for ``prefix``, computed once and kept in an LRU."""
+        torch = self._torch
+        state = self._prefix_cache.get(prefix)
+        if state is not None:
+            self._prefix_cache.move_to_end(prefix)
+            return state
+        # extend the longest cached prefix of this prefix, if any
+        base, base_len = None, 0
+        for key, cached in self._prefix_cache.items():
+            if len(key) > base_len and len(key) <= len(prefix) and prefix[: len(key)] == key:
+                base, base_len = cached, len(key)
+        ids = torch.tensor([prefix[base_len:]], dtype=torch.long)
+        if ids.shape[1]:
+            _, state = self.net.forward(ids, torch.ones_like(ids, dtype=torch.bool), base)
+        else:
+            state = base
+        self._prefix_cache[prefix] = state
+        while len(self._prefix_cache) > self._prefix_cache_size:
+            self._prefix_cache.popitem(last=False)
+        return state
+
+    @staticmethod
+    def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
+        first = seqs[0]
+        n = min(len(s) for s in seqs)
+        i = 0
+        while i < n and all(s[i] == first[i] for s in seqs):
+            i += 1
+        return i
+
+    def _prefill(self, seqs: list[list[int]]):  # type: ignore[no-untyped-def]
+        """Run ``seqs`` (sharing a common prefix) and return (last hidden [B, H], cache)."""
+        torch = self._torch
+        shared = self._common_prefix(seqs) if len(seqs) > 1 else max(0, len(seqs[0]) - 1)
+        shared = min(shared, min(len(s) for s in seqs) - 1)  # keep >= 1 own token per row
+        prefix = self._prefix_state(tuple(seqs[0][:shared])) if shared > 0 else None
+        tails = [s[shared:] for s in seqs]
+        width = max(len(t) for t in tails)
+        ids = torch.zeros(len(tails), width, dtype=torch.long)
+        valid = torch.zeros(len(tails), width, dtype=torch.bool)
+        for i, t in enumerate(tails):
+            ids[i, : len(t)] = torch.tensor(t)
+            valid[i, : len(t)] = True
+        cache = prefix.expand(len(tails)) if prefix is not None else None
+        hidden, cache = self.net.forward(ids, valid, cache)
+        last = torch.tensor([len(t) - 1 for t in tails])
+        return hidden[torch.arange(len(tails)), last], cache
+
+    def _chunks(self, order: list[int], lengths: list[int]) -> list[list[int]]:
+        """Split indices (sorted by length) into batches of at most max_batch_tokens."""
+        chunks, cur, cur_max = [], [], 0
+        for i in order:
+            new_max = max(cur_max, lengths[i])
+            if cur and new_max * (len(cur) + 1) > self.max_batch_tokens:
+                chunks.append(cur)
+                cur, new_max = [], lengths[i]
+            cur.append(i)
+            cur_max = new_max
+        if cur:
+            chunks.append(cur)
+        return chunks
+
+    # -- scoring -------------------------------------------------------------
+    def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        if not requests:
+            return []
+        prompts = self.tokenizer.encode_batch([self.tokenizer.render(r.prompt) for r in requests])
+        conts = [[self.tokenizer.encode(c) for c in r.continuations] for r in requests]
+        for i, r in enumerate(requests):
+            if any(len(c) == 0 for c in conts[i]):
+                raise BackendError(f"empty continuation in score request {i}: {r.continuations!r}")
+            self._check_length(len(prompts[i]) + max(len(c) for c in conts[i]))
+        results: list[ScoreResult | None] = [None] * len(requests)
+        order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
+        with self._lock:
+            for chunk in self._chunks(order, [len(p) for p in prompts]):
+                t0 = time.perf_counter()
+                scores = self._score_chunk([prompts[i] for i in chunk], [conts[i] for i in chunk])
+                dt = (time.perf_counter() - t0) / len(chunk)
+                for j, i in enumerate(chunk):
+                    results[i] = ScoreResult(
+                        logprobs=scores[j],
+                        lengths=[len(c) for c in conts[i]],
+                        prompt_tokens=len(prompts[i]),
+                        latency_s=dt,
+                    )
+        return [r for r in results if r is not None]
+
+    def _score_chunk(self, prompts: list[list[int]], conts: list[list[list[int]]]) -> list[list[float]]:
+        torch = self._torch
+        last_hidden, cache = self._prefill(prompts)
+        first_lp = torch.log_softmax(self.net.logits(last_hidden), dim=-1)  # [B, V]
+        scores = [[float(first_lp[b, c[0]]) for c in cs] for b, cs in enumerate(conts)]
+        # continuations longer than one token: run their tokens on top of each prompt's cache
+        rows = [(b, k) for b, cs in enumerate(conts) for k, c in enumerate(cs) if len(c) > 1]
+        if not rows:
+            return scores
+        width = max(len(conts[b][k]) - 1 for b, k in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        valid = torch.zeros(len(rows), width, dtype=torch.bool)
+        for r, (b, k) in enumerate(rows):
+            toks = conts[b][k][:-1]
+            ids[r, : len(toks)] = torch.tensor(toks)
+            valid[r, : len(toks)] = True
+        sub = cache.select(torch.tensor([b for b, _ in rows]))
+        hidden, _ = self.net.forward(ids, valid, sub)
+        lp = torch.log_softmax(self.net.logits(hidden), dim=-1)  # [R, W, V]
+        for r, (b, k) in enumerate(rows):
+            targets = conts[b][k][1:]
+            idx = torch.arange(len(targets))
+            scores[b][k] += float(lp[r, idx, torch.tensor(targets)].sum())
+        return scores
+
+    def _check_length(self, n_tokens: int) -> None:
+        if n_tokens > self.max_context:
+            raise BackendError(
+                f"prompt of {n_tokens} tokens exceeds the model's context of {self.max_context}",
+                hint="shorten the input or the few-shot examples",
+            )
+
+    # -- generation ------------------------------------------------------------
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        if not requests:
+            return []
+        texts = [self.tokenizer.render(r.prompt) for r in requests]
+        prompts = self.tokenizer.encode_batch(texts)
+        for p, r in zip(prompts, requests):
+            self._check_length(len(p) + r.max_tokens)
+        out: list[Completion | None] = [None] * len(requests)
+        # requests with equal sampling settings run together as one batch
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.temperature, r.top_p, r.max_tokens, r.stop, r.logprobs, r.seed), []).append(i)
+        with self._lock:
+            for idxs in groups.values():
+                order = sorted(idxs, key=lambda i: len(prompts[i]))
+                for chunk in self._chunks(order, [len(p) for p in prompts]):
+                    t0 = time.perf_counter()
+                    done = self._generate_chunk([prompts[i] for i in chunk], [requests[i] for i in chunk])
+                    dt = (time.perf_counter() - t0) / len(chunk)
+                    for comp, i in zip(done, chunk):
+                        comp.latency_s = dt
+                        out[i] = comp
+        return [c for c in out if c is not None]
+
+    def _generate_chunk(self, prompts: list[list[int]], reqs: list[GenerationRequest]) -> list[Completion]:
+        torch = self._torch
+        req = reqs[0]  # all requests in a chunk share sampling settings
+        n_rows = [r.n for r in reqs]
+        row_src = [i for i, n in enumerate(n_rows) for _ in range(n)]
+        last_hidden, cache = self._prefill(prompts)
+        if len(row_src) != len(prompts):
+            index = torch.tensor(row_src)
+            last_hidden, cache = last_hidden.index_select(0, index), cache.select(index)
+        generator = self._generator
+        if req.seed is not None:
+            generator = torch.Generator().manual_seed(req.seed)
+        n = len(row_src)
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        lps: list[list[TokenLogprob]] = [[] for _ in range(n)]
+        finish = ["length"] * n
+        active = list(range(n))  # row ids still generating, aligned with cache rows
+        logits = self.net.logits(last_hidden)
+        for _step in range(req.max_tokens):
+            next_ids = self._sample(logits, req, generator)
+            logprobs = torch.log_softmax(logits, dim=-1) if req.logprobs else None
+            keep = []
+            for j, row in enumerate(active):
+                tid = int(next_ids[j])
+                if tid in self.tokenizer.eos_ids:
+                    finish[row] = "stop"
+                    continue
+                tokens[row].append(tid)
+                if logprobs is not None:
+                    lps[row].append(self._token_logprob(logprobs[j], tid))
+                if req.stop and self._hit_stop(tokens[row], req.stop):
+                    finish[row] = "stop"
+                    continue
+                keep.append(j)
+            if not keep:
+                break
+            if len(keep) != len(active):
+                sel = torch.tensor(keep)
+                cache = cache.select(sel)
+                next_ids = next_ids.index_select(0, sel)
+                active = [active[j] for j in keep]
+            if _step == req.max_tokens - 1:
+                break
+            ids = next_ids[:, None]
+            hidden, cache = self.net.forward(ids, torch.ones_like(ids, dtype=torch.bool), cache)
+            logits = self.net.logits(hidden[:, -1])
+        completions = []
+        for i, r in enumerate(reqs):
+            rows = [row for row, src in enumerate(row_src) if src == i]
+            outs = [self._finish_text(tokens[row], r.stop) for row in rows]
+            completions.append(
+                Completion(
+                    texts=outs,
+                    finish_reasons=[finish[row] for row in rows],
+                    prompt_tokens=len(prompts[i]),
+                    completion_tokens=sum(len(tokens[row]) for row in rows),
+                    logprobs=[lps[row] for row in rows] if r.logprobs else None,
+                )
+            )
+        return completions
+
+    def _sample(self, logits, req: GenerationRequest, generator):  # type: ignore[no-untyped-def]
+        torch = self._torch
+        if req.temperature <= 0:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits / req.temperature, dim=-1)
+        if req.top_p < 1.0:
+            sorted_p, sorted_i = probs.sort(dim=-1, descending=True)
+            cum = sorted_p.cumsum(dim=-1)
+            sorted_p[(cum - sorted_p) > req.top_p] = 0.0
+            probs = torch.zeros_like(probs).scatter(-1, sorted_i, sorted_p)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+    def _token_logprob(self, logprobs, tid: int) -> TokenLogprob:  # type: ignore[no-untyped-def]
+        top_v, top_i = logprobs.topk(5)
+        top = {self.tokenizer.decode([int(i)]): float(v) for v, i in zip(top_v, top_i)}
+        return TokenLogprob(self.tokenizer.decode([tid]), float(logprobs[tid]), top)
+
+    def _hit_stop(self, tokens: list[int], stops: tuple[str, ...]) -> bool:
+        tail = self.tokenizer.decode(tokens[-16:])
+        return any(s in tail for s in stops)
+
+    def _finish_text(self, tokens: list[int], stops: tuple[str, ...]) -> str:
+        text = self.tokenizer.decode(tokens)
+        cut = min((text.find(s) for s in stops if s in text), default=-1)
+        return text[:cut] if cut >= 0 else text

@@ -1,0 +1,800 @@
+"""A backend for any OpenAI-compatible HTTP endpoint (OpenAI, Zhipu GLM, Qwen/DashScope,
+DeepSeek, vLLM, Ollama, llama.cpp, and Open-AutoGLM's own server).
+
+Model strings name a preset and a model: ``openai:gpt-4o-mini``, ``zhipu:glm-4-flash``,
+``ollama:qwen2.5`` (see :mod:`openautoglm.backends.presets`).
+
+Robustness
+    Requests run on ``httpx.AsyncClient`` with at most ``concurrency`` in flight.
+    429, 408/409, 5xx, timeouts, connection errors and non-JSON bodies are retried
+    ``max_retries`` times with exponential backoff and jitter (``Retry-After`` is
+    honoured, capped at ``max_backoff_s``); other 4xx answers fail at once.  After
+    ``breaker_threshold`` consecutive failed calls a circuit breaker fails every call
+    fast (:class:`~openautoglm.errors.EndpointUnavailable`) for ``breaker_cooldown_s``,
+    then lets one trial call through.
+
+Sync and async
+    :meth:`OpenAICompatBackend.generate` / :meth:`~OpenAICompatBackend.score_batch` are
+    synchronous and safe to call from inside a running event loop (Jupyter, FastAPI):
+    the HTTP work runs on a private event loop in a background thread that the backend
+    owns.  :meth:`~OpenAICompatBackend.agenerate` / :meth:`~OpenAICompatBackend.ascore_batch`
+    are their coroutine forms.
+
+Scoring (``score_mode``)
+    ``"echo"``
+        Exact.  For each continuation, ``POST /completions`` with the prompt text plus
+        the continuation, ``echo: true, logprobs: 1, max_tokens: 1``, and sum the echoed
+        log-probabilities of the tokens from the continuation's first character on (the
+        generated token, if any, is ignored).  Chat prompts are rendered to plain text
+        (``"User: ...\\nAssistant:"``).  The request also carries the extension field
+        ``continuation_offset`` (character index where the continuation starts): servers
+        with per-token echo logprobs (vLLM) ignore it; Open-AutoGLM's server
+        (:mod:`openautoglm.serve.openai_api`) needs it to score the continuation with its
+        backend, and answers with two segments (context, continuation) plus the extension
+        ``token_counts`` (model tokens per segment, used for ``ScoreResult.lengths``).
+        Works with vLLM and Open-AutoGLM's server; hosted APIs, Ollama and llama.cpp do
+        not return echoed prompt logprobs.
+    ``"top_logprobs"``
+        An estimate (``ScoreResult.exact = False``).  One chat request per prompt with
+        ``max_tokens: 1, logprobs: true, top_logprobs: 20``; each continuation gets the
+        log-sum-exp of the first-token alternatives it begins with (see
+        :func:`estimate_first_token_logprob`); a continuation whose first token is absent
+        gets the least likely listed logprob minus a penalty.  ``lengths`` are all 1,
+        since only one token is scored.
+    ``"none"``
+        ``can_score = False``: tasks fall back to vote share over samples.
+    ``"auto"``
+        ``"top_logprobs"``: cheap and supported by most hosted APIs and local servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import math
+import os
+import random
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any, Awaitable, Coroutine, Iterable, Mapping, Sequence, TypeVar
+
+import httpx
+
+from ..errors import BackendError, ConfigError, EndpointUnavailable, UnknownModelError
+from .base import (
+    Backend,
+    Completion,
+    GenerationRequest,
+    Message,
+    Prompt,
+    ScoreRequest,
+    ScoreResult,
+    TokenLogprob,
+)
+from .presets import PRESETS, EndpointPreset, preset_for
+
+T = TypeVar("T")
+
+SCORE_MODES = ("auto", "echo", "top_logprobs", "none")
+#: HTTP statuses worth retrying (besides every 5xx)
+RETRY_STATUSES = frozenset({408, 409, 425, 429})
+#: alternatives asked for per token when scoring with ``top_logprobs`` (OpenAI's maximum)
+SCORE_TOP_LOGPROBS = 20
+#: alternatives asked for per generated token when a request wants logprobs
+GENERATE_TOP_LOGPROBS = 5
+#: nats below the least likely listed alternative, for a continuation not listed at all
+MISSING_TOKEN_PENALTY = 1.0
+#: the extension field that marks where the continuation starts in an echo scoring request
+CONTINUATION_OFFSET_FIELD = "continuation_offset"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def to_messages(prompt: Prompt) -> list[Message]:
+    """Chat messages for ``prompt`` (a plain string becomes one user message)."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [dict(m) for m in prompt]
+
+
+def render_chat_text(messages: Sequence[Message]) -> str:
+    """A plain-text rendering of chat messages ending with the assistant's turn."""
+    lines = [f"{m.get('role', 'user').capitalize()}: {m.get('content', '')}" for m in messages]
+    return "\n".join(lines) + "\nAssistant:"
+
+
+def echo_text(prompt: Prompt, continuation: str) -> tuple[str, int]:
+    """``(full_text, continuation_offset)`` for an echo scoring request.
+
+    A string prompt is used as is (the caller controls spacing); a chat prompt is
+    rendered with :func:`render_chat_text` and joined to the continuation by a space
+    unless the continuation starts with whitespace.
+    """
+    if isinstance(prompt, str):
+        return prompt + continuation, len(prompt)
+    text = render_chat_text(prompt)
+    joiner = "" if continuation[:1].isspace() else " "
+    return text + joiner + continuation, len(text)
+
+
+def logsumexp(values: Iterable[float]) -> float:
+    vals = list(values)
+    top = max(vals)
+    if math.isinf(top):
+        return top
+    return top + math.log(sum(math.exp(v - top) for v in vals))
+
+
+def _token_matches(token: str, target: str) -> bool:
+    """Whether ``token`` is how an answer that starts with ``target`` can begin."""
+    if not token:
+        return False
+    if target.startswith(token):
+        return True
+    # a token longer than the target only counts when it ends the word ("no." for "no")
+    return token.startswith(target) and not token[len(target)].isalnum()
+
+
+def estimate_first_token_logprob(
+    top: Mapping[str, float], continuation: str, penalty: float = MISSING_TOKEN_PENALTY
+) -> float:
+    """Estimate log P(answer starts with ``continuation``) from first-token alternatives.
+
+    ``top`` maps the first generated token's alternatives to their logprobs.  Tokens
+    are compared with surrounding whitespace stripped; the logprobs of all matching
+    tokens are summed (log-sum-exp), preferring case-sensitive matches and falling
+    back to case-insensitive ones.  With no match: the smallest listed logprob minus
+    ``penalty`` (an upper bound on what the unlisted token can have).
+    """
+    target = continuation.strip()
+    for fold in (False, True):
+        norm = (lambda s: s.lower()) if fold else (lambda s: s)
+        hits = [lp for tok, lp in top.items() if _token_matches(norm(tok.strip()), norm(target))]
+        if hits:
+            return logsumexp(hits)
+    floor = min(top.values()) if top else -20.0
+    return floor - penalty
+
+
+def _retry_after_s(headers: httpx.Headers) -> float | None:
+    """Seconds from ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The error message in an error response (OpenAI shape, FastAPI shape, or text)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or response.reason_phrase
+    if isinstance(body, dict):
+        err = body.get("error", body.get("detail", body.get("message")))
+        if isinstance(err, dict):
+            err = err.get("message", err)
+        if err is not None:
+            return str(err)[:300]
+    return str(body)[:300]
+
+
+def _usage(data: Mapping[str, Any]) -> tuple[int, int]:
+    usage = data.get("usage") or {}
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+def _chat_logprobs(choice: Mapping[str, Any]) -> list[TokenLogprob]:
+    content = (choice.get("logprobs") or {}).get("content") or []
+    return [
+        TokenLogprob(
+            token=str(item.get("token", "")),
+            logprob=float(item.get("logprob", 0.0)),
+            top={str(t["token"]): float(t["logprob"]) for t in item.get("top_logprobs") or []},
+        )
+        for item in content
+    ]
+
+
+def _echo_continuation_logprob(logprobs: Mapping[str, Any], start: int, end: int) -> tuple[float, int, int]:
+    """Sum the echoed logprobs of tokens overlapping ``[start, end)`` of the echoed text.
+
+    Returns ``(logprob, continuation_tokens, prompt_tokens)``.  A token straddling
+    ``start`` belongs to the continuation; tokens at or after ``end`` (generated) are
+    ignored.  Offsets come from ``text_offset`` or, if absent, from token lengths.
+    When the server sends segments rather than tokens, the extension field
+    ``token_counts`` says how many model tokens each segment stands for.
+    """
+    tokens = [str(t) for t in logprobs.get("tokens") or []]
+    values = list(logprobs.get("token_logprobs") or [])
+    offsets = list(logprobs.get("text_offset") or [])
+    counts = list(logprobs.get("token_counts") or [])
+    if len(offsets) != len(tokens):
+        offsets, pos = [], 0
+        for tok in tokens:
+            offsets.append(pos)
+            pos += len(tok)
+    if len(counts) != len(tokens):
+        counts = [1] * len(tokens)
+    total, n_cont, n_prompt = 0.0, 0, 0
+    for tok, lp, off, count in zip(tokens, values, offsets, counts):
+        if off >= end:
+            break
+        if off + max(len(tok), 1) <= start:
+            n_prompt += int(count)
+            continue
+        total += float(lp) if lp is not None else 0.0
+        n_cont += int(count)
+    return total, n_cont, n_prompt
+
+
+# --------------------------------------------------------------------------- machinery
+
+
+class _LoopThread:
+    """A private asyncio event loop running in a daemon thread."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=self._run, args=(loop,), name=self._name, daemon=True)
+                self._loop, self._thread = loop, thread
+                thread.start()
+            return self._loop
+
+    @staticmethod
+    def _run(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_forever()
+
+    def in_loop_thread(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def is_running_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop())
+
+    def stop(self) -> None:
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not threading.current_thread():
+            thread.join(timeout=5)
+            if not thread.is_alive():
+                loop.close()
+
+
+@dataclass
+class _Session:
+    """Objects bound to the private loop: the HTTP client and the concurrency limit."""
+
+    client: httpx.AsyncClient
+    semaphore: asyncio.Semaphore
+
+
+class _CircuitBreaker:
+    """Consecutive-failure breaker: closed -> open (cooldown) -> half-open (one trial)."""
+
+    def __init__(self, threshold: int, cooldown_s: float) -> None:
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self.failures = 0
+        self.opened_at: float | None = None
+        self.trial_in_flight = False
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "open" if self.remaining_s() > 0 or self.trial_in_flight else "half_open"
+
+    def remaining_s(self) -> float:
+        if self.opened_at is None:
+            return 0.0
+        return max(0.0, self.opened_at + self.cooldown_s - time.monotonic())
+
+    def acquire(self) -> bool:
+        """Whether a call may go ahead now (claims the half-open trial if due)."""
+        if self.threshold <= 0 or self.opened_at is None:
+            return True
+        if self.remaining_s() > 0 or self.trial_in_flight:
+            return False
+        self.trial_in_flight = True
+        return True
+
+    def success(self) -> None:
+        self.failures, self.opened_at, self.trial_in_flight = 0, None, False
+
+    def failure(self) -> None:
+        self.failures += 1
+        was_trial, self.trial_in_flight = self.trial_in_flight, False
+        if self.threshold > 0 and (was_trial or self.failures >= self.threshold):
+            self.opened_at = time.monotonic()
+
+    def abandon(self) -> None:
+        """A call ended without a verdict (cancelled): free the trial slot."""
+        self.trial_in_flight = False
+
+
+class _Retryable(Exception):
+    """A failed attempt worth retrying; ``cls(message, hint)`` is raised if none is left."""
+
+    def __init__(
+        self, cls: type[BackendError], message: str, hint: str | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.cls, self.message, self.hint, self.retry_after_s = cls, message, hint, retry_after_s
+
+
+class _Rejected(Exception):
+    """The server answered with a definitive error (4xx): no retry; endpoint is healthy."""
+
+    def __init__(self, error: BackendError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _gather_fail_fast(aws: Sequence[Awaitable[T]]) -> list[T]:
+    """``asyncio.gather`` that cancels the remaining tasks when one fails."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+# --------------------------------------------------------------------------- the backend
+
+
+class OpenAICompatBackend(Backend):
+    """Any OpenAI-compatible ``/v1`` endpoint (see the module docstring for details).
+
+    ``base_url`` defaults to the preset's (``preset`` defaults to ``"openai"`` when no
+    ``base_url`` is given).  The API key is ``api_key``, else the environment variable
+    ``api_key_env``, else the preset's variable; a custom ``base_url`` without a preset
+    never receives a preset's key.  The key is sent as ``Authorization: Bearer`` and
+    appears in no message, ``repr`` or :meth:`describe`.
+
+    ``timeout_s`` bounds each HTTP attempt; ``max_retries`` extra attempts follow
+    retryable failures, waiting ``backoff_s * 2**attempt`` (halved at random, at most
+    ``max_backoff_s``).  ``concurrency`` bounds requests in flight.  The breaker opens
+    after ``breaker_threshold`` consecutive failed calls (``0`` disables it) for
+    ``breaker_cooldown_s``.  ``score_mode``: ``"auto"``, ``"echo"``, ``"top_logprobs"``
+    or ``"none"`` (module docstring).  ``extra_headers`` go with every request.
+    """
+
+    name = "openai"
+    supports_json_schema = True
+    max_context = 8192
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str | None = None,
+        preset: str | None = None,
+        timeout_s: float = 60,
+        max_retries: int = 4,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 20,
+        concurrency: int = 8,
+        breaker_threshold: int = 5,
+        breaker_cooldown_s: float = 30,
+        score_mode: str = "auto",
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        self.preset = self._resolve_preset(preset, base_url)
+        self.model = model or (self.preset.default_model if self.preset else "") or ""
+        if not self.model:
+            raise ConfigError("no model name given", field="model", hint="e.g. 'vllm:Qwen/Qwen2.5-7B-Instruct'")
+        url = base_url or (self.preset.resolved_base_url() if self.preset else "")
+        self.base_url = url.rstrip("/")
+        self.api_key_env = api_key_env or (self.preset.api_key_env if self.preset else None)
+        self._api_key = self._resolve_api_key(api_key)
+        if score_mode not in SCORE_MODES:
+            raise ConfigError(
+                f"unknown score_mode {score_mode!r}", field="score_mode", hint=f"use one of {', '.join(SCORE_MODES)}"
+            )
+        self.score_mode = "top_logprobs" if score_mode == "auto" else score_mode
+        self.can_score = self.score_mode != "none"
+        self.timeout_s = float(timeout_s)
+        self.max_retries = max(0, int(max_retries))
+        self.backoff_s = float(backoff_s)
+        self.max_backoff_s = float(max_backoff_s)
+        self.concurrency = max(1, int(concurrency))
+        self._extra_headers = dict(extra_headers or {})
+        self._breaker = _CircuitBreaker(int(breaker_threshold), float(breaker_cooldown_s))
+        self._rng = random.Random()
+        self._n_supported = True  # cleared when the server ignores n > 1
+        self._session: _Session | None = None
+        self._loop = _LoopThread(f"openautoglm-http-{self.model}")
+        self._finalizer = weakref.finalize(self, self._loop.stop)
+
+    # -- construction ------------------------------------------------------------
+    @classmethod
+    def from_spec(cls, prefix: str, model: str, **options: Any) -> "OpenAICompatBackend":
+        """Build from a model string's parts, e.g. ``("zhipu", "glm-4-flash")``.
+
+        ``options`` are constructor arguments (``base_url``, ``api_key``, ``timeout_s``...).
+        """
+        preset = preset_for(prefix)
+        if preset is None:
+            raise UnknownModelError(
+                f"unknown endpoint preset {prefix!r}",
+                hint=f"use one of {', '.join(sorted(PRESETS))}, or pass base_url=...",
+            )
+        options.setdefault("preset", preset.name)
+        return cls(model or preset.default_model or "", **options)
+
+    @staticmethod
+    def _resolve_preset(preset: str | None, base_url: str | None) -> EndpointPreset | None:
+        if preset is None:
+            return None if base_url else PRESETS["openai"]
+        found = preset_for(preset)
+        if found is None:
+            raise ConfigError(
+                f"unknown endpoint preset {preset!r}", field="preset", hint=f"use one of {', '.join(sorted(PRESETS))}"
+            )
+        return found
+
+    def _resolve_api_key(self, api_key: str | None) -> str | None:
+        key = api_key or (os.environ.get(self.api_key_env) if self.api_key_env else None) or None
+        if key is None and self.preset is not None and self.preset.api_key_required:
+            raise BackendError(
+                f"no API key for {self.preset.name} ({self.base_url})",
+                hint=f"set {self.api_key_env} or pass api_key=...",
+            )
+        return key
+
+    # -- info ------------------------------------------------------------------------
+    def identity(self) -> str:
+        return f"{self.name}:{self.base_url}:{self.model}"
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(
+            base_url=self.base_url,
+            preset=self.preset.name if self.preset else None,
+            api_key_env=self.api_key_env,
+            api_key_set=self._api_key is not None,
+            score_mode=self.score_mode,
+            concurrency=self.concurrency,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            breaker=self._breaker.state,
+        )
+        return info
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatBackend(model={self.model!r}, base_url={self.base_url!r})"
+
+    # -- sync / async plumbing ----------------------------------------------------
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop.in_loop_thread():
+            coro.close()
+            raise RuntimeError("a synchronous backend call from the backend's own event loop; await the a* method")
+        future = self._loop.submit(coro)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    async def _arun(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop.is_running_loop():
+            return await coro
+        return await asyncio.wrap_future(self._loop.submit(coro))
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        return self._run(self._generate_all(list(requests)))
+
+    async def agenerate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        return await self._arun(self._generate_all(list(requests)))
+
+    def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        self._check_can_score()
+        return self._run(self._score_all(list(requests)))
+
+    async def ascore_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        self._check_can_score()
+        return await self._arun(self._score_all(list(requests)))
+
+    def close(self) -> None:
+        """Close the HTTP client and stop the private loop (it restarts on next use)."""
+        if self._session is not None and not self._loop.in_loop_thread():
+            try:
+                self._loop.submit(self._aclose()).result(timeout=5)
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        self._session = None
+        self._loop.stop()
+
+    async def _aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.client.aclose()
+
+    def _get_session(self) -> _Session:
+        """The client and semaphore (created on first use, on the private loop)."""
+        if self._session is None:
+            headers = {"Accept": "application/json", **self._extra_headers}
+            if self._api_key:
+                headers["Authorization"] = f"Bearer {self._api_key}"
+            limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+            client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(self.timeout_s), limits=limits)
+            self._session = _Session(client, asyncio.Semaphore(self.concurrency))
+        return self._session
+
+    # -- errors ---------------------------------------------------------------------
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    def _error(self, cls: type[BackendError], message: str, hint: str | None = None) -> BackendError:
+        return cls(self._redact(message), hint=self._redact(hint) if hint else None)
+
+    def _connect_hint(self) -> str:
+        where = f"base_url or {self.preset.base_url_env}" if self.preset else "base_url"
+        return f"is the server running? check {where}"
+
+    def _rejected_hint(self, status: int) -> str:
+        if status in (401, 403):
+            return f"check the API key ({self.api_key_env or 'api_key'}) and its permissions"
+        if status == 404:
+            return f"check the model name {self.model!r} and base_url {self.base_url}"
+        return f"check the model name {self.model!r} and the request parameters"
+
+    def _check_can_score(self) -> None:
+        if not self.can_score:
+            raise self._error(
+                BackendError,
+                f"{self.base_url}: score_mode='none' cannot score continuations",
+                hint="use score_mode='top_logprobs' or 'echo' if the server returns logprobs",
+            )
+
+    # -- one HTTP call: breaker + retries ----------------------------------------------
+    async def _call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST ``payload`` to ``base_url + path`` through the breaker, with retries."""
+        if not self._breaker.acquire():
+            remaining = self._breaker.remaining_s()
+            when = f"retrying in {remaining:.1f}s" if remaining > 0 else "a trial call is in progress"
+            raise self._error(
+                EndpointUnavailable,
+                f"{self.base_url} is failing: circuit breaker open after {self._breaker.failures} "
+                f"consecutive failed calls; {when}",
+                hint="calls fail fast until then; check the server, or lower concurrency",
+            )
+        try:
+            data = await self._post_with_retries(self.base_url + path, payload)
+        except _Rejected as rejected:
+            self._breaker.success()  # the endpoint answered: it is up
+            raise rejected.error from None
+        except BackendError:
+            self._breaker.failure()
+            raise
+        except BaseException:
+            self._breaker.abandon()
+            raise
+        self._breaker.success()
+        return data
+
+    async def _post_with_retries(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
+        attempts = self.max_retries + 1
+        for attempt in range(attempts):
+            try:
+                return await self._post_once(url, payload)
+            except _Retryable as retry:
+                if attempt + 1 >= attempts:
+                    suffix = f" (after {attempts} attempts)" if attempts > 1 else ""
+                    raise self._error(retry.cls, retry.message + suffix, retry.hint) from None
+                await asyncio.sleep(self._backoff(attempt, retry.retry_after_s))
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
+        if retry_after_s is not None:
+            return min(retry_after_s, self.max_backoff_s)
+        delay = min(self.max_backoff_s, self.backoff_s * (2**attempt))
+        return delay * self._rng.uniform(0.5, 1.0)
+
+    async def _post_once(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
+        session = self._get_session()
+        async with session.semaphore:
+            try:
+                response = await asyncio.wait_for(session.client.post(url, json=payload), self.timeout_s)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                message = f"cannot connect to {self.base_url} ({type(exc).__name__}: {exc})"
+                raise _Retryable(EndpointUnavailable, message, self._connect_hint()) from None
+            except (asyncio.TimeoutError, httpx.TimeoutException):
+                message = f"{url} did not answer within {self.timeout_s:g}s"
+                hint = "increase timeout_s, lower concurrency, or check the server's load"
+                raise _Retryable(BackendError, message, hint) from None
+            except httpx.TransportError as exc:
+                message = f"connection to {url} failed ({type(exc).__name__}: {exc})"
+                raise _Retryable(EndpointUnavailable, message, self._connect_hint()) from None
+        return self._read_response(url, response)
+
+    def _read_response(self, url: str, response: httpx.Response) -> dict[str, Any]:
+        status = response.status_code
+        if status >= 500 or status in RETRY_STATUSES:
+            hint = "rate limited: lower concurrency or wait" if status == 429 else "the server failed; see its logs"
+            message = f"{url} answered HTTP {status}: {_server_message(response)}"
+            raise _Retryable(BackendError, message, hint, _retry_after_s(response.headers))
+        if status >= 400:
+            message = f"{url} answered HTTP {status}: {_server_message(response)}"
+            raise _Rejected(self._error(BackendError, message, self._rejected_hint(status)))
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            message = f"{url} returned a body that is not a JSON object: {response.text[:120]!r}"
+            raise _Retryable(BackendError, message, "check that base_url points at an OpenAI-compatible /v1 API")
+        return data
+
+    # -- generation --------------------------------------------------------------------
+    def _chat_payload(self, req: GenerationRequest, n: int, seed: int | None) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": to_messages(req.prompt),
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+        }
+        if req.top_p != 1.0:
+            payload["top_p"] = req.top_p
+        if n != 1:
+            payload["n"] = n
+        if req.stop:
+            payload["stop"] = list(req.stop)
+        if seed is not None:
+            payload["seed"] = seed
+        if req.logprobs:
+            payload["logprobs"] = True
+            payload["top_logprobs"] = GENERATE_TOP_LOGPROBS
+        if req.json_schema is not None:
+            payload["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": req.json_schema},
+            }
+        return payload
+
+    def _choices(self, data: Mapping[str, Any], url: str) -> list[dict[str, Any]]:
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise self._error(BackendError, f"{url} returned no choices: {str(data)[:200]}")
+        return sorted(choices, key=lambda c: c.get("index", 0))
+
+    async def _generate_all(self, requests: list[GenerationRequest]) -> list[Completion]:
+        return await _gather_fail_fast([self._generate_one(r) for r in requests])
+
+    async def _generate_one(self, req: GenerationRequest) -> Completion:
+        t0 = time.perf_counter()
+        url = self.base_url + "/chat/completions"
+        responses: list[dict[str, Any]] = []
+        choices: list[dict[str, Any]] = []
+        if self._n_supported or req.n == 1:
+            responses.append(await self._call("/chat/completions", self._chat_payload(req, req.n, req.seed)))
+            choices = self._choices(responses[0], url)
+        missing = req.n - len(choices)
+        if missing > 0:
+            if responses:  # the server ignored n > 1: ask for one sample per request from now on
+                self._n_supported = False
+            seeds = [None if req.seed is None else req.seed + len(choices) + i for i in range(missing)]
+            extra = await _gather_fail_fast(
+                [self._call("/chat/completions", self._chat_payload(req, 1, s)) for s in seeds]
+            )
+            responses += extra
+            choices += [self._choices(d, url)[0] for d in extra]
+        choices = choices[: req.n]
+        usage = [_usage(d) for d in responses]
+        logprobs = [_chat_logprobs(c) for c in choices] if req.logprobs else None
+        return Completion(
+            texts=[str((c.get("message") or {}).get("content") or "") for c in choices],
+            finish_reasons=[str(c.get("finish_reason") or "unknown") for c in choices],
+            prompt_tokens=sum(p for p, _ in usage),
+            completion_tokens=sum(c for _, c in usage),
+            latency_s=time.perf_counter() - t0,
+            logprobs=logprobs if logprobs and any(logprobs) else None,
+        )
+
+    # -- scoring ---------------------------------------------------------------------
+    async def _score_all(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        one = self._score_echo if self.score_mode == "echo" else self._score_top_logprobs
+        return await _gather_fail_fast([one(r) for r in requests])
+
+    async def _score_top_logprobs(self, req: ScoreRequest) -> ScoreResult:
+        t0 = time.perf_counter()
+        payload = {
+            "model": self.model,
+            "messages": to_messages(req.prompt),
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "logprobs": True,
+            "top_logprobs": SCORE_TOP_LOGPROBS,
+        }
+        url = self.base_url + "/chat/completions"
+        data = await self._call("/chat/completions", payload)
+        tokens = _chat_logprobs(self._choices(data, url)[0])
+        if not tokens:
+            raise self._error(
+                BackendError,
+                f"{url} returned no logprobs, so it cannot score with score_mode='top_logprobs'",
+                "use score_mode='echo' for vLLM-style servers, or score_mode='none' to vote over samples",
+            )
+        top = dict(tokens[0].top)
+        top.setdefault(tokens[0].token, tokens[0].logprob)
+        return ScoreResult(
+            logprobs=[estimate_first_token_logprob(top, c) for c in req.continuations],
+            lengths=[1] * len(req.continuations),
+            prompt_tokens=_usage(data)[0],
+            latency_s=time.perf_counter() - t0,
+            exact=False,
+        )
+
+    async def _score_echo(self, req: ScoreRequest) -> ScoreResult:
+        t0 = time.perf_counter()
+        parts = await _gather_fail_fast([self._echo_one(req.prompt, c) for c in req.continuations])
+        return ScoreResult(
+            logprobs=[lp for lp, _, _ in parts],
+            lengths=[n for _, n, _ in parts],
+            prompt_tokens=max((p for _, _, p in parts), default=0),
+            latency_s=time.perf_counter() - t0,
+            exact=True,
+        )
+
+    async def _echo_one(self, prompt: Prompt, continuation: str) -> tuple[float, int, int]:
+        text, offset = echo_text(prompt, continuation)
+        payload = {
+            "model": self.model,
+            "prompt": text,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "echo": True,
+            "logprobs": 1,
+            CONTINUATION_OFFSET_FIELD: offset,
+        }
+        url = self.base_url + "/completions"
+        data = await self._call("/completions", payload)
+        logprobs = self._choices(data, url)[0].get("logprobs")
+        if not isinstance(logprobs, dict) or not logprobs.get("token_logprobs"):
+            raise self._error(
+                BackendError,
+                f"{url} returned no echoed logprobs, so it cannot score with score_mode='echo'",
+                "use score_mode='top_logprobs' (hosted APIs, llama.cpp, Ollama) or 'none'",
+            )
+        return _echo_continuation_logprob(logprobs, offset, len(text))

@@ -1,0 +1,152 @@
+"""Named presets for OpenAI-compatible endpoints.
+
+A model string such as ``zhipu:glm-4-flash`` names a preset (``zhipu``) and a
+model.  The preset supplies the base URL and the environment variable that
+holds the API key; both can be overridden per backend.
+
+Nothing here touches the network: :func:`availability` only inspects the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+from urllib.parse import urlparse
+
+#: environment variable that overrides a preset's base URL: ``OPENAUTOGLM_<NAME>_BASE_URL``
+BASE_URL_ENV_TEMPLATE = "OPENAUTOGLM_{name}_BASE_URL"
+
+
+@dataclass(frozen=True)
+class EndpointPreset:
+    """How to reach one family of OpenAI-compatible endpoints."""
+
+    name: str
+    base_url: str
+    api_key_env: str | None
+    default_model: str | None
+    description: str
+    api_key_required: bool
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the endpoint is a server on this machine (vLLM, Ollama, llama.cpp)."""
+        host = urlparse(self.base_url).hostname or ""
+        return host in {"localhost", "127.0.0.1", "::1"}
+
+    @property
+    def base_url_env(self) -> str:
+        """The environment variable that overrides :attr:`base_url`."""
+        return BASE_URL_ENV_TEMPLATE.format(name=self.name.upper())
+
+    def resolved_base_url(self, env: Mapping[str, str] | None = None) -> str:
+        """:attr:`base_url`, unless ``OPENAUTOGLM_<NAME>_BASE_URL`` is set."""
+        env = os.environ if env is None else env
+        return env.get(self.base_url_env) or self.base_url
+
+
+PRESETS: dict[str, EndpointPreset] = {
+    p.name: p
+    for p in (
+        EndpointPreset(
+            name="openai",
+            base_url="https://api.openai.com/v1",
+            api_key_env="OPENAI_API_KEY",
+            default_model="gpt-4o-mini",
+            description="OpenAI API",
+            api_key_required=True,
+        ),
+        EndpointPreset(
+            name="zhipu",
+            base_url="https://open.bigmodel.cn/api/paas/v4",
+            api_key_env="ZHIPUAI_API_KEY",
+            default_model="glm-4-flash",
+            description="Zhipu AI (GLM models, BigModel open platform)",
+            api_key_required=True,
+        ),
+        EndpointPreset(
+            name="qwen",
+            base_url="https://dashscope.aliyuncs.com/compatible-mode/v1",
+            api_key_env="DASHSCOPE_API_KEY",
+            default_model="qwen-plus",
+            description="Alibaba Cloud DashScope (Qwen models), OpenAI-compatible mode",
+            api_key_required=True,
+        ),
+        EndpointPreset(
+            name="deepseek",
+            base_url="https://api.deepseek.com/v1",
+            api_key_env="DEEPSEEK_API_KEY",
+            default_model="deepseek-chat",
+            description="DeepSeek API",
+            api_key_required=True,
+        ),
+        EndpointPreset(
+            name="vllm",
+            base_url="http://localhost:8000/v1",
+            api_key_env="VLLM_API_KEY",
+            default_model=None,
+            description="a local vLLM server (`vllm serve <model>`); key only if started with --api-key",
+            api_key_required=False,
+        ),
+        EndpointPreset(
+            name="ollama",
+            base_url="http://localhost:11434/v1",
+            api_key_env=None,
+            default_model=None,
+            description="a local Ollama server (`ollama serve`)",
+            api_key_required=False,
+        ),
+        EndpointPreset(
+            name="llamacpp",
+            base_url="http://localhost:8080/v1",
+            api_key_env=None,
+            default_model=None,
+            description="a local llama.cpp server (`llama-server -m model.gguf`)",
+            api_key_required=False,
+        ),
+    )
+}
+
+#: alternative names accepted by :func:`preset_for`
+ALIASES: dict[str, str] = {
+    "glm": "zhipu",
+    "zhipuai": "zhipu",
+    "bigmodel": "zhipu",
+    "dashscope": "qwen",
+    "llama.cpp": "llamacpp",
+    "llama-cpp": "llamacpp",
+    "llama_cpp": "llamacpp",
+}
+
+
+def preset_for(prefix: str) -> EndpointPreset | None:
+    """The preset named ``prefix`` (case-insensitive, aliases allowed), or ``None``."""
+    key = prefix.strip().lower()
+    return PRESETS.get(ALIASES.get(key, key))
+
+
+def api_key_from_env(preset: EndpointPreset, env: Mapping[str, str] | None = None) -> str | None:
+    """The preset's API key from the environment (``None`` when unset or empty)."""
+    if not preset.api_key_env:
+        return None
+    env = os.environ if env is None else env
+    return env.get(preset.api_key_env) or None
+
+
+def availability(
+    preset: EndpointPreset, env: Mapping[str, str] | None = None
+) -> tuple[bool, str]:
+    """Whether ``preset`` is usable as configured, and why not.
+
+    Checks only the environment (no network): a hosted endpoint needs its API
+    key variable set.  Local servers are reported usable, with a reminder that
+    the server must be running.
+    """
+    if preset.api_key_required and not api_key_from_env(preset, env):
+        return False, f"set {preset.api_key_env} to your {preset.description} key"
+    if preset.is_local:
+        url = preset.resolved_base_url(env)
+        return True, f"needs a server running at {url} (override with {preset.base_url_env})"
+    return True, "ok"

@@ -1,0 +1,500 @@
+"""An OpenAI-compatible HTTP API over any :class:`~openautoglm.backends.base.Backend`.
+
+``create_openai_app(backend, model_name)`` returns a FastAPI app with
+
+* ``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /health``;
+* ``POST /v1/chat/completions`` (non-streaming; ``stream: true`` answers 400);
+* ``POST /v1/completions``.
+
+Requests naming another model than ``model_name`` (or the backend's own model name)
+answer 404.  Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
+
+Logprobs
+    ``logprobs`` (chat) / ``logprobs: k`` (completions) return the backend's token
+    logprobs when its ``generate`` provides them.  Otherwise, if the backend can score,
+    each choice gets a single entry: its whole text and the backend's log-probability
+    of it.  Otherwise ``logprobs`` is ``null``.
+
+Scoring through ``/v1/completions`` (the ``echo`` protocol)
+    A backend scores a continuation given a prompt; it has no per-token logprobs of an
+    arbitrary text.  So a scoring request names where the continuation starts, with the
+    extension field ``continuation_offset`` (a character index into ``prompt``, or one
+    per prompt when ``prompt`` is a list)::
+
+        {"prompt": "Is it good? Answer: yes", "continuation_offset": 19,
+         "echo": true, "logprobs": 1, "max_tokens": 1}
+
+    The answer echoes the prompt as two segments, ``tokens: [context, continuation]``
+    with ``token_logprobs: [null, logP(continuation | context)]``, ``text_offset:
+    [0, offset]`` and the extension ``token_counts: [context tokens, continuation
+    tokens]`` (the model's token counts, for length normalisation); nothing is
+    generated (a scoring request ignores ``max_tokens``).
+    A client summing the logprobs of the tokens at or after the offset - which is what
+    it does with a per-token server such as vLLM - gets the exact score either way.
+    This is what :class:`~openautoglm.backends.openai_compat.OpenAICompatBackend` sends
+    with ``score_mode="echo"``.  ``echo`` + ``logprobs`` with ``max_tokens: 0`` and no
+    offset answers 400 (this server cannot split an arbitrary text into scored tokens).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Callable, Sequence, TypeVar, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..backends.base import Backend, Completion, GenerationRequest, Message, Prompt, ScoreRequest, TokenLogprob
+from ..errors import BackendError, EndpointUnavailable
+
+try:
+    import anyio.to_thread
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError("the server needs FastAPI and uvicorn: pip install 'openautoglm[server]'") from exc
+
+T = TypeVar("T")
+
+DEFAULT_CHAT_MAX_TOKENS = 512
+MAX_TOP_LOGPROBS = 20
+
+
+# --------------------------------------------------------------------------- request models
+
+
+class _Body(BaseModel):
+    """Request bodies accept (and ignore) parameters they do not know, as OpenAI's do."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ChatMessage(_Body):
+    role: str
+    content: Union[str, list[dict[str, Any]], None] = None
+
+    def text(self) -> str:
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
+        return "".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text")
+
+
+class ChatCompletionRequest(_Body):
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=0)
+    max_completion_tokens: int | None = Field(default=None, ge=0)
+    temperature: float = Field(default=1.0, ge=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1, le=128)
+    stop: Union[str, list[str], None] = None
+    seed: int | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    response_format: dict[str, Any] | None = None
+    stream: bool = False
+
+
+class CompletionRequest(_Body):
+    model: str | None = None
+    prompt: Union[str, list[str]]
+    max_tokens: int = Field(default=16, ge=0)
+    temperature: float = Field(default=1.0, ge=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1, le=128)
+    stop: Union[str, list[str], None] = None
+    seed: int | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    echo: bool = False
+    stream: bool = False
+    continuation_offset: Union[int, list[int], None] = None
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class APIError(Exception):
+    """An error answered in OpenAI's shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return JSONResponse(body, status_code=self.status)
+
+
+def _backend_error(exc: Exception) -> APIError:
+    """Map a backend's exception to an API error (503 when retrying may help)."""
+    if isinstance(exc, EndpointUnavailable):
+        return APIError(503, str(exc), "server_error", "backend_unavailable")
+    if isinstance(exc, NotImplementedError):
+        return APIError(400, str(exc) or "not supported by this model", code="unsupported")
+    if isinstance(exc, BackendError):
+        return APIError(400, str(exc), code="backend_error")
+    return APIError(500, f"{type(exc).__name__}: {exc}", "server_error", "internal_error")
+
+
+# --------------------------------------------------------------------------- shaping helpers
+
+
+def _stops(stop: Union[str, list[str], None]) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    return (stop,) if isinstance(stop, str) else tuple(stop)
+
+
+def _json_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not response_format:
+        return None
+    kind = response_format.get("type", "text")
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise APIError(400, "response_format.json_schema.schema must be an object", param="response_format")
+        return schema
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "text":
+        return None
+    raise APIError(400, f"unsupported response_format type {kind!r}", param="response_format")
+
+
+def _top_entries(top: dict[str, float], k: int) -> list[tuple[str, float]]:
+    return sorted(top.items(), key=lambda kv: kv[1], reverse=True)[:k]
+
+
+def _chat_token(token: str, logprob: float, top: list[tuple[str, float]]) -> dict[str, Any]:
+    def entry(t: str, lp: float) -> dict[str, Any]:
+        return {"token": t, "logprob": lp, "bytes": list(t.encode("utf-8"))}
+
+    return {**entry(token, logprob), "top_logprobs": [entry(t, lp) for t, lp in top]}
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _segments(
+    texts: list[str], logprobs: list[float | None], offsets: list[int], counts: list[int]
+) -> dict[str, Any]:
+    """Completions-style logprobs over text segments (see the module docstring)."""
+    return {
+        "tokens": texts,
+        "token_logprobs": logprobs,
+        "top_logprobs": [None if lp is None else {t: lp} for t, lp in zip(texts, logprobs)],
+        "text_offset": offsets,
+        "token_counts": counts,
+    }
+
+
+def _legacy_logprobs(tokens: Sequence[TokenLogprob], k: int, head: str = "") -> dict[str, Any]:
+    """Completions-style logprobs; ``head`` (echoed prompt) is one segment with a null logprob."""
+    out: dict[str, list[Any]] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    if head:
+        out["tokens"].append(head)
+        out["token_logprobs"].append(None)
+        out["top_logprobs"].append(None)
+        out["text_offset"].append(0)
+    pos = len(head)
+    for t in tokens:
+        out["tokens"].append(t.token)
+        out["token_logprobs"].append(t.logprob)
+        out["top_logprobs"].append(dict(_top_entries(t.top, k)))
+        out["text_offset"].append(pos)
+        pos += len(t.token)
+    return out
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class OpenAIService:
+    """Turns OpenAI request bodies into backend calls and backend results into responses.
+
+    Backend calls run in worker threads, at most ``max_concurrency`` at a time.
+    """
+
+    def __init__(self, backend: Backend, model_name: str, max_concurrency: int = 1) -> None:
+        self.backend = backend
+        self.model_name = model_name
+        self.max_concurrency = max(1, max_concurrency)
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._limiter is None:  # created on the server's event loop, on first use
+            self._limiter = anyio.CapacityLimiter(self.max_concurrency)
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except APIError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every backend failure becomes an API error
+            raise _backend_error(exc) from exc
+
+    def check_model(self, model: str | None) -> None:
+        if model is not None and model not in (self.model_name, self.backend.model):
+            raise APIError(
+                404,
+                f"The model {model!r} does not exist; this server serves {self.model_name!r}",
+                code="model_not_found",
+                param="model",
+            )
+
+    def models(self) -> dict[str, Any]:
+        return {"object": "list", "data": [self.model_card()]}
+
+    def model_card(self) -> dict[str, Any]:
+        return {"id": self.model_name, "object": "model", "created": 0, "owned_by": "openautoglm"}
+
+    # -- chat ------------------------------------------------------------------------
+    async def chat(self, req: ChatCompletionRequest) -> dict[str, Any]:
+        self.check_model(req.model)
+        if req.stream:
+            raise APIError(400, "stream=true is not supported yet; send stream=false", code="unsupported", param="stream")
+        messages: list[Message] = [{"role": m.role, "content": m.text()} for m in req.messages]
+        max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+        gen = GenerationRequest(
+            prompt=messages,
+            max_tokens=DEFAULT_CHAT_MAX_TOKENS if max_tokens is None else max_tokens,
+            temperature=req.temperature,
+            top_p=req.top_p,
+            n=req.n,
+            stop=_stops(req.stop),
+            json_schema=_json_schema(req.response_format),
+            logprobs=req.logprobs,
+            seed=req.seed,
+        )
+        (completion,) = await self._call(self.backend.generate, [gen])
+        logprobs = await self._chat_logprobs(messages, completion, req.top_logprobs or 0) if req.logprobs else None
+        choices = [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": completion.finish_reasons[i] if i < len(completion.finish_reasons) else "stop",
+                "logprobs": logprobs[i] if logprobs else None,
+            }
+            for i, text in enumerate(completion.texts)
+        ]
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model_name,
+            "choices": choices,
+            "usage": _usage(completion.prompt_tokens, completion.completion_tokens),
+        }
+
+    async def _chat_logprobs(
+        self, messages: list[Message], completion: Completion, k: int
+    ) -> list[dict[str, Any]] | None:
+        if completion.logprobs is not None:
+            return [
+                {"content": [_chat_token(t.token, t.logprob, _top_entries(t.top, k)) for t in tokens]}
+                for tokens in completion.logprobs
+            ]
+        scores = await self._whole_text_scores(messages, completion.texts)
+        if scores is None:
+            return None
+        return [
+            {"content": [_chat_token(text, lp, [(text, lp)] if k else [])]}
+            for text, lp in zip(completion.texts, scores)
+        ]
+
+    async def _whole_text_scores(self, prompt: Prompt, texts: list[str]) -> list[float] | None:
+        """The backend's log-probability of each (non-empty) text, if it can score."""
+        if not self.backend.can_score:
+            return None
+        nonempty = tuple(sorted({t for t in texts if t}))
+        if not nonempty:
+            return [0.0] * len(texts)
+        (result,) = await self._call(self.backend.score_batch, [ScoreRequest(prompt, nonempty)])
+        by_text = dict(zip(nonempty, result.logprobs))
+        return [by_text.get(t, 0.0) for t in texts]
+
+    # -- completions -----------------------------------------------------------------
+    async def completions(self, req: CompletionRequest) -> dict[str, Any]:
+        self.check_model(req.model)
+        if req.stream:
+            raise APIError(400, "stream=true is not supported yet; send stream=false", code="unsupported", param="stream")
+        prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
+        if not prompts:
+            raise APIError(400, "prompt must not be empty", param="prompt")
+        if req.echo and req.logprobs is not None and req.continuation_offset is not None:
+            choices, usage = await self._score_completions(prompts, self._offsets(req, prompts))
+        elif req.echo and req.logprobs is not None and req.max_tokens == 0:
+            raise APIError(
+                400,
+                "this server scores text with its backend, not token by token: with echo and logprobs, "
+                "send `continuation_offset` (the character index in `prompt` where the scored part begins)",
+                param="continuation_offset",
+            )
+        elif req.echo and req.max_tokens == 0:
+            choices = [self._text_choice(i, p, "length", None) for i, p in enumerate(prompts)]
+            usage = _usage(sum(self.backend.count_tokens(p) for p in prompts), 0)
+        else:
+            choices, usage = await self._generate_completions(req, prompts)
+        return {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": self.model_name,
+            "choices": choices,
+            "usage": usage,
+        }
+
+    @staticmethod
+    def _text_choice(index: int, text: str, finish: str, logprobs: dict[str, Any] | None) -> dict[str, Any]:
+        return {"index": index, "text": text, "finish_reason": finish, "logprobs": logprobs}
+
+    @staticmethod
+    def _offsets(req: CompletionRequest, prompts: list[str]) -> list[int]:
+        raw = req.continuation_offset
+        offsets = [raw] * len(prompts) if isinstance(raw, int) else list(raw or [])
+        if len(offsets) != len(prompts):
+            raise APIError(400, "continuation_offset needs one offset per prompt", param="continuation_offset")
+        for off, prompt in zip(offsets, prompts):
+            if not 0 < off <= len(prompt):
+                raise APIError(
+                    400,
+                    f"continuation_offset {off} is outside 1..{len(prompt)} (the context must not be empty)",
+                    param="continuation_offset",
+                )
+        return offsets
+
+    async def _score_completions(
+        self, prompts: list[str], offsets: list[int]
+    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        if not self.backend.can_score:
+            raise APIError(400, f"model {self.model_name!r} cannot score continuations", code="unsupported")
+        todo = [i for i, (p, off) in enumerate(zip(prompts, offsets)) if off < len(p)]
+        requests = [ScoreRequest(prompts[i][: offsets[i]], (prompts[i][offsets[i] :],)) for i in todo]
+        results = await self._call(self.backend.score_batch, requests) if requests else []
+        scored = dict(zip(todo, results))
+        choices, prompt_tokens = [], 0
+        for i, (prompt, off) in enumerate(zip(prompts, offsets)):
+            result = scored.get(i)
+            if result is None:  # nothing to score: the whole prompt is context
+                counts = [self.backend.count_tokens(prompt)]
+                logprobs = _segments([prompt], [None], [0], counts)
+            else:
+                cont, lp = prompt[off:], result.logprobs[0]
+                counts = [result.prompt_tokens, result.lengths[0]]
+                logprobs = _segments([prompt[:off], cont], [None, lp], [0, off], counts)
+            prompt_tokens += sum(counts)
+            choices.append(self._text_choice(i, prompt, "length", logprobs))
+        return choices, _usage(prompt_tokens, 0)
+
+    async def _generate_completions(
+        self, req: CompletionRequest, prompts: list[str]
+    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        gens = [
+            GenerationRequest(
+                prompt=p,
+                max_tokens=req.max_tokens,
+                temperature=req.temperature,
+                top_p=req.top_p,
+                n=req.n,
+                stop=_stops(req.stop),
+                logprobs=req.logprobs is not None,
+                seed=req.seed,
+            )
+            for p in prompts
+        ]
+        completions = await self._call(self.backend.generate, gens)
+        choices = []
+        for i, (prompt, comp) in enumerate(zip(prompts, completions)):
+            logprobs = await self._completion_logprobs(req, prompt, comp) if req.logprobs is not None else None
+            for j, text in enumerate(comp.texts):
+                finish = comp.finish_reasons[j] if j < len(comp.finish_reasons) else "stop"
+                full = prompt + text if req.echo else text
+                choices.append(self._text_choice(i * req.n + j, full, finish, logprobs[j] if logprobs else None))
+        usage = _usage(sum(c.prompt_tokens for c in completions), sum(c.completion_tokens for c in completions))
+        return choices, usage
+
+    async def _completion_logprobs(
+        self, req: CompletionRequest, prompt: str, comp: Completion
+    ) -> list[dict[str, Any]] | None:
+        k = req.logprobs or 0
+        head = prompt if req.echo else ""
+        if comp.logprobs is not None:
+            return [_legacy_logprobs(tokens, k, head) for tokens in comp.logprobs]
+        scores = await self._whole_text_scores(prompt, comp.texts)
+        if scores is None:
+            return None
+        return [
+            _legacy_logprobs([TokenLogprob(text, lp, {text: lp})], k, head)
+            for text, lp in zip(comp.texts, scores)
+        ]
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error in OpenAI's error shape."""
+
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        message = f"{param or 'body'}: {first.get('msg', 'invalid request')}"
+        return APIError(400, message, param=param).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return APIError(exc.status_code, str(exc.detail), kind).response()
+
+
+def create_openai_app(backend: Backend, model_name: str = "local", *, max_concurrency: int = 1) -> FastAPI:
+    """A FastAPI app serving ``backend`` under OpenAI's ``/v1`` API as ``model_name``.
+
+    ``max_concurrency`` bounds simultaneous backend calls (1: one at a time, which
+    suits an in-process model; more for backends that are themselves remote).
+    """
+    service = OpenAIService(backend, model_name, max_concurrency)
+    app = FastAPI(title="Open-AutoGLM OpenAI-compatible API", version="1")
+    app.state.openai_service = service
+    install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": model_name}
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return service.models()
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> dict[str, Any]:
+        service.check_model(model_id)
+        return service.model_card()
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(req: ChatCompletionRequest) -> dict[str, Any]:
+        return await service.chat(req)
+
+    @app.post("/v1/completions")
+    async def completions(req: CompletionRequest) -> dict[str, Any]:
+        return await service.completions(req)
+
+    return app
