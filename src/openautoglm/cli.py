@@ -1,0 +1,211 @@
+"""The ``openautoglm`` command line.  Each command imports its subsystem lazily."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+app = typer.Typer(
+    name="openautoglm",
+    help="Automate NLP and ML work with LLMs; runs offline on an embedded model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _console(stderr: bool = False):  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _run_id(config_hash: str, input_path: Path, output: Path | None, model: str | None) -> str:
+    st = input_path.stat()
+    blob = f"{config_hash}|{input_path.resolve()}|{st.st_size}|{int(st.st_mtime)}|{output and output.resolve()}|{model}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@app.command()
+def run(
+    pipeline: Path = typer.Argument(..., help="pipeline YAML file"),
+    input: Path = typer.Option(..., "--input", "-i", help="records: .csv, .tsv, .jsonl or .json"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="results (.jsonl)"),
+    gold_column: Optional[str] = typer.Option(None, "--gold-column", "-g", help="column with gold labels: prints accuracy"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="override the pipeline's model"),
+    limit: Optional[int] = typer.Option(None, help="only the first N records"),
+    batch_size: Optional[int] = typer.Option(None, help="records per checkpoint/batch"),
+    run_id: Optional[str] = typer.Option(None, help="resume/name this run (default: derived from the command)"),
+    fresh: bool = typer.Option(False, "--fresh", help="ignore earlier progress of the same run"),
+    show: int = typer.Option(5, help="print this many predictions"),
+    encoding: str = typer.Option("utf-8-sig", help="input file encoding"),
+    store: Optional[Path] = typer.Option(None, help="SQLite store (default ./.openautoglm/store.db)"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
+) -> None:
+    """Run a pipeline over a file of records (resumable: rerun the same command to continue)."""
+    from .core.batch import run_batch
+    from .core.pipeline import Pipeline
+    from .core.records import read_records, require_columns
+
+    pipe = Pipeline.from_yaml(pipeline, model=model, store=store or True)
+    records = read_records(input, encoding=encoding, limit=limit)
+    require_columns(records, pipe.required_inputs | ({gold_column} if gold_column else set()), str(input))
+    rid = run_id or _run_id(pipe.config.fingerprint(), input, output, model) + (f"-n{limit}" if limit else "")
+    con = _console(stderr=True)
+    con.print(f"[bold]{pipe.config.name}[/]: {len(records)} records from {input} · model {model or pipe.config.model} · run {rid}")
+    result = run_batch(pipe, records, run_id=rid, output=output, batch_size=batch_size,
+                       progress=not no_progress, input_name=str(input), resume=not fresh)
+    out = _console()
+    if result.skipped:
+        con.print(f"resumed: {result.skipped} records were already done")
+    out.print(f"done: {result.done + result.skipped} ok, {result.failed} failed in {result.seconds:.1f} s")
+    if result.errors:
+        for idx, msg in result.errors[:3]:
+            con.print(f"[red]record {idx}:[/] {msg}")
+    if gold_column:
+        _print_accuracy(out, records, result.results, gold_column)
+    _print_examples(out, records, result.results, pipe, show)
+    if output:
+        out.print(f"results written to {output}")
+    pipe.close()
+
+
+def _print_accuracy(out: Any, records: list[dict[str, Any]], results: list[dict[str, Any]], gold: str) -> None:
+    pairs = [(str(r.get(gold)), res.get("label")) for r, res in zip(records, results) if "label" in res]
+    if not pairs:
+        out.print("no label predictions to score")
+        return
+    correct = sum(g == p for g, p in pairs)
+    out.print(f"[bold]accuracy[/]: {correct / len(pairs):.3f} ({correct}/{len(pairs)}) against column {gold!r}")
+
+
+def _print_examples(out: Any, records: list[dict[str, Any]], results: list[dict[str, Any]], pipe: Any, n: int) -> None:
+    if n <= 0:
+        return
+    from rich.table import Table
+
+    fields = sorted(pipe.required_inputs)
+    table = Table(title="predictions", show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column(", ".join(fields) or "input", overflow="fold", max_width=60)
+    table.add_column("output", overflow="fold")
+    table.add_column("confidence", justify="right")
+    for i, (rec, res) in enumerate(list(zip(records, results))[:n]):
+        text = " | ".join(str(rec.get(f, ""))[:120] for f in fields)
+        if "error" in res:
+            table.add_row(str(i), text, f"[red]{res['error'][:80]}[/]", "")
+            continue
+        shown = res.get("label") or res.get("text") or json.dumps(res.get("output", res), ensure_ascii=False)[:80]
+        conf = f"{res['confidence']:.2f}" if isinstance(res.get("confidence"), float) else ""
+        table.add_row(str(i), text, str(shown), conf)
+    out.print(table)
+
+
+@app.command()
+def models() -> None:
+    """List the models/backends available here, and why others are not."""
+    from rich.table import Table
+
+    from .backends.registry import list_models
+
+    table = Table(title="models")
+    for col in ("model", "backend", "available", "detail"):
+        table.add_column(col, overflow="fold")
+    for row in list_models():
+        table.add_row(row["model"], row["backend"], "yes" if row["available"] else "[red]no[/]", row["detail"])
+    _console().print(table)
+
+
+@app.command()
+def logs(
+    limit: int = typer.Option(20, "--limit", "-n", help="how many calls"),
+    search: Optional[str] = typer.Option(None, "--search", "-q", help="full-text search in prompts/responses"),
+    run_id: Optional[str] = typer.Option(None, "--run", help="only this run"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
+    store: Optional[Path] = typer.Option(None, help="SQLite store (default ./.openautoglm/store.db)"),
+) -> None:
+    """Show recent model calls from the store."""
+    import datetime as dt
+
+    from rich.table import Table
+
+    from .store.sqlite import Store
+
+    with Store(store) as st:
+        rows = st.recent_calls(limit=limit, search=search, run_id=run_id)
+    if as_json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return
+    table = Table(title=f"{len(rows)} call(s)" + (f" matching {search!r}" if search else ""))
+    for col in ("time", "step", "kind", "model", "tokens", "ms", "prompt", "response"):
+        table.add_column(col, overflow="fold", max_width=48 if col in ("prompt", "response") else None)
+    for r in rows:
+        prompt = _short(r["prompt"])
+        response = f"[red]{r['error']}[/]" if r["error"] else _short(r["response"])
+        table.add_row(
+            dt.datetime.fromtimestamp(r["ts"]).strftime("%m-%d %H:%M:%S"), r["step"] or "", r["kind"] + (" (cached)" if r["cached"] else ""),
+            r["model"] or "", f"{r['prompt_tokens'] or 0}+{r['completion_tokens'] or 0}", f"{r['latency_ms'] or 0:.0f}",
+            prompt, response,
+        )
+    _console().print(table)
+
+
+def _short(value: Optional[str], width: int = 140) -> str:
+    if not value:
+        return ""
+    try:
+        data = json.loads(value)
+        if isinstance(data, list) and data and isinstance(data[-1], dict) and "content" in data[-1]:
+            value = data[-1]["content"]
+    except (ValueError, TypeError):
+        pass
+    value = str(value).replace("\n", " ⏎ ")
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+@app.command()
+def runs(limit: int = typer.Option(20, "--limit", "-n"), store: Optional[Path] = typer.Option(None)) -> None:
+    """List batch runs and their progress."""
+    from rich.table import Table
+
+    from .store.sqlite import Store
+
+    with Store(store) as st:
+        rows = st.list_runs(limit)
+    table = Table(title="runs")
+    for col in ("run", "name", "status", "done", "failed", "total", "input"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["run_id"], r["name"] or "", r["status"], str(r["done"]), str(r["failed"]), str(r["total"]), r["input"] or "")
+    _console().print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from . import __version__
+
+    print(__version__)
+
+
+def main() -> None:
+    from .errors import OpenAutoGLMError
+
+    try:
+        app()
+    except OpenAutoGLMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

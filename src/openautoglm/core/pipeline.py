@@ -1,0 +1,317 @@
+"""Pipelines: named steps over a record, run one record at a time or in resumable batches.
+
+>>> Pipeline(model="local", task=task).run(text="A wonderful film")
+{'label': 'positive', 'confidence': 0.93, 'scores': {...}, 'method': 'logprob'}
+
+A step is a :class:`Task`, a Python callable (``"package.module:function"``, called with
+the record's context dict) or a sub-pipeline.  Each step sees the input fields and the
+outputs of earlier steps (``context[step_name]``); ``inputs:`` maps template variables to
+other fields (``{text: review}`` or ``{text: summarize.text}``).
+
+Work is batch-first: a chunk of records goes through step 1, then step 2..., so a
+backend sees whole batches (one padded forward pass locally, concurrent requests over
+HTTP).  ``run_batch`` checkpoints each chunk in the store (see :mod:`.batch`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from ..backends.base import Backend
+from ..errors import ConfigError, OpenAutoGLMError, TemplateError
+from .client import ModelClient
+from .config import PipelineConfig, StepConfig, load_pipeline_config, validate_pipeline_dict
+from .task import Task
+
+
+class BackendPool:
+    """Backends shared by the steps of one pipeline (a model is loaded once)."""
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self._backends: dict[str, Backend] = {}
+        self._options = dict(options or {})
+
+    def get(self, spec: str | Mapping[str, Any] | Backend) -> Backend:
+        if isinstance(spec, Backend):
+            return spec
+        key = repr(sorted(spec.items())) if isinstance(spec, Mapping) else spec
+        if key not in self._backends:
+            from ..backends.registry import create_backend
+
+            self._backends[key] = create_backend(spec, **self._options)
+        return self._backends[key]
+
+    def close(self) -> None:
+        for backend in self._backends.values():
+            backend.close()
+        self._backends.clear()
+
+
+class RecordError(OpenAutoGLMError):
+    """A step failed for one record (the others go on)."""
+
+
+class Pipeline:
+    def __init__(
+        self,
+        model: str | Mapping[str, Any] | Backend | None = None,
+        task: Task | None = None,
+        *,
+        steps: Sequence[StepConfig | Mapping[str, Any]] | None = None,
+        name: str | None = None,
+        output: str | None = None,
+        batch_size: int = 64,
+        store: Any = True,
+        cache: bool = True,
+        trace: bool = True,
+        source: str | None = None,
+        _pool: BackendPool | None = None,
+    ) -> None:
+        if (task is None) == (steps is None):
+            raise ConfigError("give a Pipeline either `task=` or `steps=`", source=source or "Pipeline(...)")
+        if task is not None:
+            step_list = [StepConfig(name=task.name, task=task)]
+        else:
+            step_list = [s if isinstance(s, StepConfig) else StepConfig.model_validate(s) for s in steps or []]
+        self._backend_obj = model if isinstance(model, Backend) else None
+        model_spec: Any = "local" if model is None or isinstance(model, Backend) else model
+        self.config = PipelineConfig(
+            name=name or (task.name if task is not None else "pipeline"),
+            model=model_spec,
+            steps=step_list,
+            output=output,
+            batch_size=batch_size,
+        )
+        self.source = source
+        self.base_dir = Path(source).parent if source else Path.cwd()
+        self.cache = cache
+        self.trace = trace
+        self._store_arg = store
+        self._store: Any = None
+        self._pool = _pool or BackendPool()
+        self._callables: dict[str, Callable[..., Any]] = {}
+        self._subpipelines: dict[str, Pipeline] = {}
+
+    # -- construction --------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: PipelineConfig | Mapping[str, Any], *, source: str | None = None,
+                    **kwargs: Any) -> "Pipeline":
+        if not isinstance(config, PipelineConfig):
+            config = validate_pipeline_dict(dict(config), source=source or "<config>")
+        model = kwargs.pop("model", None) or config.model
+        return cls(model=model, steps=config.steps, name=config.name, output=config.output,
+                   batch_size=config.batch_size, source=source, **kwargs)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **kwargs: Any) -> "Pipeline":
+        return cls.from_config(load_pipeline_config(path), source=str(path), **kwargs)
+
+    def to_config(self) -> dict[str, Any]:
+        data = self.config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        data["model"] = self.config.model
+        data["steps"] = [
+            {**s.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True, exclude={"task"}),
+             **({"task": s.task.to_config()} if s.task else {})}
+            for s in self.config.steps
+        ]
+        return data
+
+    # -- resources ---------------------------------------------------------------
+    @property
+    def store(self) -> Any:
+        """The SQLite store (opened on first use), or None when disabled."""
+        if self._store is None and self._store_arg not in (False, None):
+            from ..store.sqlite import Store
+
+            arg = self._store_arg
+            self._store = arg if isinstance(arg, Store) else Store(None if arg is True else arg)
+        return self._store
+
+    def backend_for(self, step: StepConfig) -> Backend:
+        spec = step.model or (step.task.model if step.task and step.task.model else None)
+        if spec is None and self._backend_obj is not None:
+            return self._backend_obj
+        return self._pool.get(spec or self.config.model)
+
+    def client_for(self, step: StepConfig) -> ModelClient:
+        store = self.store if self.cache else None
+        return ModelClient(self.backend_for(step), cache_get=store.cache_get if store else None, trace=self.trace)
+
+    def close(self) -> None:
+        self._pool.close()
+        if self._store is not None and self._store is not self._store_arg:
+            self._store.close()
+        self._store = None
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- introspection -------------------------------------------------------------
+    @property
+    def required_inputs(self) -> set[str]:
+        """Input fields the records must have (what the first reader of each needs)."""
+        produced: set[str] = set()
+        needed: set[str] = set()
+        for step in self.config.steps:
+            if step.task is not None:
+                wanted = {v for v in step.task.input_variables if v not in step.inputs}
+                wanted |= {expr.split(".")[0] for expr in step.inputs.values()}
+                needed |= wanted - produced
+            produced.add(step.name)
+        return needed
+
+    # -- execution -------------------------------------------------------------------
+    def run(self, record: Mapping[str, Any] | None = None, /, **inputs: Any) -> dict[str, Any]:
+        """Run the pipeline on one record; raises if it fails."""
+        data = {**(record or {}), **inputs}
+        outputs, calls, cache = self.process([data], ["0"])
+        self._log(calls, cache)
+        result = outputs[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def run_batch(self, records: Iterable[Mapping[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
+        """Run many records with checkpoints; see :func:`openautoglm.core.batch.run_batch`."""
+        from .batch import run_batch
+
+        return run_batch(self, list(records), **kwargs).results
+
+    def _log(self, calls: list[Any], cache: dict[str, Any], run_id: str | None = None) -> None:
+        store = self.store
+        if store is not None and (calls or cache):
+            store.log(calls if self.trace else [], cache if self.cache else {}, run_id=run_id)
+
+    def process(
+        self, records: Sequence[Mapping[str, Any]], keys: Sequence[str]
+    ) -> tuple[list[dict[str, Any] | Exception], list[Any], dict[str, Any]]:
+        """Pure batch step: records → (results or per-record errors, call records, cache entries).
+
+        Touches no database: safe to run on a worker of a distributed executor.
+        """
+        contexts: list[dict[str, Any]] = [dict(r) for r in records]
+        failed: dict[int, Exception] = {}
+        all_calls: list[Any] = []
+        new_cache: dict[str, Any] = {}
+        for step in self.config.steps:
+            alive = [i for i in range(len(contexts)) if i not in failed]
+            if not alive:
+                break
+            bound: list[dict[str, Any]] = []
+            ok: list[int] = []
+            for i in alive:
+                try:
+                    bound.append(self._bind(step, contexts[i]))
+                    ok.append(i)
+                except TemplateError as exc:
+                    failed[i] = exc
+            if not ok:
+                continue
+            outs, calls, cache = self._run_step(step, bound, [keys[i] for i in ok])
+            all_calls += calls
+            new_cache.update(cache)
+            for i, out in zip(ok, outs):
+                if isinstance(out, Exception):
+                    failed[i] = out
+                else:
+                    contexts[i][step.name] = out
+        final = self.config.output or self.config.steps[-1].name
+        results: list[dict[str, Any] | Exception] = []
+        for i, ctx in enumerate(contexts):
+            if i in failed:
+                results.append(failed[i])
+                continue
+            result = dict(ctx[final]) if isinstance(ctx[final], dict) else {"value": ctx[final]}
+            if len(self.config.steps) > 1:
+                result["steps"] = {s.name: ctx[s.name] for s in self.config.steps}
+            results.append(result)
+        return results, all_calls, new_cache
+
+    def _bind(self, step: StepConfig, context: dict[str, Any]) -> dict[str, Any]:
+        if not step.inputs:
+            return context
+        bound = dict(context)
+        for var, expr in step.inputs.items():
+            bound[var] = _lookup(context, expr, step.name)
+        return bound
+
+    def _run_step(
+        self, step: StepConfig, contexts: list[dict[str, Any]], keys: list[str]
+    ) -> tuple[list[Any], list[Any], dict[str, Any]]:
+        if step.task is not None:
+            client = self.client_for(step)
+            outs: list[Any] = []
+            try:
+                outs = step.task.run_many(client, contexts, step=step.name, record_keys=keys)
+            except TemplateError:
+                # isolate the record(s) whose template cannot be rendered
+                outs = []
+                for ctx, key in zip(contexts, keys):
+                    try:
+                        outs += step.task.run_many(client, [ctx], step=step.name, record_keys=[key])
+                    except TemplateError as exc:
+                        outs.append(exc)
+            calls, cache = client.drain()
+            return outs, calls, cache
+        if step.call is not None:
+            func = self._callable(step)
+            outs = []
+            for ctx in contexts:
+                try:
+                    value = func(ctx)
+                    outs.append(value if isinstance(value, dict) else {"value": value})
+                except Exception as exc:  # noqa: BLE001 - a user function failing on one record
+                    outs.append(RecordError(f"step {step.name!r}: {step.call} raised {type(exc).__name__}: {exc}"))
+            return outs, [], {}
+        sub = self._subpipeline(step)
+        results, calls, cache = sub.process(contexts, keys)
+        return results, calls, cache
+
+    def _callable(self, step: StepConfig) -> Callable[..., Any]:
+        assert step.call is not None
+        if step.call not in self._callables:
+            module_name, _, attr = step.call.partition(":")
+            try:
+                module = importlib.import_module(module_name)
+                func = getattr(module, attr)
+            except (ImportError, AttributeError) as exc:
+                raise ConfigError(
+                    f"cannot import {step.call!r}: {exc}",
+                    source=self.source,
+                    field=f"steps.{step.name}.call",
+                    hint="the module must be importable (on PYTHONPATH or installed) and define the function",
+                ) from None
+            self._callables[step.call] = func
+        return self._callables[step.call]
+
+    def _subpipeline(self, step: StepConfig) -> "Pipeline":
+        assert step.pipeline is not None
+        if step.name not in self._subpipelines:
+            path = (self.base_dir / step.pipeline).resolve()
+            self._subpipelines[step.name] = Pipeline.from_config(
+                load_pipeline_config(path), source=str(path), store=False,
+                cache=self.cache, trace=self.trace, _pool=self._pool,
+                model=step.model or self.config.model,
+            )
+        sub = self._subpipelines[step.name]
+        sub._store = self.store  # share the cache lookups of the parent
+        return sub
+
+
+def _lookup(context: Mapping[str, Any], expr: str, step: str) -> Any:
+    value: Any = context
+    for part in expr.split("."):
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        else:
+            have = ", ".join(sorted(context))
+            raise TemplateError(
+                f"step {step!r}: input {expr!r} not found (no {part!r}); the record has: {have}",
+                hint="fix the step's `inputs:` mapping or the input column names",
+            )
+    return value

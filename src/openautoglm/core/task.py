@@ -1,0 +1,289 @@
+"""Declarative tasks: a prompt template plus an output spec.
+
+>>> task = Task(name="sentiment", prompt_template="Review: {text}", labels=["positive", "negative"])
+
+Output kinds (inferred from the fields given):
+
+* ``labels`` – a probability distribution over the labels.  Backends that can score
+  get one batched scoring pass (softmax over label log-probs, optional contextual
+  calibration); others are sampled ``n`` times and the vote share is used.
+* ``json`` – generate, parse, validate against ``schema`` (Pydantic model or JSON
+  schema); on failure re-ask with the validation errors, up to ``max_retries``.
+* ``text`` – free generation.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Literal, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..backends.base import GenerationRequest, Message, Prompt, ScoreRequest
+from ..errors import OpenAutoGLMError
+from .client import ModelClient
+from .labels import calibrate, distribution_from_logprobs, distribution_from_votes
+from .prompt import Template
+from .schema import OutputSchema, extract_json
+
+CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
+
+
+class Task(BaseModel):
+    """A unit of LLM work, serialisable to YAML."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, populate_by_name=True)
+
+    name: str = "task"
+    prompt_template: str = Field(alias="template")
+    labels: list[str] | None = None
+    #: label -> the word the model is scored on (defaults to the label itself)
+    verbalizers: dict[str, str] | None = None
+    schema_: Any = Field(default=None, alias="schema")
+    output: Literal["labels", "json", "text"] | None = None
+    system: str | None = None
+    examples: list[dict[str, Any]] = Field(default_factory=list)
+    #: "chat": messages through the model's chat template; "text": a plain completion prompt
+    format: Literal["chat", "text"] = "chat"
+    #: text format: what precedes the answer ("" when the template ends with its own cue)
+    answer_prefix: str = "Answer:"
+    #: append "Answer with one of: ..." (None: yes for chat, no for text — measured best on SmolLM2)
+    list_labels: bool | None = None
+    calibrate: bool = False
+    #: samples for vote-share confidence when the backend cannot score
+    n_votes: int = 5
+    temperature: float = 0.0
+    max_tokens: int = 256
+    max_retries: int = 2
+    model: str | None = None
+    strategy: str = "direct"
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_ok(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None:
+            if len(labels) < 2:
+                raise ValueError("a classification task needs at least two labels")
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"labels must be unique, got {labels}")
+        return labels
+
+    @model_validator(mode="after")
+    def _infer_output(self) -> "Task":
+        if self.output is None:
+            self.output = "labels" if self.labels else "json" if self.schema_ is not None else "text"
+        if self.output == "labels" and not self.labels:
+            raise ValueError("output 'labels' needs a non-empty `labels` list")
+        if self.output == "json" and self.schema_ is None:
+            raise ValueError("output 'json' needs a `schema` (pydantic model or JSON schema)")
+        if self.verbalizers:
+            unknown = set(self.verbalizers) - set(self.labels or [])
+            if unknown:
+                raise ValueError(f"verbalizers for unknown labels: {sorted(unknown)}")
+        Template(self.prompt_template, where=f"task {self.name!r} template")  # syntax check now
+        return self
+
+    # -- derived ---------------------------------------------------------------
+    @cached_property
+    def template(self) -> Template:
+        return Template(self.prompt_template, where=f"task {self.name!r} template")
+
+    @cached_property
+    def output_schema(self) -> OutputSchema | None:
+        return OutputSchema(self.schema_) if self.schema_ is not None else None
+
+    @property
+    def input_variables(self) -> set[str]:
+        return set(self.template.variables)
+
+    def verbalized(self) -> list[str]:
+        assert self.labels
+        return [(self.verbalizers or {}).get(label, label) for label in self.labels]
+
+    def to_config(self) -> dict[str, Any]:
+        data = self.model_dump(by_alias=True, exclude_defaults=True, exclude={"schema_"})
+        if self.schema_ is not None:
+            data["schema"] = self.output_schema.json_schema if self.output_schema else self.schema_
+        data["template"] = self.prompt_template
+        return data
+
+    # -- prompt building ---------------------------------------------------------
+    def _instruction_suffix(self) -> str:
+        if self.output == "labels":
+            show = self.list_labels if self.list_labels is not None else self.format == "chat"
+            return ("Answer with one of: " + ", ".join(self.verbalized()) + ".") if show else ""
+        if self.output == "json":
+            assert self.output_schema is not None
+            return "Respond with only a JSON object that matches this JSON schema:\n" + self.output_schema.describe()
+        return ""
+
+    def _user_text(self, context: dict[str, Any]) -> str:
+        body = self.template.render(context)
+        suffix = self._instruction_suffix()
+        return f"{body}\n{suffix}" if suffix else body
+
+    def _example_answer(self, example: dict[str, Any]) -> str:
+        answer = example.get("output", example.get("label", example.get("answer")))
+        if answer is None:
+            raise OpenAutoGLMError(f"task {self.name!r}: few-shot example lacks an 'output' (or 'label') field")
+        if self.output == "labels":
+            return (self.verbalizers or {}).get(answer, answer)
+        if not isinstance(answer, str):
+            import json
+
+            return json.dumps(answer, ensure_ascii=False)
+        return answer
+
+    def _cue(self) -> str:
+        return f"\n{self.answer_prefix}" if self.answer_prefix else ""
+
+    def build_prompt(self, context: dict[str, Any]) -> Prompt:
+        """The prompt for one record, ready for the backend (the answer comes next)."""
+        if self.format == "text":
+            parts = [self.system] if self.system else []
+            for ex in self.examples:
+                parts.append(f"{self._user_text(ex)}{self._cue()} {self._example_answer(ex)}")
+            parts.append(f"{self._user_text(context)}{self._cue()}")
+            return "\n\n".join(parts)
+        messages: list[Message] = []
+        if self.system:
+            messages.append({"role": "system", "content": self.system})
+        for ex in self.examples:
+            messages.append({"role": "user", "content": self._user_text(ex)})
+            messages.append({"role": "assistant", "content": self._example_answer(ex)})
+        messages.append({"role": "user", "content": self._user_text(context)})
+        return messages
+
+    def _continuations(self) -> tuple[str, ...]:
+        words = self.verbalized()
+        return tuple((" " + w) if self.format == "text" else w for w in words)
+
+    # -- execution -------------------------------------------------------------------
+    def run_many(
+        self, client: ModelClient, contexts: Sequence[dict[str, Any]], *, step: str, record_keys: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Run the task on a batch of records (batching is the backend's business)."""
+        prompts = [self.build_prompt(c) for c in contexts]
+        if self.output == "labels":
+            if client.backend.can_score:
+                return self._classify_by_scoring(client, prompts, step, record_keys)
+            return self._classify_by_votes(client, prompts, step, record_keys)
+        if self.output == "json":
+            return self._extract(client, prompts, step, record_keys)
+        reqs = [GenerationRequest(p, max_tokens=self.max_tokens, temperature=self.temperature) for p in prompts]
+        comps = client.generate(reqs, step=step, record_keys=record_keys)
+        return [{"text": c.text.strip(), "tokens": c.completion_tokens} for c in comps]
+
+    def _content_free(self, client: ModelClient, step: str) -> list[float]:
+        conts = self._continuations()
+        reqs = [
+            ScoreRequest(self.build_prompt({v: cf for v in self.input_variables}), conts)
+            for cf in CONTENT_FREE_INPUTS
+        ]
+        results = client.score(reqs, step=f"{step}:calibration")
+        dists = [distribution_from_logprobs(r.logprobs, r.lengths)[0] for r in results]
+        return [sum(d[i] for d in dists) / len(dists) for i in range(len(conts))]
+
+    def _classify_by_scoring(
+        self, client: ModelClient, prompts: list[Prompt], step: str, record_keys: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        assert self.labels
+        conts = self._continuations()
+        results = client.score([ScoreRequest(p, conts) for p in prompts], step=step, record_keys=record_keys)
+        cf = self._content_free(client, step) if self.calibrate else None
+        out = []
+        for res in results:
+            probs, normalised = distribution_from_logprobs(res.logprobs, res.lengths)
+            method = "logprob" + ("-length-normalised" if normalised else "")
+            if not res.exact:
+                method += "-first-token-estimate"
+            if cf is not None:
+                probs = calibrate(probs, cf)
+                method += "+contextual-calibration"
+            out.append(_label_result(self.labels, probs, method))
+        return out
+
+    def _classify_by_votes(
+        self, client: ModelClient, prompts: list[Prompt], step: str, record_keys: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        assert self.labels
+        reqs = [
+            GenerationRequest(p, max_tokens=16, temperature=max(self.temperature, 0.7), n=self.n_votes)
+            for p in prompts
+        ]
+        comps = client.generate(reqs, step=step, record_keys=record_keys)
+        out = []
+        for comp in comps:
+            probs, unparsed = distribution_from_votes(comp.texts, self.verbalized())
+            result = _label_result(self.labels, probs, f"vote-share(n={self.n_votes})")
+            result["unparsed_votes"] = unparsed
+            out.append(result)
+        return out
+
+    def _extract(
+        self, client: ModelClient, prompts: list[Prompt], step: str, record_keys: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        schema = self.output_schema
+        assert schema is not None
+        json_schema = schema.json_schema if client.backend.supports_json_schema else None
+        results: list[dict[str, Any] | None] = [None] * len(prompts)
+        conversations: list[Prompt] = list(prompts)
+        history: list[list[dict[str, Any]]] = [[] for _ in prompts]
+        pending = list(range(len(prompts)))
+        for attempt in range(self.max_retries + 1):
+            if not pending:
+                break
+            reqs = [
+                GenerationRequest(conversations[i], max_tokens=self.max_tokens, temperature=self.temperature,
+                                  json_schema=json_schema)
+                for i in pending
+            ]
+            comps = client.generate(reqs, step=step, record_keys=[record_keys[i] for i in pending], attempt=attempt)
+            still = []
+            for i, comp in zip(pending, comps):
+                value, error = extract_json(comp.text)
+                errors = [error] if error else []
+                validated = None
+                if not errors:
+                    validated, errors = schema.validate(value)
+                history[i].append({"attempt": attempt, "output": comp.text, "errors": errors,
+                                   "tokens": comp.prompt_tokens + comp.completion_tokens})
+                if not errors:
+                    data = validated.model_dump() if hasattr(validated, "model_dump") else validated
+                    results[i] = {"output": data, "valid": True}
+                    continue
+                still.append(i)
+                conversations[i] = _reask(conversations[i], comp.text, errors)
+            pending = still
+        out = []
+        for i, res in enumerate(results):
+            if res is None:
+                res = {"output": None, "valid": False, "errors": history[i][-1]["errors"]}
+            res["attempts"] = len(history[i])
+            res["tokens"] = sum(h["tokens"] for h in history[i])
+            if len(history[i]) > 1:
+                res["failed_attempts"] = [
+                    {"attempt": h["attempt"], "errors": h["errors"]} for h in history[i] if h["errors"]
+                ]
+            out.append(res)
+        return out
+
+
+def _label_result(labels: Sequence[str], probs: Sequence[float], method: str) -> dict[str, Any]:
+    best = max(range(len(labels)), key=lambda i: probs[i])
+    return {
+        "label": labels[best],
+        "confidence": float(probs[best]),
+        "scores": {label: float(p) for label, p in zip(labels, probs)},
+        "method": method,
+    }
+
+
+def _reask(prompt: Prompt, answer: str, errors: list[str]) -> Prompt:
+    """Append the invalid answer and a correction request (validation messages only)."""
+    feedback = "Your previous answer was not valid:\n- " + "\n- ".join(e[:200] for e in errors[:5])
+    feedback += "\nReply with only the corrected JSON object."
+    if isinstance(prompt, str):
+        return f"{prompt} {answer}\n\n{feedback}\n"
+    return list(prompt) + [{"role": "assistant", "content": answer}, {"role": "user", "content": feedback}]
+

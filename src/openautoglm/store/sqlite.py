@@ -1,0 +1,292 @@
+"""The project store: one SQLite database (WAL mode) per project directory.
+
+Tables:
+
+* ``calls``   – every model call: backend, model, params, prompt, response, tokens,
+  latency, error, run id, step, record, attempt (full-text searchable via ``calls_fts``);
+* ``cache``   – responses of deterministic requests, keyed by a request hash;
+* ``runs``    – one row per batch run (config hash, input, status, counts);
+* ``records`` – per-record state and output of each run (the resume checkpoint).
+
+Writes are batched: the driver commits one chunk of records together with their
+call records and new cache entries in a single transaction, so a crash loses at most
+the chunk in flight and never leaves a record half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from ..core.client import CallRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    run_id TEXT,
+    step TEXT,
+    record_key TEXT,
+    attempt INTEGER DEFAULT 0,
+    kind TEXT NOT NULL,
+    backend TEXT,
+    model TEXT,
+    params TEXT,
+    prompt TEXT,
+    response TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    latency_ms REAL,
+    error TEXT,
+    cached INTEGER DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS calls_run ON calls(run_id, record_key);
+CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts);
+CREATE TABLE IF NOT EXISTS cache (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    name TEXT,
+    config_hash TEXT,
+    input TEXT,
+    output TEXT,
+    status TEXT NOT NULL,
+    total INTEGER,
+    done INTEGER DEFAULT 0,
+    failed INTEGER DEFAULT 0,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    meta TEXT
+);
+CREATE TABLE IF NOT EXISTS records (
+    run_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    record_key TEXT,
+    status TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    ts REAL NOT NULL,
+    PRIMARY KEY (run_id, idx)
+);
+"""
+
+FTS_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS calls_fts USING fts5(prompt, response, content='calls', content_rowid='id');
+CREATE TRIGGER IF NOT EXISTS calls_ai AFTER INSERT ON calls BEGIN
+  INSERT INTO calls_fts(rowid, prompt, response) VALUES (new.id, new.prompt, new.response);
+END;
+"""
+
+
+def default_store_path() -> Path:
+    """``$OPENAUTOGLM_HOME/store.db``, else ``./.openautoglm/store.db``."""
+    home = os.environ.get("OPENAUTOGLM_HOME")
+    base = Path(home).expanduser() if home else Path.cwd() / ".openautoglm"
+    return base / "store.db"
+
+
+def _dumps(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+class Store:
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path else default_store_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(SCHEMA)
+        try:
+            self._conn.executescript(FTS_SCHEMA)
+            self.has_fts = True
+        except sqlite3.OperationalError:  # SQLite built without FTS5
+            self.has_fts = False
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------
+    def _insert_calls(self, calls: Iterable[CallRecord], run_id: str | None) -> None:
+        rows = [
+            (
+                c.ts, run_id, c.step, c.record_key, c.attempt, c.kind, c.backend, c.model,
+                _dumps(c.params), _dumps(c.prompt), _dumps(c.response), c.prompt_tokens,
+                c.completion_tokens, c.latency_s * 1000.0, c.error, int(c.cached),
+            )
+            for c in calls
+        ]
+        if rows:
+            self._conn.executemany(
+                "INSERT INTO calls (ts, run_id, step, record_key, attempt, kind, backend, model, params,"
+                " prompt, response, prompt_tokens, completion_tokens, latency_ms, error, cached)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+
+    def _insert_cache(self, entries: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        if entries:
+            now = time.time()
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO cache (key, kind, payload, created) VALUES (?,?,?,?)",
+                [(k, kind, json.dumps(p, ensure_ascii=False), now) for k, (kind, p) in entries.items()],
+            )
+
+    def log(
+        self,
+        calls: Sequence[CallRecord],
+        cache: dict[str, tuple[str, dict[str, Any]]] | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """Write call records and cache entries in one transaction."""
+        with self._transaction():
+            self._insert_calls(calls, run_id)
+            self._insert_cache(cache or {})
+
+    def commit_chunk(
+        self,
+        run_id: str,
+        records: Sequence[tuple[int, str, str, Any, str | None]],
+        calls: Sequence[CallRecord],
+        cache: dict[str, tuple[str, dict[str, Any]]],
+    ) -> None:
+        """Checkpoint: records ``(idx, key, status, output, error)`` + their calls, atomically."""
+        now = time.time()
+        with self._transaction():
+            self._insert_calls(calls, run_id)
+            self._insert_cache(cache)
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO records (run_id, idx, record_key, status, output, error, ts)"
+                " VALUES (?,?,?,?,?,?,?)",
+                [(run_id, i, k, s, _dumps(o), e, now) for i, k, s, o, e in records],
+            )
+            self._conn.execute(
+                "UPDATE runs SET done = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status = 'done'),"
+                " failed = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status = 'error'), updated = ?"
+                " WHERE run_id = ?",
+                (run_id, run_id, now, run_id),
+            )
+
+    class _Tx:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def __enter__(self) -> None:
+            self.conn.execute("BEGIN IMMEDIATE")
+
+        def __exit__(self, exc_type: object, *rest: object) -> None:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def _transaction(self) -> "Store._Tx":
+        return Store._Tx(self._conn)
+
+    # -- cache -----------------------------------------------------------------
+    def cache_get(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for key, payload in self._conn.execute(
+                f"SELECT key, payload FROM cache WHERE key IN ({marks})", chunk
+            ):
+                found[key] = json.loads(payload)
+        return found
+
+    # -- runs ------------------------------------------------------------------
+    def start_run(self, run_id: str, *, name: str, config_hash: str, input: str | None, output: str | None,
+                  total: int | None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Create the run, or reopen it (status 'running') if it exists.  Returns the row."""
+        now = time.time()
+        with self._transaction():
+            row = self._conn.execute("SELECT run_id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                self._conn.execute(
+                    "INSERT INTO runs (run_id, name, config_hash, input, output, status, total, created, updated, meta)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (run_id, name, config_hash, input, output, "running", total, now, now, _dumps(meta)),
+                )
+            else:
+                self._conn.execute(
+                    "UPDATE runs SET status = 'running', updated = ?, total = COALESCE(?, total) WHERE run_id = ?",
+                    (now, total, run_id),
+                )
+        return self.get_run(run_id) or {}
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        self._conn.execute("UPDATE runs SET status = ?, updated = ? WHERE run_id = ?", (status, time.time(), run_id))
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        cur = self._conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row)) if row else None
+
+    def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        cur = self._conn.execute("SELECT * FROM runs ORDER BY updated DESC LIMIT ?", (limit,))
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def done_indices(self, run_id: str) -> set[int]:
+        return {
+            r[0] for r in self._conn.execute("SELECT idx FROM records WHERE run_id = ? AND status = 'done'", (run_id,))
+        }
+
+    def iter_records(self, run_id: str, status: str | None = None) -> Iterator[dict[str, Any]]:
+        sql = "SELECT idx, record_key, status, output, error FROM records WHERE run_id = ?"
+        args: list[Any] = [run_id]
+        if status:
+            sql += " AND status = ?"
+            args.append(status)
+        for idx, key, st, output, error in self._conn.execute(sql + " ORDER BY idx", args):
+            yield {"idx": idx, "record_key": key, "status": st,
+                   "output": json.loads(output) if output else None, "error": error}
+
+    # -- reading calls -------------------------------------------------------------
+    def recent_calls(self, limit: int = 20, search: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+        where, args = [], []
+        if search:
+            if self.has_fts:
+                where.append("c.id IN (SELECT rowid FROM calls_fts WHERE calls_fts MATCH ?)")
+                args.append(_fts_query(search))
+            else:
+                where.append("(c.prompt LIKE ? OR c.response LIKE ?)")
+                args += [f"%{search}%", f"%{search}%"]
+        if run_id:
+            where.append("c.run_id = ?")
+            args.append(run_id)
+        sql = "SELECT c.* FROM calls c" + (" WHERE " + " AND ".join(where) if where else "")
+        cur = self._conn.execute(sql + " ORDER BY c.id DESC LIMIT ?", (*args, limit))
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def call_counts(self, run_id: str) -> dict[str, int]:
+        """Number of (uncached) model calls per record key in a run."""
+        return dict(
+            self._conn.execute(
+                "SELECT record_key, COUNT(*) FROM calls WHERE run_id = ? AND cached = 0 GROUP BY record_key",
+                (run_id,),
+            ).fetchall()
+        )
+
+
+def _fts_query(text: str) -> str:
+    """Quote each term so user text cannot inject FTS syntax."""
+    terms = [t.replace('"', '""') for t in text.split() if t]
+    return " ".join(f'"{t}"' for t in terms) or '""'
