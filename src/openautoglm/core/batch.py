@@ -117,13 +117,28 @@ def run_batch(
                 hint=(exc.hint or "") + " — rerun the same command to resume where it stopped",
             ) from exc
         raise
+    except Exception:
+        if store is not None:  # e.g. an unknown model or a systematic failure: not left "running"
+            store.finish_run(run_id, "failed")
+        raise
     finally:
         bar.close()
+    if out_path is not None and todo and done_before and min(todo) < max(done_before):
+        # records retried on resume (earlier errors) were appended after later ones: restore input order
+        _rewrite_in_order(out_path, records, results, dict(summary.errors))
     if store is not None:
         store.finish_run(run_id, "done" if not summary.failed else "done-with-errors")
     summary.seconds = time.perf_counter() - t0
     summary.results = [r if r is not None else {"error": "not run"} for r in results]
     return summary
+
+
+def _rewrite_in_order(
+    path: Path, records: Sequence[dict[str, Any]], results: list[dict[str, Any] | None], errors: dict[int, str]
+) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write_jsonl(tmp, (_output_row(i, records[i], r, errors.get(i)) for i, r in enumerate(results) if r is not None))
+    tmp.replace(path)  # atomic: a crash leaves the complete old file or the complete new one
 
 
 class _Progress:

@@ -107,8 +107,12 @@ def parse_pipeline_yaml(text: str, source: str = "<string>") -> PipelineConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
+        message = f"malformed YAML: {getattr(exc, 'problem', None) or exc}"
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark is not None and (mark is None or context_mark.line != mark.line):
+            message += f" ({context} that starts at line {context_mark.line + 1})"  # e.g. an unclosed quote
         raise ConfigError(
-            f"malformed YAML: {getattr(exc, 'problem', None) or exc}",
+            message,
             source=source,
             line=mark.line + 1 if mark else None,
             hint="check indentation and quoting near that line (quote values containing ':' or '{')",

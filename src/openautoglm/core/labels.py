@@ -48,12 +48,14 @@ def match_label(answer: str, labels: Sequence[str]) -> str | None:
     table = {_normalise_answer(label): label for label in labels}
     if norm in table:
         return table[norm]
-    for key, label in table.items():
-        if key and norm.startswith(key):
-            return label
-    mentioned = [label for key, label in table.items() if key and re.search(rf"(?<!\w){re.escape(key)}(?!\w)", norm)]
+    prefixes = [key for key in table if key and norm.startswith(key)]
+    if prefixes:  # the longest: "negative sentiment" is "negative", not "neg"
+        return table[max(prefixes, key=len)]
+    mentioned = [key for key in table if key and re.search(rf"(?<!\w){re.escape(key)}(?!\w)", norm)]
+    # "very negative" also mentions "negative": a label inside a longer mentioned one does not count
+    mentioned = [k for k in mentioned if not any(k != other and k in other for other in mentioned)]
     if len(mentioned) == 1:
-        return mentioned[0]
+        return table[mentioned[0]]
     return None
 
 

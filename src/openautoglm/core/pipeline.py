@@ -296,7 +296,7 @@ class Pipeline:
             self._subpipelines[step.name] = Pipeline.from_config(
                 load_pipeline_config(path), source=str(path), store=False,
                 cache=self.cache, trace=self.trace, _pool=self._pool,
-                model=step.model or self.config.model,
+                model=step.model or self._backend_obj or self.config.model,
             )
         sub = self._subpipelines[step.name]
         sub._store = self.store  # share the cache lookups of the parent

@@ -4,8 +4,10 @@ Two syntaxes, chosen per template:
 
 * Python-format style, as in ``"判断以下句子的情感倾向：{text}"`` – variables are
   ``{name}`` (``{{``/``}}`` for literal braces);
-* Jinja2, when the template contains ``{{ ... }}`` or ``{% ... %}`` – loops, filters,
-  ``{{ classify.label }}`` to read an earlier step's output.
+* Jinja2, when the template contains ``{% ... %}``, or ``{{ ... }}`` and no
+  single-brace ``{name}`` placeholder – loops, filters, ``{{ classify.label }}`` to
+  read an earlier step's output.  (A template with ``{name}`` placeholders is
+  format style, so its ``{{``/``}}`` stay literal braces, e.g. in a JSON example.)
 
 A variable missing from the record is an error that names it and lists what
 the record has: a silently empty prompt would produce confident nonsense.
@@ -21,6 +23,17 @@ from typing import Any, Mapping
 from ..errors import TemplateError
 
 _JINJA_MARKERS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+_JINJA_BLOCK = re.compile(r"\{%.*?%\}", re.S)
+#: a single-brace ``{name}`` / ``{step.field}`` / ``{x[0]:.2f}`` placeholder (not part of ``{{``/``}}``)
+_FORMAT_FIELD = re.compile(r"(?<!\{)\{[A-Za-z_]\w*(?:\.\w+|\[\w+\])*(?:![rsa])?(?::[^{}]*)?\}(?!\})")
+
+
+def _looks_like_jinja(source: str) -> bool:
+    """``{% ... %}`` always means Jinja; ``{{ ... }}`` only when there is no format-style
+    ``{name}`` placeholder (there ``{{``/``}}`` are literal braces, e.g. a JSON example)."""
+    if _JINJA_BLOCK.search(source):
+        return True
+    return bool(_JINJA_MARKERS.search(source)) and not _FORMAT_FIELD.search(source)
 
 
 class Template:
@@ -29,7 +42,7 @@ class Template:
             raise TemplateError(f"{where}: expected a string template, got {type(source).__name__}")
         self.source = source
         self.where = where
-        self.is_jinja = bool(_JINJA_MARKERS.search(source))
+        self.is_jinja = _looks_like_jinja(source)
         if not self.is_jinja:
             try:
                 self._fields = [f for _, f, _, _ in string.Formatter().parse(source) if f is not None]
@@ -57,7 +70,14 @@ class Template:
             from jinja2 import meta
             from jinja2.sandbox import SandboxedEnvironment
 
-            return set(meta.find_undeclared_variables(SandboxedEnvironment().parse(self.source)))
+            try:
+                ast = SandboxedEnvironment().parse(self.source)
+            except Exception as exc:  # jinja2.TemplateSyntaxError
+                raise TemplateError(
+                    f"{self.where}: invalid Jinja2 template: {exc}",
+                    hint="in a {name}-style template write literal braces as {{ and }}",
+                ) from None
+            return set(meta.find_undeclared_variables(ast))
         names = set()
         for field in self._fields:
             if field == "":

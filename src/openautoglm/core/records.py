@@ -61,9 +61,11 @@ def _parse(text: str, fmt: str, path: Path) -> Iterator[dict[str, Any]]:
         try:
             for row in reader:
                 if None in row or len(row) != width or any(v is None for v in row.values()):
+                    # DictReader puts extra fields in a list under the key None, missing ones as None values
+                    fields = sum(1 for k, v in row.items() if k is not None and v is not None)
+                    fields += len(row.get(None) or [])  # type: ignore[call-overload]
                     raise InputDataError(
-                        f"{path}: line {reader.line_num} has {len([v for v in row.values() if v is not None]) + len(row.get(None) or [])}"  # noqa: E501
-                        f" fields, the header has {width}",
+                        f"{path}: line {reader.line_num} has {fields} fields, the header has {width}",
                         hint="check quoting/delimiters on that line",
                     )
                 yield {k.strip(): v for k, v in row.items()}

@@ -20,7 +20,7 @@ from typing import Any, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..backends.base import GenerationRequest, Message, Prompt, ScoreRequest
-from ..errors import OpenAutoGLMError
+from ..errors import OpenAutoGLMError, TemplateError
 from .client import ModelClient
 from .labels import calibrate, distribution_from_logprobs, distribution_from_votes
 from .prompt import Template
@@ -80,7 +80,10 @@ class Task(BaseModel):
             unknown = set(self.verbalizers) - set(self.labels or [])
             if unknown:
                 raise ValueError(f"verbalizers for unknown labels: {sorted(unknown)}")
-        Template(self.prompt_template, where=f"task {self.name!r} template")  # syntax check now
+        try:  # syntax check now, so a config error names the file and line
+            Template(self.prompt_template, where=f"task {self.name!r} template").variables  # noqa: B018
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     # -- derived ---------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""The local backend on the real embedded model: correctness of the lean runtime."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from openautoglm.backends.base import GenerationRequest, ScoreRequest
+
+pytestmark = pytest.mark.slow
+
+REVIEW = "Review: {}\nSentiment:"
+
+
+def test_lite_runtime_matches_transformers_logits(local_backend):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(local_backend.files.directory), dtype=torch.float32)
+    ids = torch.tensor([local_backend.tokenizer.encode("The capital of France is Paris. The capital of Italy is")])
+    with torch.no_grad():
+        ref = hf(ids).logits[0]
+    hidden, _ = local_backend.net.forward(ids, torch.ones_like(ids, dtype=torch.bool))
+    mine = local_backend.net.logits(hidden)[0]
+    assert torch.allclose(ref, mine, atol=1e-3), float((ref - mine).abs().max())
+
+
+def test_batched_prefix_scoring_equals_one_by_one(local_backend):
+    texts = ["a gorgeous, witty, seductive movie .", "the plot is nothing but boilerplate clichés", "ok"]
+    reqs = [ScoreRequest(REVIEW.format(t), (" positive", " negative", " very mixed feelings")) for t in texts]
+    together = local_backend.score_batch(reqs)
+    for req, batched in zip(reqs, together):
+        alone = local_backend.score_batch([req])[0]
+        assert batched.lengths == alone.lengths
+        for a, b in zip(batched.logprobs, alone.logprobs):
+            assert math.isclose(a, b, abs_tol=1e-3)
+    # multi-token continuation really sums several token log-probs
+    assert together[0].lengths[2] > 1
+    assert all(lp < 0 for r in together for lp in r.logprobs)
+
+
+def test_scores_rank_sentiment(local_backend):
+    pos, neg = local_backend.score_batch([
+        ScoreRequest(REVIEW.format("an absolute delight , wonderful acting and a great story ."), (" positive", " negative")),
+        ScoreRequest(REVIEW.format("a dull , boring , terrible mess ."), (" positive", " negative")),
+    ])
+    margin_pos = pos.logprobs[0] - pos.logprobs[1]
+    margin_neg = neg.logprobs[0] - neg.logprobs[1]
+    assert margin_pos > margin_neg
+
+
+def test_generate_greedy_is_deterministic_and_stops(local_backend):
+    req = GenerationRequest([{"role": "user", "content": "What is the capital of France?"}], max_tokens=24)
+    a, b = local_backend.generate([req, req])
+    assert a.text == b.text and "Paris" in a.text
+    assert a.finish_reasons[0] in ("stop", "length") and 0 < a.completion_tokens <= 24
+    stopped = local_backend.generate([GenerationRequest("1, 2, 3, 4,", max_tokens=20, stop=(" 7",))])[0]
+    assert " 7" not in stopped.text and stopped.finish_reasons == ["stop"]
+
+
+def test_sampling_n_and_logprobs(local_backend):
+    req = GenerationRequest("Once upon a time", max_tokens=8, temperature=1.0, n=3, seed=1, logprobs=True)
+    comp = local_backend.generate([req])[0]
+    assert len(comp.texts) == 3 and comp.logprobs is not None and len(comp.logprobs) == 3
+    assert all(lp.logprob <= 0 for choice in comp.logprobs for lp in choice)
+    again = local_backend.generate([req])[0]
+    assert again.texts == comp.texts  # same seed, same samples
+
+
+def test_context_overflow_is_a_clear_error(local_backend):
+    from openautoglm.errors import BackendError
+
+    with pytest.raises(BackendError, match="exceeds the model's context"):
+        local_backend.score_batch([ScoreRequest("word " * 9000, (" a", " b"))])
