@@ -467,14 +467,18 @@ def test_real_local_model_over_http() -> None:
             try:
                 (comp,) = backend.generate([GenerationRequest([{"role": "user", "content": "Say hello."}], max_tokens=16)])
                 assert comp.text.strip() and comp.completion_tokens > 0
-                prompt = (
-                    "Review: An absolute delight, wonderful acting and a great story.\n"
-                    "Is this review positive or negative? Answer:"
-                )
-                positive, negative = backend.score(prompt, [" positive", " negative"])
-                assert positive > negative
-                exact = model.score(prompt, [" positive", " negative"])
-                assert [positive, negative] == pytest.approx(exact, abs=1e-4)
+                # The wire must carry the model's exact scores; the model's opinion on one
+                # prompt is not what is tested here (SmolLM2-135M is biased towards "negative").
+                template = "Review: {}\nIs this review positive or negative? Answer:"
+                margins = []
+                for review in ("An absolute delight, wonderful acting and a great story.",
+                               "Dull, ugly and far too long; a total waste of time."):
+                    prompt = template.format(review)
+                    positive, negative = backend.score(prompt, [" positive", " negative"])
+                    exact = model.score(prompt, [" positive", " negative"])
+                    assert [positive, negative] == pytest.approx(exact, abs=1e-4)
+                    margins.append(positive - negative)
+                assert margins[0] > margins[1]
             finally:
                 backend.close()
     finally:
