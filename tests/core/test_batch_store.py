@@ -193,12 +193,25 @@ def test_systematic_failure_stops_the_batch(store: Store) -> None:
 def test_pipeline_run_logs_calls_and_uses_cache(store: Store) -> None:
     backend = CountingFake()
     pipe = pipeline(backend, store)
+    pipe.log_interval_s = 1e9
     first = pipe.run(text="a positive zebra")
     second = pipe.run(text="a positive zebra")
-    assert first == second and backend.calls == 1
-    rows = store.recent_calls(search="zebra")
+    assert first == second and backend.calls == 1  # the second answer came from the (unflushed) cache
+    assert store.recent_calls(search="zebra") == []  # single-run traces are written behind...
+    pipe.flush()
+    rows = store.recent_calls(search="zebra")  # ...and land on flush()/close()/exit
     assert [r["cached"] for r in rows] == [1, 0]  # newest first
     assert rows[0]["run_id"] is None
+
+
+def test_write_behind_flushes_every_n_calls(store: Store) -> None:
+    pipe = pipeline(CountingFake(), store)
+    pipe.log_every, pipe.log_interval_s = 3, 1e9
+    for word in ("alpha", "beta"):
+        pipe.run(text=f"a positive {word}")
+    assert store.recent_calls() == []
+    pipe.run(text="a positive gamma")  # third call reaches log_every
+    assert len(store.recent_calls()) == 3
 
 
 def test_full_text_search_of_calls(store: Store) -> None:

@@ -54,6 +54,7 @@ def test_json_extraction_counts_every_attempt(local_backend, store_path):
     task = Task(name="person", template="Extract the person from: {text}", schema=Person, max_retries=2, max_tokens=48)
     pipe = Pipeline(model=local_backend, task=task, store=store_path, cache=False)
     result = pipe.run(text="Alice is 31 years old and lives in Paris.")
+    pipe.flush()
     assert 1 <= result["attempts"] <= 3
     assert result["tokens"] > 0
     if result["valid"]:

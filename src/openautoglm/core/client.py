@@ -67,9 +67,9 @@ class ModelClient:
 
     # -- cache helpers ---------------------------------------------------------
     def _lookup(self, kind: str, payloads: list[dict[str, Any]], cacheable: list[bool]) -> tuple[list[str], dict]:
+        if self.cache_get is None:  # caching off: no keys, no lookups, nothing stored
+            return [""] * len(payloads), {}
         keys = [request_key(self.backend.identity(), kind, p) for p in payloads]
-        if self.cache_get is None:
-            return keys, {}
         wanted = [k for k, ok in zip(keys, cacheable) if ok]
         found = dict(self.cache_get(wanted)) if wanted else {}
         for k, (_, payload) in self.new_cache.items():
@@ -86,7 +86,8 @@ class ModelClient:
         attempt: int = 0,
     ) -> list[Completion]:
         record_keys = list(record_keys) if record_keys is not None else [None] * len(requests)
-        cacheable = [r.temperature == 0 and self.backend.deterministic for r in requests]
+        cacheable = [self.cache_get is not None and r.temperature == 0 and self.backend.deterministic
+                     for r in requests]
         keys, found = self._lookup("generate", [r.cache_payload() for r in requests], cacheable)
         results: list[Completion | None] = [None] * len(requests)
         todo = []
@@ -137,7 +138,7 @@ class ModelClient:
         record_keys: Sequence[str | None] | None = None,
     ) -> list[ScoreResult]:
         record_keys = list(record_keys) if record_keys is not None else [None] * len(requests)
-        cacheable = [self.backend.deterministic] * len(requests)
+        cacheable = [self.cache_get is not None and self.backend.deterministic] * len(requests)
         keys, found = self._lookup("score", [r.cache_payload() for r in requests], cacheable)
         results: list[ScoreResult | None] = [None] * len(requests)
         todo = []

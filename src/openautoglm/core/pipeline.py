@@ -15,7 +15,10 @@ HTTP).  ``run_batch`` checkpoints each chunk in the store (see :mod:`.batch`).
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -93,6 +96,12 @@ class Pipeline:
         self._pool = _pool or BackendPool()
         self._callables: dict[str, Callable[..., Any]] = {}
         self._subpipelines: dict[str, Pipeline] = {}
+        self._pending_calls: list[Any] = []
+        self._pending_cache: dict[str, Any] = {}
+        self._last_flush = time.monotonic()
+        self.log_every = 256
+        self.log_interval_s = 2.0
+        atexit.register(_flush_at_exit, weakref.ref(self))
 
     # -- construction --------------------------------------------------------------
     @classmethod
@@ -136,10 +145,12 @@ class Pipeline:
         return self._pool.get(spec or self.config.model)
 
     def client_for(self, step: StepConfig) -> ModelClient:
-        store = self.store if self.cache else None
-        return ModelClient(self.backend_for(step), cache_get=store.cache_get if store else None, trace=self.trace)
+        use_cache = self.cache and self.store is not None
+        return ModelClient(self.backend_for(step), cache_get=self._cache_get if use_cache else None,
+                           trace=self.trace)
 
     def close(self) -> None:
+        self.flush()
         self._pool.close()
         if self._store is not None and self._store is not self._store_arg:
             self._store.close()
@@ -182,10 +193,36 @@ class Pipeline:
 
         return run_batch(self, list(records), **kwargs).results
 
-    def _log(self, calls: list[Any], cache: dict[str, Any], run_id: str | None = None) -> None:
-        store = self.store
-        if store is not None and (calls or cache):
-            store.log(calls if self.trace else [], cache if self.cache else {}, run_id=run_id)
+    def _log(self, calls: list[Any], cache: dict[str, Any]) -> None:
+        """Buffer traces of single-record runs; write them in one transaction every
+        ``log_every`` calls or ``log_interval_s`` seconds, and on :meth:`flush`/``close``.
+
+        (Batch runs commit each chunk's traces with its checkpoint instead.)
+        """
+        if self.store is None:
+            return
+        if self.trace:
+            self._pending_calls += calls
+        if self.cache:
+            self._pending_cache.update(cache)
+        now = time.monotonic()
+        if len(self._pending_calls) >= self.log_every or now - self._last_flush >= self.log_interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered call traces and cache entries to the store."""
+        self._last_flush = time.monotonic()
+        if self._store is not None and (self._pending_calls or self._pending_cache):
+            calls, cache = self._pending_calls, self._pending_cache
+            self._pending_calls, self._pending_cache = [], {}
+            self._store.log(calls, cache)
+
+    def _cache_get(self, keys: Sequence[str]) -> dict[str, Any]:
+        found = {k: self._pending_cache[k][1] for k in keys if k in self._pending_cache}
+        rest = [k for k in keys if k not in found]
+        if rest and self.store is not None:
+            found.update(self.store.cache_get(rest))
+        return found
 
     def process(
         self, records: Sequence[Mapping[str, Any]], keys: Sequence[str]
@@ -301,6 +338,15 @@ class Pipeline:
         sub = self._subpipelines[step.name]
         sub._store = self.store  # share the cache lookups of the parent
         return sub
+
+
+def _flush_at_exit(ref: "weakref.ReferenceType[Pipeline]") -> None:
+    pipeline = ref()
+    if pipeline is not None:
+        try:
+            pipeline.flush()
+        except Exception:  # noqa: BLE001 - never fail interpreter shutdown over a trace
+            pass
 
 
 def _lookup(context: Mapping[str, Any], expr: str, step: str) -> Any:

@@ -78,11 +78,12 @@ CREATE TABLE IF NOT EXISTS records (
 );
 """
 
+# The full-text index is brought up to date lazily, when someone searches, so that
+# logging a call costs one plain INSERT (an FTS trigger doubled the per-call cost).
 FTS_SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS calls_fts USING fts5(prompt, response, content='calls', content_rowid='id');
-CREATE TRIGGER IF NOT EXISTS calls_ai AFTER INSERT ON calls BEGIN
-  INSERT INTO calls_fts(rowid, prompt, response) VALUES (new.id, new.prompt, new.response);
-END;
+CREATE TABLE IF NOT EXISTS fts_state (id INTEGER PRIMARY KEY CHECK (id = 0), last_indexed INTEGER NOT NULL);
+INSERT OR IGNORE INTO fts_state VALUES (0, 0);
 """
 
 
@@ -259,10 +260,21 @@ class Store:
                    "output": json.loads(output) if output else None, "error": error}
 
     # -- reading calls -------------------------------------------------------------
+    def _sync_fts(self) -> None:
+        with self._transaction():
+            (last,) = self._conn.execute("SELECT last_indexed FROM fts_state").fetchone()
+            (top,) = self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM calls").fetchone()
+            if top > last:
+                self._conn.execute(
+                    "INSERT INTO calls_fts(rowid, prompt, response) SELECT id, prompt, response FROM calls"
+                    " WHERE id > ? AND id <= ?", (last, top))
+                self._conn.execute("UPDATE fts_state SET last_indexed = ?", (top,))
+
     def recent_calls(self, limit: int = 20, search: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
         where, args = [], []
         if search:
             if self.has_fts:
+                self._sync_fts()
                 where.append("c.id IN (SELECT rowid FROM calls_fts WHERE calls_fts MATCH ?)")
                 args.append(_fts_query(search))
             else:
