@@ -20,12 +20,24 @@ def test_lite_runtime_matches_transformers_logits(local_backend):
     ids = torch.tensor([local_backend.tokenizer.encode("The capital of France is Paris. The capital of Italy is")])
     with torch.no_grad():
         ref = hf(ids).logits[0]
-    hidden, _ = local_backend.net.forward(ids, torch.ones_like(ids, dtype=torch.bool))
-    mine = local_backend.net.logits(hidden)[0]
-    assert torch.allclose(ref, mine, atol=1e-3), float((ref - mine).abs().max())
+    net = local_backend.net
+    valid = torch.ones_like(ids, dtype=torch.bool)
+    out = {g: net.logits(net.forward(ids, valid, gemm=g)[0], g)[0] for g in ("fp32", "bf16", "fp16")}
+    assert torch.allclose(ref, out["fp32"], atol=1e-3), float((ref - out["fp32"]).abs().max())
+    # reduced-precision GEMMs round, but keep the distribution: same next token, close log-probs
+    top = ref.log_softmax(-1) > -6  # the tokens that matter
+    for g in ("bf16", "fp16"):
+        assert torch.equal(ref.argmax(-1), out[g].argmax(-1)), g
+        drift = (ref.log_softmax(-1) - out[g].log_softmax(-1)).abs()
+        assert float(drift[top].max()) < 0.5, (g, float(drift[top].max()))
 
 
-def test_batched_prefix_scoring_equals_one_by_one(local_backend):
+@pytest.mark.parametrize("gemm, tol", [("fp32", 1e-3), ("bf16", 0.15)])
+def test_batched_prefix_scoring_equals_one_by_one(local_backend, monkeypatch, gemm, tol):
+    # batch shapes and shared prefixes differ between the two ways: fp32 is exact up to
+    # summation order; bf16 (the default for scoring on CPUs with native bf16) rounds
+    # (measured drift up to ~0.08 nats; SST-2 accuracy unchanged)
+    monkeypatch.setitem(local_backend._gemm, "score", gemm)
     texts = ["a gorgeous, witty, seductive movie .", "the plot is nothing but boilerplate clichés", "ok"]
     reqs = [ScoreRequest(REVIEW.format(t), (" positive", " negative", " very mixed feelings")) for t in texts]
     together = local_backend.score_batch(reqs)
@@ -33,7 +45,7 @@ def test_batched_prefix_scoring_equals_one_by_one(local_backend):
         alone = local_backend.score_batch([req])[0]
         assert batched.lengths == alone.lengths
         for a, b in zip(batched.logprobs, alone.logprobs):
-            assert math.isclose(a, b, abs_tol=1e-3)
+            assert math.isclose(a, b, abs_tol=tol)
     # multi-token continuation really sums several token log-probs
     assert together[0].lengths[2] > 1
     assert all(lp < 0 for r in together for lp in r.logprobs)

@@ -99,26 +99,31 @@ class KVCache:
 
 
 class Linear:
-    """``y = x W^T (+ b)``.
+    """``y = x W^T (+ b)`` with the GEMM in one of three precisions (``gemm`` argument).
 
-    ``__call__`` runs in fp32: exact, and CPU fp32 GEMMs are fast for prefill and scoring.
-    ``small`` is for generation decode steps, which are memory-bound (reading the
-    weights dominates): it uses an fp16 copy of the weights (half the bytes; measured
-    3x faster per GEMV on a 2-core AVX2 machine), made on first use.  Activations stay
-    fp32 outside the matmul.  Scores never go through it, so they stay exact.
+    * ``fp32``: exact; what scores and generation use unless told otherwise.
+    * ``bf16``: bf16 inputs and weights, fp32 accumulation.  On CPUs with AVX512-BF16 or
+      AMX, oneDNN runs it about twice as fast as fp32 (measured 360 vs 168 GFLOPS on 2
+      cores), so compute-bound prefill gets twice as fast, at the cost of rounding.
+    * ``fp16``: for generation decode steps, which are memory-bound (reading the weights
+      dominates): half the bytes of fp32 (measured 3x faster per GEMV on 2 cores).
+
+    Reduced-precision weight copies are made on first use; activations stay fp32 between
+    layers.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         self.weight, self.bias = weight, bias
-        self._half: torch.Tensor | None = None
+        self._copies: dict[torch.dtype, torch.Tensor] = {}
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
-
-    def small(self, x: torch.Tensor) -> torch.Tensor:
-        if self._half is None:
-            self._half = self.weight.half()
-        y = F.linear(x.half(), self._half).float()
+    def __call__(self, x: torch.Tensor, gemm: str = "fp32") -> torch.Tensor:
+        if gemm == "fp32":
+            return F.linear(x, self.weight, self.bias)
+        dtype = torch.bfloat16 if gemm == "bf16" else torch.float16
+        w = self._copies.get(dtype)
+        if w is None:
+            w = self._copies[dtype] = self.weight.to(dtype)
+        y = F.linear(x.to(dtype), w).float()
         return y + self.bias if self.bias is not None else y
 
 
@@ -139,10 +144,18 @@ class Int8Linear:
             q = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
             self.packed = torch.ops.quantized.linear_prepack(q, bias)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, gemm: str = "fp32") -> torch.Tensor:  # noqa: ARG002 - always int8
         return torch.ops.quantized.linear_dynamic(x, self.packed)
 
-    small = __call__
+
+def bf16_fast() -> bool:
+    """Whether this CPU runs bf16 GEMMs natively (AVX512-BF16 or AMX), i.e. faster than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:  # not Linux: be conservative
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def int8_available() -> bool:
@@ -209,12 +222,12 @@ class LiteLlama:
         input_ids: torch.Tensor,
         token_valid: torch.Tensor,
         cache: KVCache | None = None,
-        decode: bool = False,
+        gemm: str = "fp32",
     ) -> tuple[torch.Tensor, KVCache]:
         """Run ``input_ids [B, T]`` (``token_valid [B, T]`` marks real tokens; padding
         must come after a row's real tokens) on top of ``cache``.
 
-        ``decode=True`` (generation steps only) uses the fp16 weight copies.
+        ``gemm`` picks the precision of the matrix products (see :class:`Linear`).
 
         Returns final hidden states ``[B, T, H]`` (pre LM head) and the extended cache.
         """
@@ -241,16 +254,13 @@ class LiteLlama:
         # rows that are pure padding would attend nothing -> NaN; let them see slot 0
         mask[..., 0] |= ~mask.any(-1)
 
-        def lin(layer_part: Any, x: torch.Tensor) -> torch.Tensor:
-            return layer_part.small(x) if decode else layer_part(x)
-
         h = F.embedding(input_ids, self.embed)
         nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         q_size, kv_size = nh * hd, nkv * hd
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
             x = self._rms(h, layer["ln1"])
-            qkv = lin(layer["qkv"], x)
+            qkv = layer["qkv"](x, gemm)
             q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
             q = q.view(bsz, t, nh, hd).transpose(1, 2)
             k = k.view(bsz, t, nkv, hd).transpose(1, 2)
@@ -263,14 +273,14 @@ class LiteLlama:
             new_k.append(k)
             new_v.append(v)
             attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=nkv != nh)
-            h = h + lin(layer["o"], attn.transpose(1, 2).reshape(bsz, t, q_size))
+            h = h + layer["o"](attn.transpose(1, 2).reshape(bsz, t, q_size), gemm)
             x = self._rms(h, layer["ln2"])
-            gate, up = lin(layer["gate_up"], x).chunk(2, dim=-1)
-            h = h + lin(layer["down"], F.silu(gate) * up)
+            gate, up = layer["gate_up"](x, gemm).chunk(2, dim=-1)
+            h = h + layer["down"](F.silu(gate) * up, gemm)
         h = self._rms(h, self.norm)
         next_pos = start + token_valid.long().sum(dim=1)
         return h, KVCache(new_k, new_v, valid, next_pos)
 
-    def logits(self, hidden: torch.Tensor, decode: bool = False) -> torch.Tensor:
-        """Project hidden states onto the vocabulary (fp16 weights when ``decode``)."""
-        return self.lm_head.small(hidden) if decode else self.lm_head(hidden)
+    def logits(self, hidden: torch.Tensor, gemm: str = "fp32") -> torch.Tensor:
+        """Project hidden states onto the vocabulary."""
+        return self.lm_head(hidden, gemm)
