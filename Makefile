@@ -33,7 +33,9 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
+	$(PIP) install -q -e ".[local,server,dev,bench]"
 	$(PY) bench/sst2_throughput.py --quick
+	$(PY) bench/overhead.py --quick
 
 clean:
 	rm -rf $(VENV) out .openautoglm .pytest_cache

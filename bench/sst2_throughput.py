@@ -33,11 +33,12 @@ def load_rows(n: int | None) -> list[tuple[str, str]]:
     return rows[:n] if n else rows
 
 
-def bench_openautoglm(rows: list[tuple[str, str]], batch_size: int) -> dict[str, float]:
+def bench_openautoglm(rows: list[tuple[str, str]], batch_size: int, precision: str = "auto") -> dict[str, float]:
     from openautoglm import Pipeline, Task
 
     task = Task(name="sst2", template=TEMPLATE, labels=["positive", "negative"], format="text", answer_prefix=PREFIX)
-    pipe = Pipeline(model="local", task=task, store=False, cache=False, batch_size=batch_size)
+    model = {"model": "local", "precision": precision}
+    pipe = Pipeline(model=model, task=task, store=False, cache=False, batch_size=batch_size)
     pipe.run(text="warm up")
     t0 = time.perf_counter()
     results = pipe.run_batch([{"text": s} for s, _ in rows])
@@ -119,6 +120,7 @@ def main() -> None:
     figures["warm_start_s"] = min(start_time(os.environ.get("OPENAUTOGLM_CACHE_DIR", "")
                                              or str(Path.home() / ".cache" / "openautoglm")) for _ in range(3))
     figures["batched"] = bench_openautoglm(rows, batch_size=64)
+    figures["batched_fp32"] = bench_openautoglm(rows, batch_size=64, precision="fp32")
     figures["sequential"] = bench_openautoglm(seq_rows, batch_size=1)
     figures["llama_cpp"] = bench_llama_cpp(rows)
     figures["decode"] = bench_decode(64 if args.quick else 128)
@@ -127,6 +129,8 @@ def main() -> None:
     print(f"\nSST-2 dev ({len(rows)} rows; prompt format chosen on rows < {TUNE_ROWS}), 2-core CPU")
     print(f"{'system':38s} {'ex/s':>8s} {'accuracy':>9s} {'acc rows>=300':>14s}")
     print(f"{'openautoglm batched (64/chunk)':38s} {b['ex_per_s']:8.2f} {b['accuracy']:9.3f} {b['accuracy_untuned_rows']:14.3f}")
+    f32 = figures["batched_fp32"]
+    print(f"{'openautoglm batched, precision=fp32':38s} {f32['ex_per_s']:8.2f} {f32['accuracy']:9.3f} {f32['accuracy_untuned_rows']:14.3f}")
     print(f"{'openautoglm sequential (1/chunk)':38s} {s['ex_per_s']:8.2f} {s['accuracy']:9.3f} {'':>14s}")
     if lc:
         print(f"{'llama-cpp-python, same GGUF':38s} {lc['ex_per_s']:8.2f} {lc['accuracy']:9.3f}")
