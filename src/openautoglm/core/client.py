@@ -136,6 +136,7 @@ class ModelClient:
         *,
         step: str | None = None,
         record_keys: Sequence[str | None] | None = None,
+        attempt: int = 0,
     ) -> list[ScoreResult]:
         record_keys = list(record_keys) if record_keys is not None else [None] * len(requests)
         cacheable = [self.cache_get is not None and self.backend.deterministic] * len(requests)
@@ -153,7 +154,7 @@ class ModelClient:
                 fresh = self.backend.score_batch([requests[i] for i in todo])
             except Exception as exc:
                 self._record_failure("score", [requests[i] for i in todo], exc, step,
-                                     [record_keys[i] for i in todo], 0)
+                                     [record_keys[i] for i in todo], attempt)
                 raise
             for i, res in zip(todo, fresh):
                 results[i] = res
@@ -176,9 +177,25 @@ class ModelClient:
                         cached=res.cached,
                         step=step,
                         record_key=rk,
+                        attempt=attempt,
                     )
                 )
         return out
+
+    def note(self, kind: str, *, source: str, prompt: Any, response: Any, step: str | None,
+             record_key: str | None, attempt: int, error: str | None = None) -> None:
+        """Trace an event that is not a model call (e.g. a verifier's verdict)."""
+        if self.trace:
+            self.calls.append(CallRecord(kind=kind, backend=source, model=source, params={}, prompt=prompt,
+                                         response=response, error=error, step=step, record_key=record_key,
+                                         attempt=attempt))
+
+    def tokens_by_record(self, since: int = 0) -> dict[str | None, int]:
+        """Prompt + completion tokens of the traced calls from index ``since`` on, per record."""
+        totals: dict[str | None, int] = {}
+        for call in self.calls[since:]:
+            totals[call.record_key] = totals.get(call.record_key, 0) + call.prompt_tokens + call.completion_tokens
+        return totals
 
     def _record_failure(self, kind: str, requests: Sequence[Any], exc: Exception, step: str | None,
                         record_keys: Sequence[str | None], attempt: int) -> None:

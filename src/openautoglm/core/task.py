@@ -24,6 +24,7 @@ from ..errors import OpenAutoGLMError, TemplateError
 from .client import ModelClient
 from .labels import calibrate, distribution_from_logprobs, distribution_from_votes
 from .prompt import Template
+from ..reasoning.config import StrategyConfig
 from .schema import OutputSchema, extract_json
 
 CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
@@ -56,7 +57,13 @@ class Task(BaseModel):
     max_tokens: int = 256
     max_retries: int = 2
     model: str | None = None
-    strategy: str = "direct"
+    #: "direct", "chain_of_thought", "self_consistency", "verify_revise" or a settings block
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy_ok(cls, value: Any) -> StrategyConfig:
+        return StrategyConfig.coerce(value)
 
     @field_validator("labels")
     @classmethod
@@ -104,7 +111,9 @@ class Task(BaseModel):
         return [(self.verbalizers or {}).get(label, label) for label in self.labels]
 
     def to_config(self) -> dict[str, Any]:
-        data = self.model_dump(by_alias=True, exclude_defaults=True, exclude={"schema_"})
+        data = self.model_dump(by_alias=True, exclude_defaults=True, exclude={"schema_", "strategy"})
+        if self.strategy.name != "direct":
+            data["strategy"] = self.strategy.to_config()
         if self.schema_ is not None:
             data["schema"] = self.output_schema.json_schema if self.output_schema else self.schema_
         data["template"] = self.prompt_template
@@ -120,10 +129,15 @@ class Task(BaseModel):
             return "Respond with only a JSON object that matches this JSON schema:\n" + self.output_schema.describe()
         return ""
 
-    def _user_text(self, context: dict[str, Any]) -> str:
+    def _user_text(self, context: dict[str, Any], note: str | None = None) -> str:
         body = self.template.render(context)
         suffix = self._instruction_suffix()
-        return f"{body}\n{suffix}" if suffix else body
+        text = f"{body}\n{suffix}" if suffix else body
+        return f"{text}\n{note}" if note else text
+
+    def render_input(self, context: dict[str, Any]) -> str:
+        """The record's text as the task shows it (template filled in, no instructions)."""
+        return self.template.render(context)
 
     def _example_answer(self, example: dict[str, Any]) -> str:
         answer = example.get("output", example.get("label", example.get("answer")))
@@ -140,21 +154,28 @@ class Task(BaseModel):
     def _cue(self) -> str:
         return f"\n{self.answer_prefix}" if self.answer_prefix else ""
 
-    def build_prompt(self, context: dict[str, Any]) -> Prompt:
-        """The prompt for one record, ready for the backend (the answer comes next)."""
+    def build_prompt(self, context: dict[str, Any], *, note: str | None = None, cue: bool = True,
+                     examples: Sequence[dict[str, Any]] | None = None) -> Prompt:
+        """The prompt for one record, ready for the backend (the answer comes next).
+
+        ``note`` is appended to the record's instructions (strategies use it for
+        reasoning cues and verifier feedback); ``cue=False`` leaves out the text-format
+        answer prefix; ``examples`` overrides the task's few-shot examples (retrieval).
+        """
+        shots = self.examples if examples is None else examples
         if self.format == "text":
             parts = [self.system] if self.system else []
-            for ex in self.examples:
+            for ex in shots:
                 parts.append(f"{self._user_text(ex)}{self._cue()} {self._example_answer(ex)}")
-            parts.append(f"{self._user_text(context)}{self._cue()}")
+            parts.append(f"{self._user_text(context, note)}{self._cue() if cue else ''}")
             return "\n\n".join(parts)
         messages: list[Message] = []
         if self.system:
             messages.append({"role": "system", "content": self.system})
-        for ex in self.examples:
+        for ex in shots:
             messages.append({"role": "user", "content": self._user_text(ex)})
             messages.append({"role": "assistant", "content": self._example_answer(ex)})
-        messages.append({"role": "user", "content": self._user_text(context)})
+        messages.append({"role": "user", "content": self._user_text(context, note)})
         return messages
 
     def _continuations(self) -> tuple[str, ...]:
@@ -166,16 +187,26 @@ class Task(BaseModel):
         self, client: ModelClient, contexts: Sequence[dict[str, Any]], *, step: str, record_keys: Sequence[str]
     ) -> list[dict[str, Any]]:
         """Run the task on a batch of records (batching is the backend's business)."""
+        if self.strategy.name != "direct":
+            from ..reasoning import run_strategy
+
+            return run_strategy(self, client, contexts, step=step, record_keys=record_keys)
         prompts = [self.build_prompt(c) for c in contexts]
+        return self.answer(client, prompts, step=step, record_keys=record_keys)
+
+    def answer(self, client: ModelClient, prompts: Sequence[Prompt], *, step: str,
+               record_keys: Sequence[str], attempt: int = 0) -> list[dict[str, Any]]:
+        """Answer ready-made prompts under the output spec (labels scored, JSON validated)."""
+        prompts = list(prompts)
         if self.output == "labels":
             if client.backend.can_score:
-                return self._classify_by_scoring(client, prompts, step, record_keys)
-            return self._classify_by_votes(client, prompts, step, record_keys)
+                return self._classify_by_scoring(client, prompts, step, record_keys, attempt)
+            return self._classify_by_votes(client, prompts, step, record_keys, attempt)
         if self.output == "json":
-            return self._extract(client, prompts, step, record_keys)
+            return self._extract(client, prompts, step, record_keys, attempt)
         reqs = [GenerationRequest(p, max_tokens=self.max_tokens, temperature=self.temperature) for p in prompts]
-        comps = client.generate(reqs, step=step, record_keys=record_keys)
-        return [{"text": c.text.strip(), "tokens": c.completion_tokens} for c in comps]
+        comps = client.generate(reqs, step=step, record_keys=record_keys, attempt=attempt)
+        return [{"text": c.text.strip(), "tokens": c.prompt_tokens + c.completion_tokens} for c in comps]
 
     def _content_free(self, client: ModelClient, step: str) -> list[float]:
         conts = self._continuations()
@@ -188,11 +219,12 @@ class Task(BaseModel):
         return [sum(d[i] for d in dists) / len(dists) for i in range(len(conts))]
 
     def _classify_by_scoring(
-        self, client: ModelClient, prompts: list[Prompt], step: str, record_keys: Sequence[str]
+        self, client: ModelClient, prompts: list[Prompt], step: str, record_keys: Sequence[str], attempt: int = 0
     ) -> list[dict[str, Any]]:
         assert self.labels
         conts = self._continuations()
-        results = client.score([ScoreRequest(p, conts) for p in prompts], step=step, record_keys=record_keys)
+        results = client.score([ScoreRequest(p, conts) for p in prompts], step=step, record_keys=record_keys,
+                               attempt=attempt)
         cf = self._content_free(client, step) if self.calibrate else None
         out = []
         for res in results:
@@ -207,14 +239,14 @@ class Task(BaseModel):
         return out
 
     def _classify_by_votes(
-        self, client: ModelClient, prompts: list[Prompt], step: str, record_keys: Sequence[str]
+        self, client: ModelClient, prompts: list[Prompt], step: str, record_keys: Sequence[str], attempt: int = 0
     ) -> list[dict[str, Any]]:
         assert self.labels
         reqs = [
             GenerationRequest(p, max_tokens=16, temperature=max(self.temperature, 0.7), n=self.n_votes)
             for p in prompts
         ]
-        comps = client.generate(reqs, step=step, record_keys=record_keys)
+        comps = client.generate(reqs, step=step, record_keys=record_keys, attempt=attempt)
         out = []
         for comp in comps:
             probs, unparsed = distribution_from_votes(comp.texts, self.verbalized())
@@ -224,7 +256,7 @@ class Task(BaseModel):
         return out
 
     def _extract(
-        self, client: ModelClient, prompts: list[Prompt], step: str, record_keys: Sequence[str]
+        self, client: ModelClient, prompts: list[Prompt], step: str, record_keys: Sequence[str], first_attempt: int = 0
     ) -> list[dict[str, Any]]:
         schema = self.output_schema
         assert schema is not None
@@ -241,7 +273,8 @@ class Task(BaseModel):
                                   json_schema=json_schema)
                 for i in pending
             ]
-            comps = client.generate(reqs, step=step, record_keys=[record_keys[i] for i in pending], attempt=attempt)
+            comps = client.generate(reqs, step=step, record_keys=[record_keys[i] for i in pending],
+                                    attempt=first_attempt + attempt)
             still = []
             for i, comp in zip(pending, comps):
                 value, error = extract_json(comp.text)
