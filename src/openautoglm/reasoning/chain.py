@@ -48,7 +48,8 @@ def generate_reasonings(task: "Task", client: "ModelClient", contexts: Sequence[
     """``n`` reasonings per record (one batched generation call)."""
     cfg = task.strategy
     notes = list(notes) if notes is not None else [None] * len(contexts)
-    stop = ("\n\n",) + ((f"\n{task.answer_prefix}",) if task.format == "text" and task.answer_prefix else ())
+    # (no blank-line stop: small models often open with one, which would end the reasoning empty)
+    stop = (f"\n{task.answer_prefix}",) if task.format == "text" and task.answer_prefix else ()
     reqs = [
         GenerationRequest(reasoning_prompt(task, c, note), max_tokens=cfg.max_reasoning_tokens,
                           temperature=temperature, n=n, stop=stop)
