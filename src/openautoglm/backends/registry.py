@@ -3,7 +3,8 @@
 ``"local"``, ``"local:<dir|file.gguf|org/name>"``, ``"openai:<model>"`` (with
 ``base_url``/``api_key`` options), a preset prefix (``"zhipu:glm-4-flash"``,
 ``"qwen:qwen-plus"``, ``"deepseek:deepseek-chat"``, ``"vllm:..."``, ``"ollama:..."``,
-``"llamacpp:..."``), or ``"fake"`` (tests).  A config block
+``"llamacpp:..."``), ``"student:<dir>"`` (a classifier distilled with
+``openautoglm distill``), or ``"fake"`` (tests).  A config block
 ``{"model": "...", "base_url": ..., ...}`` works too.
 
 Third-party packages add prefixes through the entry-point group
@@ -21,7 +22,7 @@ from ..errors import UnknownModelError
 from .base import Backend
 
 ENTRY_POINT_GROUP = "openautoglm.backends"
-BUILTIN_PREFIXES = ("local", "openai", "fake")
+BUILTIN_PREFIXES = ("local", "openai", "student", "fake")
 
 
 def split_model_string(spec: str) -> tuple[str, str]:
@@ -54,6 +55,10 @@ def create_backend(spec: str | Mapping[str, Any] | Backend | None, **options: An
         from .fake import FakeBackend
 
         return FakeBackend(rest or "fake", **options)
+    if prefix == "student":
+        from .student import StudentBackend
+
+        return StudentBackend(rest, **options)
     from .presets import preset_for
 
     if prefix == "openai" and options.get("base_url"):
@@ -106,6 +111,7 @@ def list_models(env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     for name, ep in sorted(_entry_points().items()):
         rows.append({"model": f"{name}:<model>", "backend": f"plugin {ep.value}", "available": True,
                      "detail": "third-party backend (entry point)"})
+    rows.append(_student_row())
     rows.append({"model": "fake", "backend": "fake", "available": True,
                  "detail": "deterministic rule-based backend for tests; not a model"})
     return rows
@@ -128,3 +134,12 @@ def _local_row() -> dict[str, Any]:
     cached = any((cache_root() / "models").glob(f"{gguf.stem}-*/model.safetensors"))
     row.update(available=True, detail=f"{gguf} ({'converted cache ready' if cached else 'first load converts it, ~30 s'})")
     return row
+
+
+def _student_row() -> dict[str, Any]:
+    import importlib.util
+
+    ok = importlib.util.find_spec("sklearn") is not None and importlib.util.find_spec("joblib") is not None
+    return {"model": "student:<dir>", "backend": "student (distilled classifier)", "available": ok,
+            "detail": "a classifier made by `openautoglm distill`" if ok
+            else "scikit-learn is not installed: pip install 'openautoglm[optimize]'"}
