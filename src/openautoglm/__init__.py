@@ -21,6 +21,7 @@ _LAZY = {
     "ScoreRequest": "openautoglm.backends.base",
     "load_pipeline_config": "openautoglm.core.config",
     "read_records": "openautoglm.core.records",
+    "evaluate": "openautoglm.evaluation",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
