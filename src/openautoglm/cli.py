@@ -194,6 +194,18 @@ def version() -> None:
     print(__version__)
 
 
+def _register_subsystem_commands() -> None:
+    """Commands whose modules live with their subsystem (each imports it lazily)."""
+    from .evaluation.cli import eval_command
+    from .optimize.distill_cli import distill_command
+
+    app.command("eval")(eval_command)
+    app.command("distill")(distill_command)
+
+
+_register_subsystem_commands()
+
+
 def main() -> None:
     from .errors import OpenAutoGLMError
 
