@@ -198,8 +198,10 @@ def _register_subsystem_commands() -> None:
     """Commands whose modules live with their subsystem (each imports it lazily)."""
     from .evaluation.cli import eval_command
     from .optimize.distill_cli import distill_command
+    from .optimize.search_cli import optimize_command
 
     app.command("eval")(eval_command)
+    app.command("optimize")(optimize_command)
     app.command("distill")(distill_command)
 
 

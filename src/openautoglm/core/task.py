@@ -24,10 +24,13 @@ from ..errors import OpenAutoGLMError, TemplateError
 from .client import ModelClient
 from .labels import calibrate, distribution_from_logprobs, distribution_from_votes
 from .prompt import Template
+from .retrieval import Neighbours, RetrievalConfig, mix
 from ..reasoning.config import StrategyConfig
 from .schema import OutputSchema, extract_json
 
 CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
+#: context key under which retrieved demonstrations travel to the prompt builder
+DEMOS_KEY = "__demos__"
 
 
 class Task(BaseModel):
@@ -51,6 +54,10 @@ class Task(BaseModel):
     #: append "Answer with one of: ..." (None: yes for chat, no for text — measured best on SmolLM2)
     list_labels: bool | None = None
     calibrate: bool = False
+    #: label -> additive log-space bias (learned calibration, e.g. by the optimizer)
+    label_bias: dict[str, float] | None = None
+    #: demonstrations retrieved per input by embedding similarity (and an optional kNN prior)
+    retrieval: RetrievalConfig | None = None
     #: samples for vote-share confidence when the backend cannot score
     n_votes: int = 5
     temperature: float = 0.0
@@ -83,10 +90,13 @@ class Task(BaseModel):
             raise ValueError("output 'labels' needs a non-empty `labels` list")
         if self.output == "json" and self.schema_ is None:
             raise ValueError("output 'json' needs a `schema` (pydantic model or JSON schema)")
-        if self.verbalizers:
-            unknown = set(self.verbalizers) - set(self.labels or [])
+        for field_name in ("verbalizers", "label_bias"):
+            unknown = set(getattr(self, field_name) or {}) - set(self.labels or [])
             if unknown:
-                raise ValueError(f"verbalizers for unknown labels: {sorted(unknown)}")
+                raise ValueError(f"{field_name} for unknown labels: {sorted(unknown)}")
+        if self.retrieval is not None and self.output != "labels" and (
+                self.retrieval.knn_weight or self.retrieval.candidates):
+            raise ValueError("retrieval.knn_weight/candidates need a label task")
         try:  # syntax check now, so a config error names the file and line
             Template(self.prompt_template, where=f"task {self.name!r} template").variables  # noqa: B018
         except TemplateError as exc:
@@ -101,6 +111,17 @@ class Task(BaseModel):
     @cached_property
     def output_schema(self) -> OutputSchema | None:
         return OutputSchema(self.schema_) if self.schema_ is not None else None
+
+    @cached_property
+    def retriever(self) -> Any:
+        """The retrieval index over ``retrieval.pool`` (built on first use)."""
+        assert self.retrieval is not None
+        from .retrieval import Retriever
+
+        return Retriever(self.retrieval, self.render_input, self._example_answer_label)
+
+    def _example_answer_label(self, example: dict[str, Any]) -> str:
+        return str(example.get("output", example.get("label", example.get("answer"))))
 
     @property
     def input_variables(self) -> set[str]:
@@ -162,6 +183,8 @@ class Task(BaseModel):
         reasoning cues and verifier feedback); ``cue=False`` leaves out the text-format
         answer prefix; ``examples`` overrides the task's few-shot examples (retrieval).
         """
+        if examples is None:
+            examples = context.get(DEMOS_KEY)
         shots = self.examples if examples is None else examples
         if self.format == "text":
             parts = [self.system] if self.system else []
@@ -187,20 +210,25 @@ class Task(BaseModel):
         self, client: ModelClient, contexts: Sequence[dict[str, Any]], *, step: str, record_keys: Sequence[str]
     ) -> list[dict[str, Any]]:
         """Run the task on a batch of records (batching is the backend's business)."""
+        neighbours = None
+        if self.retrieval is not None:
+            neighbours = self.retriever.query(contexts, self.labels or [])
+            contexts = [{**c, DEMOS_KEY: n.examples} for c, n in zip(contexts, neighbours)]
         if self.strategy.name != "direct":
             from ..reasoning import run_strategy
 
             return run_strategy(self, client, contexts, step=step, record_keys=record_keys)
         prompts = [self.build_prompt(c) for c in contexts]
-        return self.answer(client, prompts, step=step, record_keys=record_keys)
+        return self.answer(client, prompts, step=step, record_keys=record_keys, neighbours=neighbours)
 
     def answer(self, client: ModelClient, prompts: Sequence[Prompt], *, step: str,
-               record_keys: Sequence[str], attempt: int = 0) -> list[dict[str, Any]]:
+               record_keys: Sequence[str], attempt: int = 0,
+               neighbours: Sequence[Neighbours] | None = None) -> list[dict[str, Any]]:
         """Answer ready-made prompts under the output spec (labels scored, JSON validated)."""
         prompts = list(prompts)
         if self.output == "labels":
             if client.backend.can_score:
-                return self._classify_by_scoring(client, prompts, step, record_keys, attempt)
+                return self._classify_by_scoring(client, prompts, step, record_keys, attempt, neighbours)
             return self._classify_by_votes(client, prompts, step, record_keys, attempt)
         if self.output == "json":
             return self._extract(client, prompts, step, record_keys, attempt)
@@ -211,7 +239,8 @@ class Task(BaseModel):
     def _content_free(self, client: ModelClient, step: str) -> list[float]:
         conts = self._continuations()
         reqs = [
-            ScoreRequest(self.build_prompt({v: cf for v in self.input_variables}), conts)
+            ScoreRequest(self.build_prompt({v: cf for v in self.input_variables}, examples=[]
+                                           if self.retrieval else None), conts)
             for cf in CONTENT_FREE_INPUTS
         ]
         results = client.score(reqs, step=f"{step}:calibration")
@@ -219,23 +248,44 @@ class Task(BaseModel):
         return [sum(d[i] for d in dists) / len(dists) for i in range(len(conts))]
 
     def _classify_by_scoring(
-        self, client: ModelClient, prompts: list[Prompt], step: str, record_keys: Sequence[str], attempt: int = 0
+        self, client: ModelClient, prompts: list[Prompt], step: str, record_keys: Sequence[str], attempt: int = 0,
+        neighbours: Sequence[Neighbours] | None = None,
     ) -> list[dict[str, Any]]:
-        assert self.labels
+        labels = self.labels
+        assert labels
         conts = self._continuations()
-        results = client.score([ScoreRequest(p, conts) for p in prompts], step=step, record_keys=record_keys,
-                               attempt=attempt)
+        every = list(range(len(labels)))
+        prune = self.retrieval.candidates if self.retrieval and neighbours else None
+        subsets = [every] * len(prompts)
+        if prune and prune < len(labels):
+            assert neighbours is not None
+            subsets = [sorted(sorted(every, key=lambda j: -n.knn[labels[j]])[:prune]) for n in neighbours]
+        reqs = [ScoreRequest(p, tuple(conts[j] for j in sub)) for p, sub in zip(prompts, subsets)]
+        results = client.score(reqs, step=step, record_keys=record_keys, attempt=attempt)
         cf = self._content_free(client, step) if self.calibrate else None
+        bias = [(self.label_bias or {}).get(lab, 0.0) for lab in labels]
+        weight = self.retrieval.knn_weight if self.retrieval and neighbours else 0.0
         out = []
-        for res in results:
+        for i, (res, sub) in enumerate(zip(results, subsets)):
             probs, normalised = distribution_from_logprobs(res.logprobs, res.lengths)
             method = "logprob" + ("-length-normalised" if normalised else "")
             if not res.exact:
                 method += "-first-token-estimate"
             if cf is not None:
-                probs = calibrate(probs, cf)
+                probs = calibrate(probs, [cf[j] for j in sub])
                 method += "+contextual-calibration"
-            out.append(_label_result(self.labels, probs, method))
+            if self.label_bias:
+                probs = apply_bias(probs, [bias[j] for j in sub])
+                method += "+label-bias"
+            full = [0.0] * len(labels)
+            for j, p in zip(sub, probs):
+                full[j] = p
+            if len(sub) < len(labels):
+                method += f"+knn-candidates({len(sub)})"
+            if weight > 0 and neighbours is not None:
+                full = mix(full, [neighbours[i].knn[lab] for lab in labels], weight)
+                method += f"+knn(w={weight:g})"
+            out.append(_label_result(labels, full, method))
         return out
 
     def _classify_by_votes(
@@ -303,6 +353,17 @@ class Task(BaseModel):
                 ]
             out.append(res)
         return out
+
+
+def apply_bias(probs: Sequence[float], bias: Sequence[float]) -> list[float]:
+    """Add ``bias`` to the log-probabilities and renormalise."""
+    import math
+
+    logs = [math.log(max(p, 1e-300)) + b for p, b in zip(probs, bias)]
+    top = max(logs)
+    exps = [math.exp(v - top) for v in logs]
+    total = sum(exps)
+    return [e / total for e in exps]
 
 
 def _label_result(labels: Sequence[str], probs: Sequence[float], method: str) -> dict[str, Any]:

@@ -1,0 +1,126 @@
+"""The prompt optimizer's logic on the deterministic fake backend.
+
+The fake backend scores a label word higher when it occurs in the prompt, so a task
+whose verbalizers never occur in the texts is at chance, and one that scores the
+label names (which do occur) is right: the search must find that.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from openautoglm.backends.fake import FakeBackend
+from openautoglm.cli import app
+from openautoglm.core.pipeline import Pipeline
+from openautoglm.core.task import Task
+from openautoglm.errors import ConfigError
+from openautoglm.optimize.search import Optimizer, fit_label_bias, score
+
+LABELS = ["sports", "politics"]
+TOPICS = {"sports": ["match", "goal", "team"], "politics": ["vote", "senate", "law"]}
+
+
+def rows(n: int, seed: int) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        lab = LABELS[i % 2]
+        out.append({"text": f"{lab} news {seed}-{i}: the {rng.choice(TOPICS[lab])} today", "label": lab})
+    return out
+
+
+def blind_task() -> Task:
+    return Task(name="topic", template="Text: {text}", labels=LABELS, format="text", answer_prefix="Topic:",
+                verbalizers={"sports": "alpha", "politics": "beta"})
+
+
+def test_search_finds_verbalizers_and_never_decides_on_holdout_rows(monkeypatch):
+    seen: list[list[str]] = []
+    original = Optimizer.predict
+
+    def spy(self, task, rows_):
+        seen.append([r["text"] for r in rows_])
+        return original(self, task, rows_)
+
+    monkeypatch.setattr(Optimizer, "predict", spy)
+    opt = Optimizer(FakeBackend(), blind_task(), rows(40, 1), rows(40, 2), budget=5000, retrieval=False,
+                    rewrites=0, first_slice=8)
+    result = opt.optimize()
+    assert result.scores["base_select"] < 0.6  # ties go to the first label: chance level
+    assert result.scores["best_select"] == 1.0 and result.scores["best_holdout"] == 1.0
+    assert result.task.verbalizers == {"sports": "sports", "politics": "politics"}
+    holdout = {r["text"] for r in opt.holdout}
+    assert len(holdout) == 12
+    *search, base_holdout, best_holdout = seen
+    assert all(not holdout & set(batch) for batch in search)
+    assert set(base_holdout) == set(best_holdout) == holdout
+    stages = {t.stage for t in result.trials}
+    assert {"base", "prompt", "verbalizers", "demos", "calibration"} <= stages
+
+
+def test_budget_is_respected_and_reported():
+    opt = Optimizer(FakeBackend(), blind_task(), rows(40, 1), rows(40, 2), budget=60, retrieval=False,
+                    rewrites=0, first_slice=8)
+    result = opt.optimize()
+    assert result.calls <= 60 + len(opt.holdout) * 2
+    assert any("budget" in n for n in result.notes)
+    with pytest.raises(ConfigError, match="does not cover one pass"):
+        Optimizer(FakeBackend(), blind_task(), rows(40, 1), rows(40, 2), budget=5, retrieval=False).optimize()
+
+
+def test_rows_with_unknown_labels_are_reported_not_used():
+    dev = rows(30, 2) + [{"text": "x", "label": "1"}]
+    opt = Optimizer(FakeBackend(), blind_task(), rows(20, 1), dev, budget=2000, retrieval=False, rewrites=0)
+    assert any("1 dev rows skipped" in n for n in opt.notes)
+    with pytest.raises(ConfigError, match="no train row has a gold label"):
+        Optimizer(FakeBackend(), blind_task(), [{"text": "x", "label": "0"}], dev)
+
+
+def test_fit_label_bias_matches_the_prior():
+    probs = [[0.9, 0.1]] * 8 + [[0.6, 0.4]] * 2  # a model that always leans to label 0
+    bias = fit_label_bias(probs, [0.5, 0.5])
+    import math
+
+    def shifted(row):
+        logs = [math.log(p) + b for p, b in zip(row, bias)]
+        z = sum(math.exp(v) for v in logs)
+        return [math.exp(v) / z for v in logs]
+
+    mean = [sum(shifted(r)[j] for r in probs) / len(probs) for j in range(2)]
+    assert mean == pytest.approx([0.5, 0.5], abs=0.01) and bias[1] > bias[0]
+
+
+def test_score_metrics():
+    gold, pred = ["a", "a", "b", "c"], ["a", "b", "b", "b"]
+    assert score(gold, pred, ["a", "b", "c"], "accuracy") == 0.5
+    # F1: a = 2/3, b = 2/3 (tp 1, fp 2, fn 0 -> 2/4=0.5)... computed by hand below
+    f1_a = 2 * 1 / (2 * 1 + 0 + 1)
+    f1_b = 2 * 1 / (2 * 1 + 2 + 0)
+    f1_c = 0.0
+    assert score(gold, pred, ["a", "b", "c"], "macro_f1") == pytest.approx((f1_a + f1_b + f1_c) / 3)
+
+
+def test_cli_writes_a_pipeline_that_run_accepts(tmp_path):
+    def write(name, data):
+        path = tmp_path / name
+        path.write_text("\n".join(json.dumps(r) for r in data), encoding="utf-8")
+        return path
+
+    pipe_path = tmp_path / "p.yaml"
+    pipe_path.write_text(yaml.safe_dump({"name": "topic", "model": "fake", "task": blind_task().to_config()}))
+    train = write("train.jsonl", [{**r, "label": "1" if r["label"] == "sports" else "0"} for r in rows(30, 1)])
+    dev = write("dev.jsonl", [{**r, "label": "1" if r["label"] == "sports" else "0"} for r in rows(40, 2)])
+    out = tmp_path / "best.yaml"
+    res = CliRunner().invoke(app, ["optimize", str(pipe_path), "--train", str(train), "--dev", str(dev),
+                                   "--budget", "3000", "--out", str(out), "--label-map", "1=sports,0=politics",
+                                   "--no-retrieval"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.with_suffix(".report.json").read_text())
+    assert report["scores"]["best_holdout"] == 1.0
+    best = Pipeline.from_yaml(out, store=False)
+    assert best.run(text="politics news: the senate voted")["label"] == "politics"
