@@ -124,3 +124,24 @@ def test_cli_writes_a_pipeline_that_run_accepts(tmp_path):
     assert report["scores"]["best_holdout"] == 1.0
     best = Pipeline.from_yaml(out, store=False)
     assert best.run(text="politics news: the senate voted")["label"] == "politics"
+
+
+def test_many_labels_search_starts_from_knn_candidate_pruning():
+    pytest.importorskip("sklearn")
+    labels = [f"topic{i}" for i in range(12)]
+    words = ["apple", "river", "engine", "violin", "tennis", "castle", "pepper", "planet", "silver", "garden",
+             "rocket", "cheese"]
+
+    def make(n, seed):
+        return [{"text": f"note {seed}-{i} about {words[i % 12]} and {words[i % 12]}s", "label": labels[i % 12]}
+                for i in range(n)]
+
+    task = Task(name="many", template="Text: {text}", labels=labels, format="text")
+    opt = Optimizer(FakeBackend(), task, make(48, 1), make(36, 2), budget=20000, rewrites=0, first_slice=12,
+                    embedder="char-ngram")
+    result = opt.optimize()
+    pruning = [t for t in result.trials if t.stage == "candidates"]
+    assert len(pruning) == 1 and pruning[0].task.retrieval.candidates == 10
+    # the neighbours are right here (same topic word), so pruning is adopted and kept
+    assert result.task.retrieval is not None and result.task.retrieval.candidates == 10
+    assert result.scores["best_select"] >= pruning[0].score

@@ -14,8 +14,9 @@ The search is greedy over stages, each keeping the best task so far:
 5. **calibration** – contextual calibration, or a per-label bias fitted on train
    predictions so that the mean predicted distribution matches the train label prior.
 
-Candidates are compared on the ``select`` rows (first a small slice, the best few on all
-of them).  A share of the dev rows (``holdout``) is never used for any decision: the
+Candidates are compared on the ``select`` rows (first a small slice, the best two on all
+of them); a candidate replaces the current best only when it gets at least two more
+selection rows right.  A share of the dev rows (``holdout``) is never used for any decision: the
 baseline and the chosen task are both measured there at the end, so the reported gain
 is not the selection's own optimism.  Calls answered from the response cache are free;
 the budget counts calls that reached the model.
@@ -152,7 +153,7 @@ class Optimizer:
     def __init__(self, backend: Backend, task: Task, train: Sequence[Mapping[str, Any]],
                  dev: Sequence[Mapping[str, Any]], *, label_column: str = "label", budget: int = 2000,
                  metric: str = "accuracy", holdout: float = 0.3, seed: int = 0, max_demos: int = 8,
-                 retrieval: bool = True, rewrites: int = 2, first_slice: int = 64,
+                 retrieval: bool = True, embedder: str = "auto", rewrites: int = 2, first_slice: int = 64,
                  log: Callable[[str], None] | None = None) -> None:
         if task.output != "labels" or not task.labels:
             raise ConfigError("the optimizer works on label tasks", field="task.labels",
@@ -165,6 +166,7 @@ class Optimizer:
         self.label_column, self.metric, self.budget = label_column, metric, budget
         self.rng = random.Random(seed)
         self.max_demos, self.use_retrieval, self.rewrites = max_demos, retrieval, rewrites
+        self.embedder = embedder
         self.first_slice = first_slice
         self._cache: dict[str, dict[str, Any]] = {}
         self.log = log or (lambda _msg: None)
@@ -256,8 +258,10 @@ class Optimizer:
             scored_full = rescored
         else:
             scored_full = [(s, t) for s, _, t in scored]
+        # a change must win by at least two selection rows: smaller gains are mostly noise
+        margin = 2 / len(self.select) - 1e-9
         for s, task in scored_full:
-            if s > best[0] + 1e-9:
+            if s >= best[0] + margin and s > best[0]:
                 best = (s, task)
         return best
 
@@ -386,10 +390,16 @@ class Optimizer:
             rand = [self._demo(r) for r in self._balanced(self.train, 1)]
             out.append((f"random balanced demos ({len(rand)})", _variant(task, examples=rand)))
         if self.use_retrieval and len(self.train) >= 20:
-            pool = [self._demo(r) for r in self.train]
+            base = self._retrieval_settings(task)
             for k in (4, 8) if self.max_demos >= 8 else (min(4, self.max_demos),):
-                out.append((f"retrieved demos (k={k})", _variant(task, examples=[], retrieval={"pool": pool, "k": k})))
+                out.append((f"retrieved demos (k={k})", _variant(task, examples=[], retrieval={**base, "k": k})))
         return out
+
+    def _retrieval_settings(self, task: Task) -> dict[str, Any]:
+        """The task's retrieval block (kept: e.g. candidate pruning), or a fresh one over train."""
+        if task.retrieval is not None:
+            return task.retrieval.model_dump()
+        return {"pool": [self._demo(r) for r in self.train], "k": 0, "embedder": self.embedder}
 
     def _bootstrap(self, task: Task, per_label: int) -> list[dict[str, Any]]:
         """Train rows the current task already gets right, most confident first, label-balanced."""
@@ -415,11 +425,7 @@ class Optimizer:
     def _knn_candidates(self, task: Task) -> list[tuple[str, Task]]:
         if not self.use_retrieval or len(self.train) < 20:
             return []
-        if task.retrieval is None:
-            pool = [self._demo(r) for r in self.train]
-            base = {"pool": pool, "k": 0}
-        else:
-            base = task.retrieval.model_dump()
+        base = self._retrieval_settings(task)
         out = []
         candidates = 10 if len(self.labels) > 10 else None
         for w in (0.25, 0.5, 0.75):
@@ -457,6 +463,19 @@ class Optimizer:
         self.trials.append(Trial("base", "the task as given", base, base_score, len(self.select)))
         self.log(f"  {'base':13s} {base_score:.3f}  the task as given")
         best = (base_score, base)
+        if len(self.labels) > 10 and self.use_retrieval and len(self.train) >= 20 and base.retrieval is None:
+            # many labels: scoring all of them for every candidate is what costs; let the
+            # neighbours' top 10 labels be the candidates first, and search from there
+            pruned = _variant(base, retrieval={**self._retrieval_settings(base), "candidates": 10})
+            try:
+                pruned_score = self.measure(pruned, self.select)
+            except BudgetExhausted:
+                pruned_score = -1.0
+            self.trials.append(Trial("candidates", "kNN candidate pruning (top 10 labels)", pruned, pruned_score,
+                                     len(self.select)))
+            self.log(f"  {'candidates':13s} {pruned_score:.3f}  kNN candidate pruning (top 10 labels)")
+            if pruned_score >= base_score:  # no worse and ~8x cheaper per candidate: search from here
+                best = (pruned_score, pruned)
         for stage, make in (("prompt", self._prompt_candidates), ("verbalizers", self._verbalizer_candidates),
                             ("demos", self._demo_candidates), ("knn", self._knn_candidates),
                             ("calibration", self._calibration_candidates)):
