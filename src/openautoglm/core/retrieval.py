@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
-
-if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
 
 #: probability floor for labels no neighbour votes for (keeps log-mixing finite)
 KNN_FLOOR = 1e-3

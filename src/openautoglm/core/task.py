@@ -14,6 +14,7 @@ Output kinds (inferred from the fields given):
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 from typing import Any, Literal, Sequence
 
@@ -357,8 +358,6 @@ class Task(BaseModel):
 
 def apply_bias(probs: Sequence[float], bias: Sequence[float]) -> list[float]:
     """Add ``bias`` to the log-probabilities and renormalise."""
-    import math
-
     logs = [math.log(max(p, 1e-300)) + b for p, b in zip(probs, bias)]
     top = max(logs)
     exps = [math.exp(v - top) for v in logs]
