@@ -22,6 +22,8 @@ _LAZY = {
     "load_pipeline_config": "openautoglm.core.config",
     "read_records": "openautoglm.core.records",
     "evaluate": "openautoglm.evaluation",
+    "SemanticParser": "openautoglm.sql",
+    "AutoML": "openautoglm.automl",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -204,6 +204,16 @@ def _register_subsystem_commands() -> None:
     app.command("optimize")(optimize_command)
     app.command("distill")(distill_command)
 
+    # Applications and the server each own a ``cli.py`` with ``register(app)``;
+    # those modules import only typer at module level, their subsystem lazily.
+    from importlib import import_module
+
+    for name in _APPLICATION_CLIS:
+        import_module(f"openautoglm.{name}.cli").register(app)
+
+
+_APPLICATION_CLIS: tuple[str, ...] = ()
+
 
 _register_subsystem_commands()
 
