@@ -1,0 +1,229 @@
+"""Exact and near-duplicate detection (MinHash + LSH banding), streaming, any script.
+
+* Exact duplicates: SHA-1 of the text after casefolding and whitespace collapsing
+  (:func:`exact_key`).
+* Near duplicates: shingles → MinHash signature → LSH bands → candidate pairs →
+  verified by the true Jaccard similarity of the shingle sets (so the threshold means
+  what it says; LSH only proposes candidates).
+* Shingles: ``unit="word"`` (word n-grams), ``"char"`` (character n-grams, needed for
+  Chinese/Japanese, which have no spaces) or ``"auto"`` (char for CJK-heavy text, word
+  otherwise), ``size`` n.
+* Signatures are computed with numpy for a whole batch of documents at once (the
+  universal hash family of datasketch's MinHash: ``(a·h + b) mod (2^61−1)``); the band
+  count follows datasketch's optimal (b, r) for the threshold.
+
+:class:`NearDuplicateIndex` is incremental: ``add(texts)`` returns, for each text, the id of
+an earlier document it duplicates (or ``None``), which is what streaming ``clean`` needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+from ..embeddings import cjk_share
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+_WS = re.compile(r"\s+")
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+_MERSENNE = (1 << 61) - 1
+_MAX_HASH = (1 << 32) - 1
+
+
+def exact_key(text: str) -> str:
+    """Key for exact-duplicate detection: casefolded, whitespace-collapsed, SHA-1."""
+    norm = _WS.sub(" ", str(text).casefold()).strip()
+    return hashlib.sha1(norm.encode("utf-8")).hexdigest()
+
+
+def shingles(text: str, size: int = 3, unit: str = "auto") -> set[str]:
+    """The set of word or character n-grams of ``text`` (whole text if it is shorter than n)."""
+    text = _WS.sub(" ", str(text).casefold()).strip()
+    if unit == "auto":
+        unit = "char" if cjk_share([text]) > 0.3 else "word"
+    if unit == "word":
+        tokens = _TOKEN.findall(text)
+        if len(tokens) <= size:
+            return {" ".join(tokens)} if tokens else set()
+        return {" ".join(tokens[i:i + size]) for i in range(len(tokens) - size + 1)}
+    if unit == "char":
+        text = text.replace(" ", "")
+        if len(text) <= size:
+            return {text} if text else set()
+        return {text[i:i + size] for i in range(len(text) - size + 1)}
+    raise ValueError(f"unknown shingle unit {unit!r}; use 'word', 'char' or 'auto'")
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) minimising false positives + negatives at ``threshold`` (datasketch's choice)."""
+    try:
+        from datasketch.lsh import _optimal_param
+
+        return tuple(_optimal_param(threshold, num_perm, 0.5, 0.5))  # type: ignore[return-value]
+    except ImportError:  # pragma: no cover - datasketch is in the data extra
+        best, best_err = (num_perm, 1), float("inf")
+        for b in range(1, num_perm + 1):
+            r = num_perm // b
+            err = abs((1.0 / b) ** (1.0 / r) - threshold)
+            if err < best_err:
+                best, best_err = (b, r), err
+        return best
+
+
+class MinHasher:
+    """Batch MinHash signatures (``num_perm`` × uint32 per document), reproducible by ``seed``."""
+
+    def __init__(self, num_perm: int = 128, seed: int = 1) -> None:
+        import numpy as np
+
+        rng = np.random.RandomState(seed)
+        self.num_perm = num_perm
+        self.a = rng.randint(1, _MERSENNE, size=num_perm, dtype=np.uint64)
+        self.b = rng.randint(0, _MERSENNE, size=num_perm, dtype=np.uint64)
+
+    def signatures(self, shingle_sets: Sequence[set[str]]) -> "np.ndarray":
+        import numpy as np
+
+        out = np.full((len(shingle_sets), self.num_perm), _MAX_HASH, dtype=np.uint64)
+        for i, sh in enumerate(shingle_sets):
+            if not sh:
+                continue
+            hv = np.fromiter((zlib.crc32(s.encode("utf-8")) for s in sh), dtype=np.uint64, count=len(sh))
+            phv = ((hv[:, None] * self.a + self.b) % _MERSENNE) & _MAX_HASH
+            out[i] = phv.min(axis=0)
+        return out
+
+
+@dataclass
+class DuplicateHit:
+    """``index`` duplicates the earlier document ``of`` with Jaccard ``similarity``."""
+
+    index: int
+    of: int
+    similarity: float
+
+
+class NearDuplicateIndex:
+    """Incremental near-duplicate index over documents added in order.
+
+    ``threshold``: Jaccard similarity of shingle sets at or above which two documents are
+    near duplicates; ``num_perm``: MinHash permutations; ``shingle_size``/``unit``: see
+    :func:`shingles`; ``verify``: check candidates by exact Jaccard (recommended).
+    """
+
+    def __init__(self, threshold: float = 0.8, *, num_perm: int = 128, shingle_size: int = 3,
+                 unit: str = "auto", seed: int = 1, verify: bool = True) -> None:
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError("threshold must be in (0, 1]")
+        self.threshold = threshold
+        self.shingle_size = shingle_size
+        self.unit = unit
+        self.verify = verify
+        self.hasher = MinHasher(num_perm, seed)
+        self.bands, self.rows = optimal_bands(threshold, num_perm)
+        self._tables: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]
+        self._shingles: dict[int, set[str]] = {}
+        self._sigs: dict[int, "np.ndarray"] = {}
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _unit_for(self, texts: Sequence[str]) -> str:
+        if self.unit != "auto":
+            return self.unit
+        self.unit = "char" if cjk_share(texts[:200]) > 0.3 else "word"  # fixed by the first batch
+        return self.unit
+
+    def add(self, texts: Sequence[str], *, keep_duplicates: bool = False) -> list[DuplicateHit | None]:
+        """Add a batch; for each text the earlier (kept) document it duplicates, else ``None``.
+
+        Duplicates are not indexed unless ``keep_duplicates`` (so clusters keep their first
+        member as the representative).
+        """
+        unit = self._unit_for(texts)
+        sets = [shingles(t, self.shingle_size, unit) for t in texts]
+        sigs = self.hasher.signatures(sets)
+        hits: list[DuplicateHit | None] = []
+        for sh, sig in zip(sets, sigs):
+            doc = self._size
+            self._size += 1
+            keys = [sig[b * self.rows:(b + 1) * self.rows].tobytes() for b in range(self.bands)]
+            best: DuplicateHit | None = None
+            seen: set[int] = set()
+            for table, key in zip(self._tables, keys):
+                for cand in table.get(key, ()):
+                    if cand in seen:
+                        continue
+                    seen.add(cand)
+                    sim = jaccard(sh, self._shingles[cand]) if self.verify else self._estimate(sig, cand)
+                    if sim >= self.threshold and (best is None or sim > best.similarity):
+                        best = DuplicateHit(doc, cand, sim)
+            hits.append(best)
+            if best is None or keep_duplicates:
+                for table, key in zip(self._tables, keys):
+                    table.setdefault(key, []).append(doc)
+                self._shingles[doc] = sh
+                if not self.verify:
+                    self._sigs[doc] = sig
+        return hits
+
+    def _estimate(self, sig: "np.ndarray", cand: int) -> float:
+        return float((self._sigs[cand] == sig).mean())
+
+
+def near_duplicate_pairs(texts: Sequence[str], threshold: float = 0.8, *, num_perm: int = 128,
+                         shingle_size: int = 3, unit: str = "auto", batch_size: int = 2048) -> list[DuplicateHit]:
+    """All (later, earlier) pairs at or above ``threshold`` (every document is indexed)."""
+    index = NearDuplicateIndex(threshold, num_perm=num_perm, shingle_size=shingle_size, unit=unit)
+    hits: list[DuplicateHit] = []
+    sets_all: list[set[str]] = []
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start:start + batch_size]
+        unit_used = index._unit_for(chunk)
+        sets = [shingles(t, shingle_size, unit_used) for t in chunk]
+        sets_all.extend(sets)
+        sigs = index.hasher.signatures(sets)
+        for sh, sig in zip(sets, sigs):
+            doc = index._size
+            index._size += 1
+            keys = [sig[b * index.rows:(b + 1) * index.rows].tobytes() for b in range(index.bands)]
+            seen: set[int] = set()
+            for table, key in zip(index._tables, keys):
+                bucket = table.setdefault(key, [])
+                for cand in bucket:
+                    if cand not in seen:
+                        seen.add(cand)
+                        sim = jaccard(sh, sets_all[cand])
+                        if sim >= threshold:
+                            hits.append(DuplicateHit(doc, cand, sim))
+                bucket.append(doc)
+    return hits
+
+
+def duplicate_clusters(n: int, hits: Iterable[DuplicateHit]) -> list[int]:
+    """Cluster id (the smallest member index) of each of ``n`` documents, by union-find over hits."""
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for hit in hits:
+        a, b = find(hit.index), find(hit.of)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return [find(i) for i in range(n)]
