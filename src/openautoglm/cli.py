@@ -212,7 +212,7 @@ def _register_subsystem_commands() -> None:
         import_module(f"openautoglm.{name}.cli").register(app)
 
 
-_APPLICATION_CLIS: tuple[str, ...] = ()
+_APPLICATION_CLIS: tuple[str, ...] = ("sql",)
 
 
 _register_subsystem_commands()

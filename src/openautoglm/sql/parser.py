@@ -1,0 +1,308 @@
+"""``SemanticParser``: questions in natural language → one safe, executed SELECT.
+
+Per question: link the schema and the literal values, retrieve similar examples,
+render a CREATE TABLE-style prompt, and generate one greedy and several sampled
+candidates through the core's verify-and-revise loop, whose verifier is *execution*:
+a candidate that fails the safety check or the database rejects goes back to the model
+with the error message, up to ``max_attempts``.  The candidates that run are grouped by
+their result rows and the largest group wins (execution-result voting); its vote share
+is the confidence.  Every model call, attempt and verdict is traced by the core.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ..errors import OpenAutoGLMError
+from .database import Database, DatabaseError, QueryResult
+from .examples import Example, ExamplePool
+from .linking import Linking, link, match_values
+from .safety import UnsafeQueryError, check_select
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..backends.base import Backend
+    from ..core.client import ModelClient
+    from ..core.task import Task
+    from ..store.sqlite import Store
+
+DEMOS_KEY = "__demos__"
+SQL_STOPS = ["\n\n", ";", "\n--", "\n#", "```"]
+DIALECT_TITLE = {"sqlite": "SQLite", "postgres": "PostgreSQL", "duckdb": "DuckDB", "mysql": "MySQL"}
+
+
+@dataclass
+class Candidate:
+    sql: str
+    source: str  # "greedy" or "sample"
+    ok: bool = False
+    error: str | None = None
+    attempts: int = 1
+    result: QueryResult | None = None
+    votes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sql": self.sql, "source": self.source, "ok": self.ok, "error": self.error,
+                "attempts": self.attempts, "votes": self.votes,
+                "row_count": len(self.result.rows) if self.result else None}
+
+
+@dataclass
+class ParseResult:
+    """What :meth:`SemanticParser.parse` returns."""
+
+    question: str
+    sql: str
+    confidence: float
+    candidates: list[Candidate]
+    columns: list[str] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] | None = None
+    truncated: bool = False
+    error: str | None = None
+    explanation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def logical_form(self) -> str:
+        """The executable query (the product's original name for ``sql``)."""
+        return self.sql
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self, max_rows: int = 50) -> dict[str, Any]:
+        return {"question": self.question, "sql": self.sql, "confidence": round(self.confidence, 4),
+                "ok": self.ok, "error": self.error, "columns": self.columns,
+                "rows": [list(r) for r in (self.rows or [])[:max_rows]], "truncated": self.truncated,
+                "explanation": self.explanation, "candidates": [c.to_dict() for c in self.candidates]}
+
+
+def extract_sql(text: str) -> str:
+    """The SQL in a model answer: code fences and chatter removed, one statement."""
+    text = text.strip()
+    fence = re.search(r"```(?:sql)?\s*(.*?)(?:```|$)", text, flags=re.S | re.I)
+    if fence:
+        text = fence.group(1)
+    start = re.search(r"\b(SELECT|WITH)\b", text, flags=re.I)
+    if start:
+        text = text[start.start():]
+    elif text and not text.upper().startswith(("SELECT", "WITH")):
+        text = "SELECT " + text
+    return " ".join(text.split(";")[0].split())
+
+
+def result_signature(result: QueryResult) -> tuple:
+    """Rows as an order-free bag, for voting (column names and row order ignored)."""
+    return tuple(sorted((tuple(_norm(v) for v in row) for row in result.rows), key=repr))
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+class SemanticParser:
+    """Text-to-SQL over one database.
+
+    ``model`` is any backend spec (``"local"``, ``"openai:..."``, a Backend);
+    ``db`` a URL (``sqlite:///x.db``, ``postgresql://...``, ``duckdb:///x.duckdb``) or a
+    :class:`Database`; ``examples`` a question/SQL pool (a .jsonl path, a list of dicts,
+    an :class:`ExamplePool`, or ``None``).
+    """
+
+    def __init__(self, model: "str | Backend | None" = None, db: "str | Database | None" = None, *,
+                 examples: "str | Path | ExamplePool | Sequence[dict[str, Any]] | None" = None,
+                 n_examples: int = 4, n_candidates: int = 4, max_attempts: int = 3, temperature: float = 0.7,
+                 chain_of_thought: bool = False, execute: bool = True, timeout_s: float = 10.0,
+                 max_rows: int = 1000, max_tokens: int = 160, max_columns: int = 60,
+                 store: "Store | str | Path | bool | None" = None, exclude_example_db: str | None = None,
+                 link_values: bool = True, run_id: str | None = None) -> None:
+        from ..backends.registry import create_backend
+
+        if db is None:
+            raise OpenAutoGLMError("SemanticParser needs a database", hint='pass db="sqlite:///path/to/file.db"')
+        self.db = db if isinstance(db, Database) else Database(str(db), timeout_s=timeout_s, max_rows=max_rows)
+        self.backend = create_backend(model)
+        self.pool = _as_pool(examples)
+        self.n_examples = n_examples
+        self.n_candidates = max(1, n_candidates)
+        self.max_attempts = max(1, max_attempts)
+        self.temperature = temperature
+        self.chain_of_thought = chain_of_thought
+        self.execute = execute
+        self.max_tokens = max_tokens
+        self.max_columns = max_columns
+        self.exclude_example_db = exclude_example_db
+        self.store = _as_store(store)
+        self.link_values = link_values
+        self.run_id = run_id
+        self._counter = 0
+
+    # -- prompt --------------------------------------------------------------------------
+    def _task(self, temperature: float) -> "Task":
+        from ..core.task import Task
+        from ..reasoning.config import StrategyConfig, VerifierConfig
+
+        strategy = StrategyConfig(name="verify_revise", max_attempts=self.max_attempts,
+                                  inner="chain_of_thought" if self.chain_of_thought else "direct",
+                                  verifier=VerifierConfig(type="callable", function=self._verify))
+        title = DIALECT_TITLE.get(self.db.dialect, self.db.dialect)
+        return Task(name="text_to_sql", template="{schema}-- Question: {question}", output="text", format="text",
+                    system=f"-- Write one {title} SELECT query that answers the question.",
+                    answer_prefix="-- SQL:", stop=SQL_STOPS, max_tokens=self.max_tokens,
+                    temperature=temperature, strategy=strategy)
+
+    def context(self, question: str, history: Sequence[tuple[str, str]] = ()) -> tuple[dict[str, Any], Linking, list[Example]]:
+        """The prompt context for ``question`` (pruned schema, value hints, examples, history)."""
+        schema = self.db.schema()
+        values = match_values(self.db, schema, question) if self.link_values else []
+        linking = link(schema, question, values=values, max_columns=self.max_columns)
+        text = schema.to_prompt(linking.tables, linking.columns)
+        if values:
+            text += "\n-- Values mentioned in the question: " + "; ".join(v.hint() for v in values)
+        for prev_q, prev_sql in history[-3:]:
+            text += f"\n-- Earlier question: {prev_q}\n-- Its SQL: {prev_sql}"
+        demos = self.pool.retrieve(question, self.n_examples, exclude_db=self.exclude_example_db) if self.pool else []
+        ctx = {"schema": text + "\n\n", "question": question.strip(),
+               DEMOS_KEY: [{"schema": "", "question": d.question, "output": d.sql} for d in demos]}
+        return ctx, linking, demos
+
+    # -- verification (execution) -----------------------------------------------------------
+    def _verify(self, output: dict[str, Any], context: dict[str, Any]) -> tuple[bool, str]:
+        sql = extract_sql(output.get("text", ""))
+        cache = context["__results__"]
+        try:
+            checked = check_select(sql, self.db.dialect)
+        except UnsafeQueryError as exc:
+            cache[sql] = exc.message
+            return False, exc.message
+        if not self.execute:
+            cache[sql] = None
+            return True, ""
+        if sql not in cache:
+            try:
+                cache[sql] = self.db.execute(checked.sql, checked=False)
+            except DatabaseError as exc:
+                cache[sql] = exc.message
+        value = cache[sql]
+        if isinstance(value, str):
+            return False, f"the database rejected it: {value}"
+        return True, ""
+
+    # -- parsing --------------------------------------------------------------------------------
+    def parse(self, question: str, *, history: Sequence[tuple[str, str]] = ()) -> ParseResult:
+        """Answer one question (``history``: earlier (question, sql) turns of a conversation)."""
+        from ..core.client import ModelClient
+
+        if not question or not question.strip():
+            raise OpenAutoGLMError("empty question", hint="ask something the database can answer")
+        ctx, linking, demos = self.context(question, history)
+        results_cache: dict[str, Any] = {}
+        ctx["__results__"] = results_cache
+        client = ModelClient(self.backend, cache_get=self.store.cache_get if self.store else None)
+        self._counter += 1
+        key = f"q{self._counter}"
+        outs = self._task(0.0).run_many(client, [ctx], step="sql", record_keys=[f"{key}#greedy"])
+        sources = ["greedy"]
+        if self.n_candidates > 1 and self.temperature > 0:
+            n = self.n_candidates - 1
+            outs += self._task(self.temperature).run_many(client, [ctx] * n, step="sql",
+                                                          record_keys=[f"{key}#s{j}" for j in range(n)])
+            sources += ["sample"] * n
+        if self.store is not None:
+            calls, cache = client.drain()
+            self.store.log(calls, cache, run_id=self.run_id)
+        candidates = [self._candidate(out, src, results_cache) for out, src in zip(outs, sources)]
+        return self._vote(question, candidates, linking, demos)
+
+    def _candidate(self, out: dict[str, Any], source: str, results: dict[str, Any]) -> Candidate:
+        sql = extract_sql(out.get("text", ""))
+        value = results.get(sql)
+        cand = Candidate(sql, source, attempts=int(out.get("attempts", 1)))
+        if isinstance(value, QueryResult):
+            cand.ok, cand.result = True, value
+        elif value is None and not self.execute and out.get("verified"):
+            cand.ok = True
+        else:
+            cand.error = value if isinstance(value, str) else "not checked"
+        return cand
+
+    def _vote(self, question: str, candidates: list[Candidate], linking: Linking, demos: list[Example]) -> ParseResult:
+        groups: dict[Any, list[Candidate]] = {}
+        for c in candidates:
+            if c.ok:
+                sig = result_signature(c.result) if c.result is not None else c.sql
+                groups.setdefault(sig, []).append(c)
+        for members in groups.values():
+            for c in members:
+                c.votes = len(members)
+        explanation: dict[str, Any] = {"linked_tables": linking.tables,
+                                       "values": [v.hint() for v in linking.values],
+                                       "examples": [d.question for d in demos]}
+        if not groups:
+            best = candidates[0]
+            return ParseResult(question, best.sql, 0.0, candidates, error=best.error or "no candidate ran",
+                               explanation=explanation)
+        # largest group; ties go to the group holding the greedy candidate, then to the first
+        winner = max(groups.values(), key=lambda m: (len(m), any(c.source == "greedy" for c in m)))
+        best = next((c for c in winner if c.source == "greedy"), winner[0])
+        explanation.update(_used(best.sql, self.db.dialect))
+        res = best.result
+        return ParseResult(question, best.sql, len(winner) / len(candidates), candidates,
+                           columns=res.columns if res else [], rows=res.rows if res else None,
+                           truncated=res.truncated if res else False, explanation=explanation)
+
+    def conversation(self) -> "Conversation":
+        """A stateful session: follow-up questions see the earlier turns."""
+        return Conversation(self)
+
+    def close(self) -> None:
+        self.db.close()
+        if self.store is not None:
+            self.store.close()
+
+
+@dataclass
+class Conversation:
+    parser: SemanticParser
+    history: list[tuple[str, str]] = field(default_factory=list)
+
+    def ask(self, question: str) -> ParseResult:
+        result = self.parser.parse(question, history=self.history)
+        if result.ok:
+            self.history.append((question, result.sql))
+        return result
+
+
+def _used(sql: str, dialect: str) -> dict[str, Any]:
+    """Tables and columns a query reads (for the explanation)."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except Exception:  # noqa: BLE001 - explanation only
+        return {}
+    return {"tables": sorted({t.name for t in tree.find_all(exp.Table)}),
+            "columns": sorted({c.name for c in tree.find_all(exp.Column) if c.name})}
+
+
+def _as_pool(examples: Any) -> ExamplePool | None:
+    if examples is None or isinstance(examples, ExamplePool):
+        return examples
+    if isinstance(examples, (str, Path)):
+        return ExamplePool.from_jsonl(examples)
+    return ExamplePool.from_records(list(examples))
+
+
+def _as_store(store: Any) -> "Store | None":
+    if store is None or store is False:
+        return None
+    from ..store.sqlite import Store
+
+    if store is True:
+        return Store()
+    return store if isinstance(store, Store) else Store(store)
