@@ -3,8 +3,14 @@
 ``create_openai_app(backend, model_name)`` returns a FastAPI app with
 
 * ``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /health``;
-* ``POST /v1/chat/completions`` (non-streaming; ``stream: true`` answers 400);
+* ``POST /v1/chat/completions``;
 * ``POST /v1/completions``.
+
+Streaming (``stream: true``) is off by default (answers 400) and on with
+``create_openai_app(..., streaming=True)``, as in ``openautoglm serve``: the answer is
+computed in one (micro-batched) backend call, then sent as server-sent events, one chunk
+per token (the backend's tokens when it returns logprobs, else word pieces), ending with
+``data: [DONE]``; ``stream_options: {"include_usage": true}`` adds a final usage chunk.
 
 Requests naming another model than ``model_name`` (or the backend's own model name)
 answer 404.  Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
@@ -38,25 +44,38 @@ Scoring through ``/v1/completions`` (the ``echo`` protocol)
 
 from __future__ import annotations
 
+import json
+import re
 import time
 import uuid
-from typing import Any, Callable, Sequence, TypeVar, Union
+from typing import Any, AsyncIterator, Callable, Sequence, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..backends.base import Backend, Completion, GenerationRequest, Message, Prompt, ScoreRequest, TokenLogprob
+from ..backends.base import (
+    Backend,
+    Completion,
+    GenerationRequest,
+    Message,
+    Prompt,
+    ScoreRequest,
+    ScoreResult,
+    TokenLogprob,
+)
 from ..errors import BackendError, EndpointUnavailable
 
 try:
     import anyio.to_thread
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, StreamingResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("the server needs FastAPI and uvicorn: pip install 'openautoglm[server]'") from exc
 
 T = TypeVar("T")
+#: receives the call records (core.client.CallRecord) of each backend call, for tracing
+Tracer = Callable[[list[Any]], None]
 
 DEFAULT_CHAT_MAX_TOKENS = 512
 MAX_TOP_LOGPROBS = 20
@@ -229,11 +248,36 @@ class OpenAIService:
     Backend calls run in worker threads, at most ``max_concurrency`` at a time.
     """
 
-    def __init__(self, backend: Backend, model_name: str, max_concurrency: int = 1) -> None:
+    def __init__(self, backend: Backend, model_name: str, max_concurrency: int = 1, *,
+                 streaming: bool = False, tracer: Tracer | None = None) -> None:
         self.backend = backend
         self.model_name = model_name
         self.max_concurrency = max(1, max_concurrency)
+        self.streaming = streaming
+        self.tracer = tracer
         self._limiter: anyio.CapacityLimiter | None = None
+
+    def _generate(self, requests: list[GenerationRequest], endpoint: str) -> list[Completion]:
+        if self.tracer is None:
+            return self.backend.generate(requests)
+        from ..core.client import ModelClient
+
+        client = ModelClient(self.backend, trace=True)
+        try:
+            return client.generate(requests, step=endpoint)
+        finally:
+            self.tracer(client.drain()[0])
+
+    def _score(self, requests: list[ScoreRequest], endpoint: str) -> list[ScoreResult]:
+        if self.tracer is None:
+            return self.backend.score_batch(requests)
+        from ..core.client import ModelClient
+
+        client = ModelClient(self.backend, trace=True)
+        try:
+            return client.score(requests, step=endpoint)
+        finally:
+            self.tracer(client.drain()[0])
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._limiter is None:  # created on the server's event loop, on first use
@@ -263,7 +307,7 @@ class OpenAIService:
     # -- chat ------------------------------------------------------------------------
     async def chat(self, req: ChatCompletionRequest) -> dict[str, Any]:
         self.check_model(req.model)
-        if req.stream:
+        if req.stream and not self.streaming:
             raise APIError(400, "stream=true is not supported yet; send stream=false", code="unsupported", param="stream")
         messages: list[Message] = [{"role": m.role, "content": m.text()} for m in req.messages]
         max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
@@ -278,7 +322,7 @@ class OpenAIService:
             logprobs=req.logprobs,
             seed=req.seed,
         )
-        (completion,) = await self._call(self.backend.generate, [gen])
+        (completion,) = await self._call(self._generate, [gen], "/v1/chat/completions")
         logprobs = await self._chat_logprobs(messages, completion, req.top_logprobs or 0) if req.logprobs else None
         choices = [
             {
@@ -321,14 +365,14 @@ class OpenAIService:
         nonempty = tuple(sorted({t for t in texts if t}))
         if not nonempty:
             return [0.0] * len(texts)
-        (result,) = await self._call(self.backend.score_batch, [ScoreRequest(prompt, nonempty)])
+        (result,) = await self._call(self._score, [ScoreRequest(prompt, nonempty)], "logprobs")
         by_text = dict(zip(nonempty, result.logprobs))
         return [by_text.get(t, 0.0) for t in texts]
 
     # -- completions -----------------------------------------------------------------
     async def completions(self, req: CompletionRequest) -> dict[str, Any]:
         self.check_model(req.model)
-        if req.stream:
+        if req.stream and not self.streaming:
             raise APIError(400, "stream=true is not supported yet; send stream=false", code="unsupported", param="stream")
         prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
         if not prompts:
@@ -382,7 +426,7 @@ class OpenAIService:
             raise APIError(400, f"model {self.model_name!r} cannot score continuations", code="unsupported")
         todo = [i for i, (p, off) in enumerate(zip(prompts, offsets)) if off < len(p)]
         requests = [ScoreRequest(prompts[i][: offsets[i]], (prompts[i][offsets[i] :],)) for i in todo]
-        results = await self._call(self.backend.score_batch, requests) if requests else []
+        results = await self._call(self._score, requests, "/v1/completions") if requests else []
         scored = dict(zip(todo, results))
         choices, prompt_tokens = [], 0
         for i, (prompt, off) in enumerate(zip(prompts, offsets)):
@@ -414,7 +458,7 @@ class OpenAIService:
             )
             for p in prompts
         ]
-        completions = await self._call(self.backend.generate, gens)
+        completions = await self._call(self._generate, gens, "/v1/completions")
         choices = []
         for i, (prompt, comp) in enumerate(zip(prompts, completions)):
             logprobs = await self._completion_logprobs(req, prompt, comp) if req.logprobs is not None else None
@@ -441,7 +485,7 @@ class OpenAIService:
         ]
 
 
-# --------------------------------------------------------------------------- the app
+# --------------------------------------------------------------------------- errors handlers
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -465,13 +509,109 @@ def install_error_handlers(app: FastAPI) -> None:
         return APIError(exc.status_code, str(exc.detail), kind).response()
 
 
-def create_openai_app(backend: Backend, model_name: str = "local", *, max_concurrency: int = 1) -> FastAPI:
+# --------------------------------------------------------------------------- streaming
+
+_PIECE = re.compile(r"\s*\S+|\s+")
+
+
+def _pieces(text: str, tokens: list[dict[str, Any]] | None) -> list[tuple[str, dict[str, Any] | None]]:
+    """Split a finished text into stream chunks: the model's tokens when known, else words."""
+    if tokens and "".join(t["token"] for t in tokens) == text:
+        return [(t["token"], t) for t in tokens]
+    return [(p, None) for p in _PIECE.findall(text)]
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def sse_chat(resp: dict[str, Any], include_usage: bool = False) -> AsyncIterator[str]:
+    """A finished chat completion as ``chat.completion.chunk`` server-sent events."""
+    head = {"id": resp["id"], "object": "chat.completion.chunk", "created": resp["created"], "model": resp["model"]}
+    for choice in resp["choices"]:
+        i = choice["index"]
+        yield _sse({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
+                                         "logprobs": None, "finish_reason": None}]})
+        tokens = (choice.get("logprobs") or {}).get("content")
+        for piece, token in _pieces(choice["message"]["content"] or "", tokens):
+            yield _sse({**head, "choices": [{"index": i, "delta": {"content": piece},
+                                             "logprobs": {"content": [token]} if token else None,
+                                             "finish_reason": None}]})
+        yield _sse({**head, "choices": [{"index": i, "delta": {}, "logprobs": None,
+                                         "finish_reason": choice["finish_reason"]}]})
+    if include_usage:
+        yield _sse({**head, "choices": [], "usage": resp["usage"]})
+    yield "data: [DONE]\n\n"
+
+
+async def sse_completions(resp: dict[str, Any], include_usage: bool = False) -> AsyncIterator[str]:
+    """A finished text completion as streamed ``text_completion`` events."""
+    head = {"id": resp["id"], "object": "text_completion", "created": resp["created"], "model": resp["model"]}
+    for choice in resp["choices"]:
+        for piece, _ in _pieces(choice["text"], None):
+            yield _sse({**head, "choices": [{"index": choice["index"], "text": piece, "logprobs": None,
+                                             "finish_reason": None}]})
+        yield _sse({**head, "choices": [{"index": choice["index"], "text": "", "logprobs": choice["logprobs"],
+                                         "finish_reason": choice["finish_reason"]}]})
+    if include_usage:
+        yield _sse({**head, "choices": [], "usage": resp["usage"]})
+    yield "data: [DONE]\n\n"
+
+
+def _include_usage(req: _Body) -> bool:
+    options = getattr(req, "stream_options", None)
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+def _stream(events: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+# --------------------------------------------------------------------------- the app
+
+
+UsageHook = Callable[[str, dict[str, int]], None]
+
+
+def add_openai_routes(app: FastAPI, service: OpenAIService, on_usage: UsageHook | None = None) -> None:
+    """Mount ``/v1/models``, ``/v1/chat/completions`` and ``/v1/completions`` on ``app``."""
+
+    def usage(endpoint: str, resp: dict[str, Any]) -> None:
+        if on_usage is not None:
+            on_usage(endpoint, resp.get("usage") or {})
+
+    @app.get("/v1/models", tags=["openai"])
+    async def list_models() -> dict[str, Any]:
+        return service.models()
+
+    @app.get("/v1/models/{model_id:path}", tags=["openai"])
+    async def get_model(model_id: str) -> dict[str, Any]:
+        service.check_model(model_id)
+        return service.model_card()
+
+    @app.post("/v1/chat/completions", tags=["openai"])
+    async def chat_completions(req: ChatCompletionRequest) -> Any:
+        resp = await service.chat(req)
+        usage("chat", resp)
+        return _stream(sse_chat(resp, _include_usage(req))) if req.stream else resp
+
+    @app.post("/v1/completions", tags=["openai"])
+    async def completions(req: CompletionRequest) -> Any:
+        resp = await service.completions(req)
+        usage("completions", resp)
+        return _stream(sse_completions(resp, _include_usage(req))) if req.stream else resp
+
+
+def create_openai_app(backend: Backend, model_name: str = "local", *, max_concurrency: int = 1,
+                      streaming: bool = False) -> FastAPI:
     """A FastAPI app serving ``backend`` under OpenAI's ``/v1`` API as ``model_name``.
 
     ``max_concurrency`` bounds simultaneous backend calls (1: one at a time, which
-    suits an in-process model; more for backends that are themselves remote).
+    suits an in-process model; more for backends that are themselves remote, or a
+    :class:`~openautoglm.serve.batching.BatchingBackend` that merges them).
     """
-    service = OpenAIService(backend, model_name, max_concurrency)
+    service = OpenAIService(backend, model_name, max_concurrency, streaming=streaming)
     app = FastAPI(title="Open-AutoGLM OpenAI-compatible API", version="1")
     app.state.openai_service = service
     install_error_handlers(app)
@@ -480,21 +620,5 @@ def create_openai_app(backend: Backend, model_name: str = "local", *, max_concur
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": model_name}
 
-    @app.get("/v1/models")
-    async def list_models() -> dict[str, Any]:
-        return service.models()
-
-    @app.get("/v1/models/{model_id:path}")
-    async def get_model(model_id: str) -> dict[str, Any]:
-        service.check_model(model_id)
-        return service.model_card()
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(req: ChatCompletionRequest) -> dict[str, Any]:
-        return await service.chat(req)
-
-    @app.post("/v1/completions")
-    async def completions(req: CompletionRequest) -> dict[str, Any]:
-        return await service.completions(req)
-
+    add_openai_routes(app, service)
     return app

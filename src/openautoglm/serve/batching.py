@@ -1,0 +1,191 @@
+"""Dynamic micro-batching: concurrent callers share one backend call.
+
+:class:`BatchingBackend` wraps any :class:`~openautoglm.backends.base.Backend`.  Callers
+(server request threads, background runs) call ``generate`` / ``score_batch`` as usual;
+their requests wait in a queue for at most ``window_ms`` after the first one arrived (or
+until ``max_batch`` requests are pending), then one dispatcher thread sends them all to the
+wrapped backend in a single call - for the local backend that is one padded forward pass
+instead of one per request.  While that call runs new requests queue up, so under load
+the next batch is ready the moment the model is free.
+
+A batch that fails is retried request by request, so one bad request (say, a prompt
+longer than the context) fails alone.  ``enabled=False`` passes calls straight through
+(they then queue on the backend's own lock): the benchmark's "off" setting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from ..backends.base import Backend, Completion, GenerationRequest, ScoreRequest, ScoreResult
+
+#: called after each backend call: (kind, number of requests, seconds)
+BatchHook = Callable[[str, int, float], None]
+
+
+@dataclass
+class _Item:
+    kind: str  # "generate" | "score"
+    requests: list[Any]
+    arrived: float
+    future: Future = field(default_factory=Future)
+
+
+class BatchingBackend(Backend):
+    """A backend whose concurrent calls are merged into batched calls of ``inner``."""
+
+    def __init__(
+        self,
+        inner: Backend,
+        *,
+        window_ms: float = 8.0,
+        max_batch: int = 32,
+        enabled: bool = True,
+        on_batch: BatchHook | None = None,
+    ) -> None:
+        self.inner = inner
+        self.window_s = max(0.0, window_ms) / 1000.0
+        self.max_batch = max(1, max_batch)
+        self.enabled = enabled
+        self.on_batch = on_batch
+        self.name = inner.name
+        self.model = inner.model
+        self.can_score = inner.can_score
+        self.supports_json_schema = inner.supports_json_schema
+        self.max_context = inner.max_context
+        self.deterministic = inner.deterministic
+        self._pending: list[_Item] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._inflight = 0
+        self.batches = 0  # backend calls made (for tests and metrics)
+
+    # -- Backend protocol ----------------------------------------------------------
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        return self._submit("generate", list(requests))
+
+    def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        if not self.inner.can_score:
+            return self.inner.score_batch(requests)  # raises the backend's own "cannot score"
+        return self._submit("score", list(requests))
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def identity(self) -> str:
+        return self.inner.identity()
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.inner.describe(), "micro_batching": self.enabled, "window_ms": self.window_s * 1000,
+                "max_batch": self.max_batch}
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.inner.close()
+
+    # -- introspection -----------------------------------------------------------------
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the model plus those in the batch being computed."""
+        with self._cond:
+            return sum(len(i.requests) for i in self._pending) + self._inflight
+
+    # -- machinery ---------------------------------------------------------------------
+    def _submit(self, kind: str, requests: list[Any]) -> list[Any]:
+        if not requests:
+            return []
+        if not self.enabled:
+            with self._cond:
+                self._inflight += len(requests)
+            try:
+                return self._call(kind, requests)
+            finally:
+                with self._cond:
+                    self._inflight -= len(requests)
+        item = _Item(kind, requests, time.monotonic())
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the batching backend is closed")
+            self._pending.append(item)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="openautoglm-batcher", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+        return item.future.result()
+
+    def _call(self, kind: str, requests: list[Any]) -> list[Any]:
+        t0 = time.perf_counter()
+        try:
+            if kind == "generate":
+                return self.inner.generate(requests)
+            return self.inner.score_batch(requests)
+        finally:
+            if self.on_batch is not None:
+                self.on_batch(kind, len(requests), time.perf_counter() - t0)
+
+    def _take(self) -> list[_Item] | None:
+        """Wait for a batch: the oldest item's kind, up to ``max_batch`` requests."""
+        with self._cond:
+            while not self._pending and not self._closed:
+                self._cond.wait()
+            if self._closed and not self._pending:
+                return None
+            deadline = self._pending[0].arrived + self.window_s
+            while not self._closed:
+                size = sum(len(i.requests) for i in self._pending if i.kind == self._pending[0].kind)
+                left = deadline - time.monotonic()
+                if size >= self.max_batch or left <= 0:
+                    break
+                self._cond.wait(timeout=left)
+            kind = self._pending[0].kind
+            batch, rest, size = [], [], 0
+            for item in self._pending:
+                if item.kind == kind and (not batch or size + len(item.requests) <= self.max_batch):
+                    batch.append(item)
+                    size += len(item.requests)
+                else:
+                    rest.append(item)
+            self._pending = rest
+            self._inflight = size
+            return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            try:
+                self._run(batch)
+            finally:
+                with self._cond:
+                    self._inflight = 0
+
+    def _run(self, batch: list[_Item]) -> None:
+        kind = batch[0].kind
+        merged = [r for item in batch for r in item.requests]
+        self.batches += 1
+        try:
+            results = self._call(kind, merged)
+        except BaseException as exc:  # noqa: BLE001 - isolate the failing request(s)
+            if len(batch) == 1:
+                batch[0].future.set_exception(exc)
+                return
+            for item in batch:
+                try:
+                    item.future.set_result(self._call(kind, item.requests))
+                except BaseException as one:  # noqa: BLE001
+                    item.future.set_exception(one)
+            return
+        pos = 0
+        for item in batch:
+            item.future.set_result(results[pos : pos + len(item.requests)])
+            pos += len(item.requests)

@@ -1,0 +1,142 @@
+"""The server's view of the project store: buffered trace writes and the reads the UI needs.
+
+:class:`ServerStore` wraps one :class:`~openautoglm.store.sqlite.Store` connection behind a
+lock (the server's threads share it).  Calls made by interactive requests are buffered
+and written in one transaction every ``flush_every`` calls or ``flush_s`` seconds, so
+tracing stays cheap under load; batch runs commit their own calls with each checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..core.client import CallRecord
+from ..store.sqlite import Store
+
+TRACE_COLUMNS = ("id", "ts", "run_id", "step", "record_key", "attempt", "kind", "backend", "model", "params",
+                 "prompt", "response", "prompt_tokens", "completion_tokens", "latency_ms", "error", "cached")
+
+
+def _loads(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+class ServerStore:
+    """One store connection shared by the server's threads, with a write-behind trace buffer."""
+
+    def __init__(self, path: str | Path, flush_every: int = 256, flush_s: float = 1.0) -> None:
+        self.store = Store(path)
+        self.path = self.store.path
+        self.lock = threading.RLock()
+        self.flush_every = flush_every
+        self.flush_s = flush_s
+        self._pending: list[CallRecord] = []
+        self._last = time.monotonic()
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(target=self._loop, name="openautoglm-trace-writer", daemon=True)
+        self._flusher.start()
+
+    # -- writing -------------------------------------------------------------------------
+    def trace(self, calls: Sequence[CallRecord]) -> None:
+        if not calls:
+            return
+        with self.lock:
+            self._pending.extend(calls)
+            if len(self._pending) >= self.flush_every:
+                self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            self._last = time.monotonic()
+            if self._pending:
+                calls, self._pending = self._pending, []
+                self.store.log(calls)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.flush_s / 2):
+            if self._pending and time.monotonic() - self._last >= self.flush_s:
+                try:
+                    self.flush()
+                except Exception:  # noqa: BLE001 - a busy database must not kill the writer
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._flusher.join(timeout=5)
+        self.flush()
+        self.store.close()
+
+    # -- reading ---------------------------------------------------------------------------
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.lock:
+            cur = self.store._conn.execute(sql, tuple(args))  # noqa: SLF001 - read-only queries the Store lacks
+            cols = [d[0] for d in cur.description] if cur.description else []
+            return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+    def traces(self, search: str | None = None, run_id: str | None = None, limit: int = 50,
+               errors_only: bool = False) -> list[dict[str, Any]]:
+        self.flush()
+        with self.lock:
+            rows = self.store.recent_calls(limit=limit if not errors_only else limit * 20, search=search or None,
+                                           run_id=run_id or None)
+        if errors_only:
+            rows = [r for r in rows if r["error"]][:limit]
+        return [_summary(r) for r in rows]
+
+    def get_trace(self, call_id: int) -> dict[str, Any] | None:
+        self.flush()
+        rows = self.execute("SELECT * FROM calls WHERE id = ?", (call_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        for key in ("params", "prompt", "response"):
+            row[key] = _loads(row[key])
+        retries = self.execute(
+            "SELECT id, attempt, error, latency_ms FROM calls WHERE run_id IS ? AND record_key IS ? AND step IS ?"
+            " AND record_key IS NOT NULL AND id != ? ORDER BY id LIMIT 20",
+            (row["run_id"], row["record_key"], row["step"], call_id),
+        )
+        row["related"] = retries
+        return row
+
+    def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.lock:
+            return self.store.list_runs(limit)
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            return self.store.get_run(run_id)
+
+    def run_records(self, run_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.store.iter_records(run_id))
+
+
+def _preview(value: Any, width: int = 160) -> str:
+    if value is None:
+        return ""
+    data = _loads(value)
+    if isinstance(data, list) and data and isinstance(data[-1], dict) and "content" in data[-1]:
+        data = data[-1]["content"]
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    text = text.replace("\n", " ⏎ ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "ts": row["ts"], "run_id": row["run_id"], "step": row["step"],
+        "record_key": row["record_key"], "attempt": row["attempt"], "kind": row["kind"], "model": row["model"],
+        "prompt_tokens": row["prompt_tokens"], "completion_tokens": row["completion_tokens"],
+        "latency_ms": row["latency_ms"], "error": row["error"], "cached": bool(row["cached"]),
+        "prompt": _preview(row["prompt"]), "response": _preview(row["response"]),
+    }
