@@ -162,6 +162,9 @@ class AutoML(BaseEstimator):
             if t.number not in self.ensemble_weights_:
                 t.oof = None
                 t.models = None
+        va0 = np.sort(folds[0][1])[:1000]  # held-out rows of fold 0: importance in the report
+        self.holdout_ = (df.iloc[va0][features].reset_index(drop=True), y_enc[va0])
+        self.y_ = y_enc
         self.time_used_ = time.monotonic() - t0
         self.n_rows_ = len(df)
         return self

@@ -13,6 +13,10 @@ import numpy as np
 FLAVOUR = {"lgbm": "native", "hgb": "native", "et": "trees", "rf": "trees", "linear": "linear"}
 FAMILIES = tuple(FLAVOUR)
 
+#: a second, more regularised LightGBM start (small or noisy tables)
+LGBM_SLOW = {"lgbm_learning_rate": 0.03, "lgbm_num_leaves": 12, "lgbm_min_child_samples": 40,
+             "lgbm_subsample": 0.8, "lgbm_colsample_bytree": 0.5, "lgbm_reg_lambda": 5.0, "lgbm_reg_alpha": 1e-3}
+
 #: first configuration tried for each family (library defaults, lightly tuned)
 DEFAULTS: dict[str, dict[str, Any]] = {
     "lgbm": {"lgbm_learning_rate": 0.05, "lgbm_num_leaves": 31, "lgbm_min_child_samples": 20,
@@ -20,8 +24,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "linear": {"linear_C": 1.0},
     "hgb": {"hgb_learning_rate": 0.08, "hgb_max_leaf_nodes": 31, "hgb_min_samples_leaf": 20,
             "hgb_l2_regularization": 1e-3, "hgb_max_features": 1.0},
-    "et": {"et_n_estimators": 300, "et_max_features": 0.5, "et_min_samples_leaf": 2},
-    "rf": {"rf_n_estimators": 300, "rf_max_features": 0.4, "rf_min_samples_leaf": 2},
+    "et": {"et_n_estimators": 100, "et_max_features": 0.5, "et_min_samples_leaf": 3},
+    "rf": {"rf_n_estimators": 100, "rf_max_features": 0.3, "rf_min_samples_leaf": 3},
 }
 
 
@@ -49,7 +53,7 @@ def suggest(trial: Any, family: str) -> dict[str, Any]:
         }
     if family in ("et", "rf"):
         return {
-            f"{family}_n_estimators": trial.suggest_int(f"{family}_n_estimators", 100, 500, step=50),
+            f"{family}_n_estimators": trial.suggest_int(f"{family}_n_estimators", 50, 300, step=50),
             f"{family}_max_features": trial.suggest_float(f"{family}_max_features", 0.1, 1.0),
             f"{family}_min_samples_leaf": trial.suggest_int(f"{family}_min_samples_leaf", 1, 30, log=True),
         }

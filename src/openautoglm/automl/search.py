@@ -86,6 +86,8 @@ def run_search(
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     for fam in families:
         study.enqueue_trial({"family": fam, **F.DEFAULTS[fam]})
+        if fam == "lgbm":
+            study.enqueue_trial({"family": fam, **F.LGBM_SLOW})
     start = time.monotonic()
     fold_cost: dict[str, float] = {}
     results: list[TrialResult] = []
