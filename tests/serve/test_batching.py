@@ -1,0 +1,106 @@
+"""Micro-batching merges concurrent calls into one backend call, keeps answers in order,
+isolates failures, and passes calls straight through when switched off."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import pytest
+
+from openautoglm.backends.base import GenerationRequest, ScoreRequest, ScoreResult
+from openautoglm.backends.fake import FakeBackend
+from openautoglm.errors import BackendError
+from openautoglm.serve.batching import BatchingBackend
+
+
+class CountingFake(FakeBackend):
+    """Records the size of every call it receives."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.sizes: list[int] = []
+        self._lock = threading.Lock()
+
+    def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        with self._lock:
+            self.sizes.append(len(requests))
+            for r in requests:
+                if "EXPLODE" in str(r.prompt):
+                    raise BackendError("prompt too long")
+            return super().score_batch(requests)
+
+    def generate(self, requests):  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.sizes.append(len(requests))
+            return super().generate(requests)
+
+
+def _concurrently(fn, items, workers=16):  # type: ignore[no-untyped-def]
+    barrier = threading.Barrier(workers)
+
+    def run(item):  # type: ignore[no-untyped-def]
+        barrier.wait()
+        return fn(item)
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(run, items))
+
+
+def test_concurrent_scores_share_backend_calls_and_stay_in_order() -> None:
+    inner = CountingFake(delay_s=0.01)
+    backend = BatchingBackend(inner, window_ms=30, max_batch=64)
+    texts = [f"review number {i} is good" for i in range(16)]
+    got = _concurrently(lambda t: backend.score(t, ["good", "bad"]), texts)
+    expected = [inner.score(t, ["good", "bad"]) for t in texts]
+    assert got == expected
+    assert sum(inner.sizes[:-16]) == 16  # the concurrent calls...
+    assert len(inner.sizes) - 16 < 16  # ...took fewer backend calls than requests
+    assert max(inner.sizes[:-16]) > 1
+    backend.close()
+
+
+def test_max_batch_bounds_each_call() -> None:
+    inner = CountingFake(delay_s=0.005)
+    backend = BatchingBackend(inner, window_ms=50, max_batch=4)
+    _concurrently(lambda i: backend.generate([GenerationRequest(f"hi {i}", max_tokens=4)]), range(16))
+    assert sum(inner.sizes) == 16 and max(inner.sizes) <= 4
+    backend.close()
+
+
+def test_disabled_passes_each_call_through() -> None:
+    inner = CountingFake()
+    backend = BatchingBackend(inner, enabled=False)
+    _concurrently(lambda i: backend.generate([GenerationRequest(f"hi {i}", max_tokens=4)]), range(8), workers=8)
+    assert inner.sizes == [1] * 8
+    assert backend.batches == 0 and backend.queue_depth == 0
+
+
+def test_one_bad_request_fails_alone() -> None:
+    inner = CountingFake()
+    backend = BatchingBackend(inner, window_ms=40, max_batch=64)
+    prompts = ["fine one", "EXPLODE here", "fine two", "fine three"]
+
+    def call(p: str):  # type: ignore[no-untyped-def]
+        try:
+            return backend.score(p, ["fine", "bad"])
+        except BackendError as exc:
+            return exc
+
+    out = _concurrently(call, prompts, workers=4)
+    assert isinstance(out[1], BackendError)
+    assert all(isinstance(o, list) and len(o) == 2 for i, o in enumerate(out) if i != 1)
+    backend.close()
+
+
+def test_hook_sees_every_backend_call_and_close_stops() -> None:
+    seen: list[tuple[str, int]] = []
+    backend = BatchingBackend(FakeBackend(), window_ms=1, on_batch=lambda k, n, s: seen.append((k, n)))
+    backend.score("a", ["x", "y"])
+    backend.generate([GenerationRequest("b"), GenerationRequest("c")])
+    assert seen == [("score", 1), ("generate", 2)]
+    assert backend.describe()["micro_batching"] is True
+    backend.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        backend.score("a", ["x", "y"])
