@@ -63,7 +63,7 @@ def task_yaml(name: str, labels: list[str], instruction: str, model: str | None 
     if model:
         config["model"] = model
     config["task"] = {"name": name.strip() or "task", "template": instruction, "labels": clean}
-    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100)
+    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100, default_flow_style=None)
 
 
 class PipelineRegistry:

@@ -1,0 +1,137 @@
+"""The web UI in real headless Chromium (Debian's package) on the real embedded model:
+create a task from the form, see a validation error at its line, try it, save it, start a run
+on a small file, see it finish with metrics, open a trace.  Screenshots go to artifacts/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from .conftest import REPO, ServerThread
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+REVIEWS = REPO / "examples" / "server" / "reviews.csv"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (bash scripts/system-deps.sh)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    local = pytest.importorskip("openautoglm.backends.local")
+    from openautoglm.serve import ServerConfig, create_app
+
+    home = tmp_path_factory.mktemp("ui")
+    app = create_app(ServerConfig(model="local", home=home), backend=local.LocalBackend())
+    with ServerThread(app) as srv:
+        yield srv
+
+
+def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_ui_task_try_run_trace(browser, server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.base_url + "/?fresh=1")
+
+    # 1. build a classification task from the form
+    page.fill("#form-name", "sentiment")
+    page.fill("#form-labels", "positive, negative")
+    page.fill("#form-instruction", "Is this movie review positive or negative?")
+    page.click("#form-btn")
+    page.wait_for_selector("#validation .ok")
+    assert "labels: positive, negative" in page.inner_text("#validation")
+    good_yaml = page.input_value("#yaml")
+
+    # 2. a mistake is reported live, at its line
+    assert "labels: [positive, negative]" in good_yaml
+    bad_line = next(i for i, line in enumerate(good_yaml.splitlines(), 1) if "labels:" in line)
+    broken = good_yaml.replace("[positive, negative]", "[positive]")
+    page.fill("#yaml", broken)
+    page.wait_for_selector("#problem")
+    assert page.get_attribute("#problem", "data-line") == str(bad_line)
+    assert "two labels" in page.inner_text("#problem")
+    assert page.get_attribute("#gutter span.err", "data-line") == str(bad_line)
+    shot(page, "01-editor-validation-error")
+    page.fill("#yaml", good_yaml)
+    page.wait_for_selector("#validation .ok")
+
+    # 3. try it on a text: label, confidence bars, the exact prompt
+    page.fill("#try-text", "An absolute delight, wonderful acting and a great story.")
+    page.click("#try-btn")
+    page.wait_for_selector("#try-result:not([hidden])", timeout=60_000)
+    label = page.inner_text("#try-label")
+    assert label in ("positive", "negative")
+    widths = page.eval_on_selector_all(".bars .fill", "els => els.map(e => parseFloat(e.style.width))")
+    assert len(widths) == 2 and abs(sum(widths) - 100) < 0.5 and max(widths) >= 50
+    prompt = page.inner_text("#try-prompt")
+    assert "An absolute delight, wonderful acting" in prompt and "<|im_start|>" in prompt  # rendered chat template
+    assert "method: logprob" in page.inner_text("#try-method")
+    shot(page, "02-editor-try")
+
+    # 4. save it, then start a run on a small file
+    page.fill("#save-name", "sentiment")
+    page.click("#save-btn")
+    page.wait_for_selector("#save-status:has-text('saved as sentiment')")
+    page.goto(server.base_url + "/runs")
+    page.select_option("#pipeline", "sentiment")
+    page.set_input_files("#file", str(REVIEWS))
+    page.wait_for_selector("#start-btn:not([disabled])")
+    assert page.input_value("#col-text") == "text" and page.input_value("#label-col") == "label"
+    shot(page, "03-runs-start")
+    page.click("#start-btn")
+    page.wait_for_url("**/runs/srv-*")
+
+    # 5. the run finishes and shows metrics
+    page.wait_for_selector("body[data-run-finished='1']", timeout=120_000)
+    assert page.inner_text("#run-status") == "done"
+    accuracy = float(page.inner_text("#m-accuracy"))
+    assert 0.0 <= accuracy <= 1.0
+    n_rows = len(REVIEWS.read_text(encoding="utf-8").splitlines()) - 1
+    assert page.inner_text("#run-count").startswith(f"{n_rows}/{n_rows}")
+    cells = page.eval_on_selector_all("#confusion td", "els => els.map(e => Number(e.textContent))")
+    assert sum(cells) == n_rows
+    assert page.locator("#calibration svg").count() == 1 and page.locator("#throughput-chart circle").count() >= 1
+    assert page.locator("#records tbody tr").count() == n_rows
+    assert "/" in page.inner_text("#m-latency")
+    page.select_option("#record-filter", "wrong")
+    page.wait_for_function(f"document.querySelectorAll('#records tbody tr').length === "
+                           f"{round((1 - accuracy) * n_rows)}")
+    shot(page, "04-run-detail")
+
+    # 6. open a trace of that run
+    page.click("a[href^='/traces?run_id=']")
+    page.wait_for_selector("#traces-table tbody tr a")
+    page.click("#traces-table tbody tr a")
+    page.wait_for_selector("#trace-detail")
+    assert "Text: " in page.inner_text("#trace-prompt") and "Answer with one of" in page.inner_text("#trace-prompt")
+    assert "positive" in page.inner_text("#trace-response")
+    shot(page, "05-trace")
+
+    # 7. search the traces
+    page.goto(server.base_url + "/traces")
+    page.fill("#trace-q", "delight")
+    page.click("#trace-search button")
+    page.wait_for_selector("#traces-table tbody tr a")
+    assert "delight" in page.inner_text("#traces-table").lower()
+    assert not errors, errors
+    page.close()
+
