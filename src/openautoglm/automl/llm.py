@@ -42,19 +42,36 @@ class Choice:
         return {"method": self.method, "top": [[o, round(p, 4)] for o, p in top]}
 
 
-def choose(backend: Any, question: str, options: Sequence[str], *, samples: int = 5) -> Choice:
-    """Ask ``backend`` to pick one of ``options`` for ``question``."""
+def choose(backend: Any, question: str, options: Sequence[str], *, samples: int = 5,
+           content_free: str | None = None) -> Choice:
+    """Ask ``backend`` to pick one of ``options`` for ``question``.
+
+    With ``content_free`` (the same question with the task blanked out) scores are
+    calibrated: each option's log-probability minus its log-probability under the
+    content-free question (contextual calibration), which removes the model's
+    preference for some options regardless of the task."""
     from ..backends.base import GenerationRequest, ScoreRequest
     from ..core.labels import distribution_from_logprobs, distribution_from_votes
 
     opts = [str(o) for o in options]
-    listing = "\n".join(f"- {o}" for o in opts)
-    messages = [{"role": "system", "content": SYSTEM},
-                {"role": "user", "content": f"{question}\n\nOptions:\n{listing}\n\nAnswer:"}]
+    listing = ", ".join(opts)
+
+    def messages(q: str) -> list[dict[str, str]]:
+        return [{"role": "system", "content": SYSTEM},
+                {"role": "user", "content": f"{q}\nOptions: {listing}\nAnswer:"}]
+
     if getattr(backend, "can_score", False):
-        res = backend.score_batch([ScoreRequest(messages, tuple(opts))])[0]
-        probs, _ = distribution_from_logprobs(res.logprobs, [max(1, n) for n in res.lengths])
+        reqs = [ScoreRequest(messages(question), tuple(opts))]
+        if content_free is not None:
+            reqs.append(ScoreRequest(messages(content_free), tuple(opts)))
+        res = backend.score_batch(reqs)
+        if content_free is not None:
+            from ..core.labels import softmax
+
+            probs = softmax([a - b for a, b in zip(res[0].logprobs, res[1].logprobs)])
+            return Choice(opts, probs, "scored, calibrated")
+        probs, _ = distribution_from_logprobs(res[0].logprobs, [max(1, n) for n in res[0].lengths])
         return Choice(opts, probs, "scored")
-    comp = backend.generate([GenerationRequest(messages, max_tokens=24, temperature=0.7, n=samples)])[0]
+    comp = backend.generate([GenerationRequest(messages(question), max_tokens=24, temperature=0.7, n=samples)])[0]
     probs, _ = distribution_from_votes(comp.texts, opts)
     return Choice(opts, probs, "votes")

@@ -266,9 +266,8 @@ def _plan_target(inst: str, profile: DataProfile, user: str | None, llm: Any) ->
     if llm is not None:
         from .llm import choose
 
-        q = (f"Task: {inst}\n\n{profile.describe()}\n\n"
-             "Which column should the model predict (the target)?")
-        choice = _safe_choose(llm, q, cands)
+        q = "Task: {}\nWhich column is the target to predict?"
+        choice = _safe_choose(llm, q.format(inst), cands, content_free=q.format("N/A"))
     if choice is not None:
         info = choice.to_dict()
         pick = choice.best
@@ -436,11 +435,14 @@ def _plan_class_weight(task: str, metric: str, df: Any, tgt: str, user: str | No
     return PlanField("balanced", "heuristic", f"smallest class {minority:.1%} and {metric} depends on the decision threshold")
 
 
-def _safe_choose(llm: Any, question: str, options: Sequence[str]) -> Any:
+def _safe_choose(llm: Any, question: str, options: Sequence[str], content_free: str | None = None) -> Any:
     from ..errors import OpenAutoGLMError
     from .llm import choose
 
     try:
-        return choose(llm, question, options)
+        return choose(llm, question, options, content_free=content_free)
     except (OpenAutoGLMError, RuntimeError, ValueError) as exc:  # the heuristic planner takes over
+        import warnings
+
+        warnings.warn(f"LLM planner failed ({type(exc).__name__}: {exc}); heuristic planner used", stacklevel=2)
         return None
