@@ -51,14 +51,16 @@ _URL_TRAIL = ".,;:!?)]}'\"，。；：！？、）】》」』"
 _PATTERNS: dict[str, re.Pattern[str]] = {
     "email": re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@"
                         r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9])"),
-    "url": re.compile(r"(?i)(?<![A-Za-z0-9@])(?:(?:https?|ftp)://|www\.)[^\s<>\"'，。；、）】》「」『』\u3000]+"),
+    # a URL ends at whitespace, quotes, brackets or CJK text (raw CJK in URLs is rare; it is percent-encoded)
+    "url": re.compile(r"(?i)(?<![A-Za-z0-9@])(?:(?:https?|ftp)://|www\.)"
+                      r"[^\s<>\"'\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\u3000-\u303f]+"),
     "ip": re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]*\d)"
                      r"|(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])"),
     "cn_id": re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])"),
-    "bank_card": re.compile(r"(?<![\d-])(?:\d{4}[ -]){3}\d{1,7}(?![\d])|(?<![\d-])\d{4}[ -]\d{6}[ -]\d{5}(?!\d)"
+    "bank_card": re.compile(r"(?<![\d-])(?:\d{4}[ -]){4}\d{3}(?!\d)|(?<![\d-])(?:\d{4}[ -]){3}\d{4}(?!\d)|(?<![\d-])\d{4}[ -]\d{6}[ -]\d{5}(?!\d)"
                             r"|(?<![\d-])\d{13,19}(?!\d)"),
     "cn_mobile": re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)"),
-    "phone": re.compile(r"(?<![\d+])(?:\+|00)[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]?\d{2,5}){1,4}(?!\d)"
+    "phone": re.compile(r"(?<![\d+])(?<!\d[ .-])(?:\+|00)[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]?\d{2,5}){1,4}(?!\d)"
                         r"|(?<!\d)\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}(?!\d)"
                         r"|(?<![\d-])\d{3}-\d{3}-\d{4}(?![\d-])"
                         r"|(?<![\d-])0\d{2,3}-\d{7,8}(?![\d-])"),
@@ -152,6 +154,18 @@ def _url_trim(value: str) -> str:
     return value
 
 
+#: words right before a candidate that say it is not PII of that type (a version, an order number)
+_NEGATIVE_CONTEXT: dict[str, re.Pattern[str]] = {
+    "ip": re.compile(r"(?i)(?:\bversion|\bver\.?|\bv|版本号?|build)\s*[:：#]?\s*$"),
+    "bank_card": re.compile(r"(?i)(?:\border|\btracking|\binvoice|订单|运单|快递单|发票)\s*(?:no\.?|number|#|id|号码?|编号)?\s*[:：#]?\s*$"),
+}
+
+
+def _negative_context(kind: str, text: str, start: int) -> bool:
+    pattern = _NEGATIVE_CONTEXT.get(kind)
+    return bool(pattern and pattern.search(text[max(0, start - 20):start]))
+
+
 _VALIDATORS: dict[str, Callable[[str], bool]] = {
     "email": lambda v: ".." not in v and len(v) <= 254,
     "url": lambda v: len(v) > 7,
@@ -197,7 +211,7 @@ class PIIDetector:
                 value = m.group(0)
                 if kind == "url":
                     value = _url_trim(value)
-                if value and _VALIDATORS[kind](value):
+                if value and _VALIDATORS[kind](value) and not _negative_context(kind, text, m.start()):
                     candidates.append((priority, PIIMatch(kind, m.start(), m.start() + len(value), value)))
         if self.ner is not None:
             for start, end, kind in self.ner(text):
