@@ -33,6 +33,8 @@ _WS = re.compile(r"\s+")
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _MERSENNE = (1 << 61) - 1
 _MAX_HASH = (1 << 32) - 1
+#: weight of false positives when choosing LSH bands for verified search (false negatives: 1 - this)
+FP_WEIGHT = 0.1
 
 
 def exact_key(text: str) -> str:
@@ -65,12 +67,14 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b)
 
 
-def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) minimising false positives + negatives at ``threshold`` (datasketch's choice)."""
+def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5) -> tuple[int, int]:
+    """(bands, rows) minimising the weighted false-positive + false-negative probability mass
+    (datasketch's choice).  Verified indexes use a low ``fp_weight``: a false candidate only costs
+    one exact Jaccard check, a missed pair is lost."""
     try:
         from datasketch.lsh import _optimal_param
 
-        return tuple(_optimal_param(threshold, num_perm, 0.5, 0.5))  # type: ignore[return-value]
+        return tuple(_optimal_param(threshold, num_perm, fp_weight, 1.0 - fp_weight))  # type: ignore[return-value]
     except ImportError:  # pragma: no cover - datasketch is in the data extra
         best, best_err = (num_perm, 1), float("inf")
         for b in range(1, num_perm + 1):
@@ -131,7 +135,7 @@ class NearDuplicateIndex:
         self.unit = unit
         self.verify = verify
         self.hasher = MinHasher(num_perm, seed)
-        self.bands, self.rows = optimal_bands(threshold, num_perm)
+        self.bands, self.rows = optimal_bands(threshold, num_perm, FP_WEIGHT if verify else 0.5)
         self._tables: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]
         self._shingles: dict[int, set[str]] = {}
         self._sigs: dict[int, "np.ndarray"] = {}

@@ -20,7 +20,7 @@ from ..errors import InputDataError
 from .dedup import NearDuplicateIndex, exact_key
 from .io import ReadStats, iter_records
 from .pii import PIIDetector
-from .text import control_chars, looks_mojibake, mixed_script_words
+from .text import clean_whitespace, control_chars, looks_mojibake, mixed_script_words
 
 BATCH = 1024
 
@@ -126,7 +126,7 @@ def profile(data: str | Path | Iterable[Mapping[str, Any]], *, text_column: str 
             lengths.append(len(text))
             if label_column:
                 counters["labels"][str(record.get(label_column))] += 1
-            if not text.strip():
+            if not clean_whitespace(text):
                 flags["empty"] += 1
                 example("empty", row, text)
                 bar.advance()

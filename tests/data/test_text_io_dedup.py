@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from openautoglm.data.dedup import NearDuplicateIndex, duplicate_clusters, exact_key, jaccard, near_duplicate_pairs, shingles
+from openautoglm.data.io import ReadStats, iter_records, read_table, write_table
+from openautoglm.data.text import clean_whitespace, fix_mojibake, mixed_script_words, normalize_unicode
+from openautoglm.errors import InputDataError
+
+
+# -- text ------------------------------------------------------------------------------
+@pytest.mark.parametrize("good", ["café naïve – “quoted” €5", "Ångström, señor, Größe"])
+def test_latin_mojibake_is_repaired(good: str) -> None:
+    broken = good.encode("utf-8").decode("cp1252", errors="replace") if "\x9d" not in good else good
+    broken = "".join(bytes([b]).decode("cp1252") if b not in (0x81, 0x8d, 0x8f, 0x90, 0x9d) else chr(b)
+                     for b in good.encode("utf-8"))
+    assert broken != good
+    assert fix_mojibake(broken) == good
+
+
+def test_gbk_mojibake_is_repaired_and_clean_text_untouched() -> None:
+    repaired = 0
+    for good in ("我们今天去北京", "我们去北京", "服务很好", "价格便宜", "中文文本", "数据清洗工具"):
+        try:
+            broken = good.encode("utf-8").decode("gbk")  # only some byte strings are valid GBK
+        except UnicodeDecodeError:
+            continue
+        assert fix_mojibake(broken) == good
+        repaired += 1
+    assert repaired >= 1
+    for text in ("选择珠江花园的原因就是方便", "café", "Ângulo é agudo", "plain ascii"):
+        assert fix_mojibake(text) == text
+
+
+def test_whitespace_and_scripts() -> None:
+    assert clean_whitespace(" a\u200b b\x07\n\n\tc ") == "a b c"
+    assert mixed_script_words("log in to pаypal today") == ["pаypal"]  # Cyrillic а
+    assert mixed_script_words("naïve café Москва") == []
+    assert normalize_unicode("ＡＢＣ１２", "NFKC") == "ABC12"
+    assert normalize_unicode("ＡＢＣ", "NFC") == "ＡＢＣ"
+
+
+# -- io ----------------------------------------------------------------------------------
+def test_read_formats_and_write_round_trip(tmp_path: Path) -> None:
+    rows = [{"text": "a, \"quoted\" value", "label": "x"}, {"text": "中文", "label": "y"}]
+    for suffix in (".csv", ".jsonl", ".tsv"):
+        path = write_table(tmp_path / f"t{suffix}", rows)
+        back = read_table(path)
+        assert [r["label"] for r in back] == ["x", "y"]
+        assert back[1]["text"] == "中文"
+    (tmp_path / "a.json").write_text(json.dumps(rows), encoding="utf-8")
+    assert read_table(tmp_path / "a.json") == rows
+
+
+def test_bad_inputs_name_the_place(tmp_path: Path) -> None:
+    with pytest.raises(InputDataError, match="not found"):
+        read_table(tmp_path / "missing.csv")
+    with pytest.raises(InputDataError, match="unknown table format"):
+        read_table(tmp_path / "x.xlsx")
+    broken = tmp_path / "broken.csv"
+    broken.write_text("text,label\nok,1\ntoo,many,fields\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match="line 3 has 3 fields"):
+        read_table(broken)
+    bad_json = tmp_path / "b.jsonl"
+    bad_json.write_text('{"text": 1}\n{oops\n', encoding="utf-8")
+    with pytest.raises(InputDataError, match="line 2: invalid JSON"):
+        read_table(bad_json)
+
+
+def test_non_utf8_strict_and_replace(tmp_path: Path) -> None:
+    path = tmp_path / "gbk.csv"
+    path.write_bytes("text\nok\n".encode() + "中文\n".encode("gbk"))
+    with pytest.raises(InputDataError, match=r"line 3 .*not valid utf-8") as info:
+        read_table(path)
+    assert "gb18030" in str(info.value)
+    stats = ReadStats()
+    rows = list(iter_records(path, errors="replace", stats=stats))
+    assert len(rows) == 2 and stats.invalid_byte_lines == [3] and stats.invalid_bytes > 0
+    assert read_table(path, encoding="gbk")[1]["text"] == "中文"
+
+
+# -- dedup -------------------------------------------------------------------------------
+def test_exact_key_and_shingles() -> None:
+    assert exact_key("Hello   World") == exact_key(" hello world ")
+    assert exact_key("hello world") != exact_key("hello there")
+    assert shingles("a b c d", 3, "word") == {"a b c", "b c d"}
+    assert shingles("我们去北京", 2, "auto") == {"我们", "们去", "去北", "北京"}
+
+
+def _corpus(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(3000)]
+    return [" ".join(rng.choice(vocab) for _ in range(40)) for _ in range(n)]
+
+
+def test_near_duplicates_match_brute_force() -> None:
+    rng = random.Random(1)
+    base = _corpus(150)
+    copies = []
+    for text in base[:40]:
+        words = text.split()
+        for _ in range(rng.randint(0, 4)):
+            words[rng.randrange(len(words))] = "zz"
+        copies.append(" ".join(words))
+    texts = base + copies
+    sets = [shingles(t, 3, "word") for t in texts]
+    truth = {(j, i) for j in range(len(texts)) for i in range(j) if jaccard(sets[i], sets[j]) >= 0.6}
+    found = {(h.index, h.of) for h in near_duplicate_pairs(texts, 0.6, shingle_size=3, unit="word")}
+    assert found <= truth  # verified by true Jaccard: no false positives
+    assert len(found & truth) >= 0.9 * len(truth) and len(truth) >= 20
+    clusters = duplicate_clusters(len(texts), near_duplicate_pairs(texts, 0.6, unit="word"))
+    assert all(clusters[j] == clusters[i] == min(clusters[i], i) for j, i in found)
+    assert len(set(clusters)) == len(texts) - len(found)
+
+
+def test_incremental_index_keeps_first_and_handles_chinese() -> None:
+    index = NearDuplicateIndex(0.7, unit="auto")
+    texts = ["这家酒店的早餐很丰富，服务也非常周到，下次还会再来住", "这家酒店的早餐很丰富，服务也非常周到，下次还会再来住！",
+             "手机屏幕很清晰，电池续航也不错，就是有点重"]
+    hits = index.add(texts)
+    assert hits[0] is None and hits[1] is not None and hits[1].of == 0 and hits[2] is None
+    assert index.add(["手机屏幕很清晰，电池续航也不错，就是有点重。"])[0].of == 2
