@@ -1,0 +1,106 @@
+"""Real databases for the text-to-SQL tests: a SQLite shop file and a PostgreSQL server
+started on loopback from Debian's postgresql package (``scripts/system-deps.sh``)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+SHOP_DDL = [
+    "CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL, category TEXT NOT NULL, price REAL)",
+    "CREATE TABLE sales (id INTEGER PRIMARY KEY, product_id INTEGER REFERENCES products(id), year INTEGER, "
+    "amount REAL)",
+]
+PRODUCTS = [(1, "Laptop", "Electronics", 900.0), (2, "Phone", "Electronics", 600.0), (3, "Desk", "Furniture", 250.0),
+            (4, "Chair", "Furniture", 120.0), (5, "Novel", "Books", 15.0), (6, "Atlas", "Books", 40.0)]
+SALES = [(1, 1, 2023, 1_500_000.0), (2, 2, 2023, 800_000.0), (3, 3, 2023, 300_000.0), (4, 4, 2022, 1_200_000.0),
+         (5, 5, 2023, 90_000.0), (6, 6, 2022, 50_000.0), (7, 1, 2022, 700_000.0)]
+REPO = Path(__file__).resolve().parents[2]
+SPIDER = REPO.parent / "shared" / "data" / "spider"
+
+
+def build_shop_sqlite(path: Path) -> Path:
+    con = sqlite3.connect(path)
+    for ddl in SHOP_DDL:
+        con.execute(ddl)
+    con.executemany("INSERT INTO products VALUES (?,?,?,?)", PRODUCTS)
+    con.executemany("INSERT INTO sales VALUES (?,?,?,?)", SALES)
+    con.commit()
+    con.close()
+    return path
+
+
+@pytest.fixture()
+def shop_db(tmp_path: Path) -> Path:
+    return build_shop_sqlite(tmp_path / "shop.db")
+
+
+@pytest.fixture(scope="session")
+def spider_dir() -> Path:
+    if not (SPIDER / "dev.json").is_file():
+        pytest.skip(f"Spider data not found at {SPIDER}")
+    return SPIDER
+
+
+def _pg_bin(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A throwaway PostgreSQL server on 127.0.0.1 with the shop tables; yields its URL."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL server binaries not found (run scripts/system-deps.sh)")
+    root = tmp_path_factory.mktemp("pg")
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root: use Debian's postgres account
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+        shutil.chown(sock, "postgres")
+        os.chmod(root.parent, 0o755)
+        os.chmod(root.parent.parent, 0o755)
+    port = _free_port()
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "owner", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-w", "-l", str(root / "log"), "-o",
+                    f"-p {port} -k {sock} -h 127.0.0.1 -c fsync=off", "start"], check=True, capture_output=True)
+    import psycopg
+
+    admin = f"postgresql://owner@127.0.0.1:{port}/postgres"
+    for _ in range(50):
+        try:
+            with psycopg.connect(admin, autocommit=True) as con:
+                con.execute("CREATE DATABASE shop")
+            break
+        except psycopg.OperationalError:
+            time.sleep(0.2)
+    with psycopg.connect(f"postgresql://owner@127.0.0.1:{port}/shop", autocommit=True) as con:
+        con.execute("CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL, category TEXT NOT NULL, "
+                    "price DOUBLE PRECISION)")
+        con.execute("CREATE TABLE sales (id INTEGER PRIMARY KEY, product_id INTEGER REFERENCES products(id), "
+                    "year INTEGER, amount DOUBLE PRECISION)")
+        with con.cursor() as cur:
+            cur.executemany("INSERT INTO products VALUES (%s,%s,%s,%s)", PRODUCTS)
+            cur.executemany("INSERT INTO sales VALUES (%s,%s,%s,%s)", SALES)
+    try:
+        yield f"postgresql://owner@127.0.0.1:{port}/shop"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
