@@ -200,11 +200,12 @@ def make_plan(
     used = "llm" if llm is not None else "heuristic"
     inst = instruction or ""
     fields: dict[str, PlanField] = {}
-    fields["target"] = _plan_target(inst, profile, target, llm)
+    stated, inst_core = _stated_drops(inst, profile.names)
+    fields["target"] = _plan_target(inst_core, profile, target, llm, exclude=stated)
     tgt = fields["target"].value
     fields["task"] = _plan_task(inst, profile, tgt, df, task, llm)
     fields["metric"] = _plan_metric(inst, fields["task"].value, metric)
-    fields["drop"] = _plan_drop(inst, profile, tgt, drop, llm)
+    fields["drop"] = _plan_drop(inst, profile, tgt, drop, llm, stated)
     fields["class_weight"] = _plan_class_weight(fields["task"].value, fields["metric"].value, df, tgt, class_weight)
     plan = Plan(instruction=inst, fields=fields, planner=used, notes=notes)
     plan.spec()  # validates against the schema
@@ -232,7 +233,21 @@ def _candidates(profile: DataProfile) -> list[str]:
     return [c.name for c in profile.columns if c.kind not in ("id", "constant", "text")]
 
 
-def _plan_target(inst: str, profile: DataProfile, user: str | None, llm: Any) -> PlanField:
+_EXCLUDE = re.compile(r"(?:ignore|drop|exclude|without|except|not using|remove)\s+(?:the\s+)?(?:columns?\s+)?([\w\s,.-]+)", re.I)
+
+
+def _stated_drops(inst: str, names: Sequence[str]) -> tuple[list[str], str]:
+    """Columns the instruction says to leave out, and the instruction without those phrases."""
+    stated: list[str] = []
+    for m in _EXCLUDE.finditer(inst):
+        for tok in re.split(r"[\s,]+|\band\b", m.group(1)):
+            if tok in names and tok not in stated:
+                stated.append(tok)
+    return stated, (_EXCLUDE.sub(" ", inst) if stated else inst)
+
+
+def _plan_target(inst: str, profile: DataProfile, user: str | None, llm: Any, *,
+                 exclude: Sequence[str] = ()) -> PlanField:
     names = profile.names
     if user is not None:
         if user not in names:
@@ -241,7 +256,7 @@ def _plan_target(inst: str, profile: DataProfile, user: str | None, llm: Any) ->
                             hint=f"did you mean {close[0]!r}?" if close else "pass one of the listed columns")
         _check_target(profile, user)
         return PlanField(user, "user", "given explicitly")
-    cands = _candidates(profile)
+    cands = [c for c in _candidates(profile) if c not in exclude]
     if not cands:
         raise PlanError("no column can be a target (all are ids, constants or free text)",
                         hint="check the file, or pass target=... explicitly")
@@ -378,7 +393,8 @@ def _plan_metric(inst: str, task: str, user: str | None) -> PlanField:
         "regression": "root mean squared error, in the target's units"}[task])
 
 
-def _plan_drop(inst: str, profile: DataProfile, tgt: str, user: Sequence[str] | None, llm: Any) -> PlanField:
+def _plan_drop(inst: str, profile: DataProfile, tgt: str, user: Sequence[str] | None, llm: Any,
+               stated: Sequence[str] = ()) -> PlanField:
     names = profile.names
     if user is not None:
         bad = [c for c in user if c not in names]
@@ -391,11 +407,7 @@ def _plan_drop(inst: str, profile: DataProfile, tgt: str, user: Sequence[str] | 
             drops[c.name] = f"{c.kind}: {c.reason}"
         elif c.name != tgt and c.missing >= 0.95:
             drops[c.name] = f"{c.missing:.0%} missing"
-    stated = []
-    for m in re.finditer(r"(?:ignore|drop|exclude|without|except|not using|remove)\s+(?:the\s+)?(?:columns?\s+)?([\w\s,.-]+)", inst, re.I):
-        for tok in re.split(r"[\s,]+|\band\b", m.group(1)):
-            if tok in names and tok != tgt:
-                stated.append(tok)
+    stated = [c for c in stated if c != tgt]
     for c in stated:
         drops[c] = "the instruction says to leave it out"
     llm_info = None
