@@ -200,7 +200,9 @@ class Gate:
             if wants_html:
                 from starlette.responses import RedirectResponse
 
-                return RedirectResponse(f"/login?next={path}", status_code=303)
+                from urllib.parse import quote
+
+                return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
             message = "missing API key" if not key else "invalid or revoked API key"
             return APIError(401, f"{message}: send `Authorization: Bearer <key>`",
                             "authentication_error", "invalid_api_key").response()

@@ -100,12 +100,13 @@ class ServerStore:
         row = rows[0]
         for key in ("params", "prompt", "response"):
             row[key] = _loads(row[key])
-        retries = self.execute(
-            "SELECT id, attempt, error, latency_ms FROM calls WHERE run_id IS ? AND record_key IS ? AND step IS ?"
-            " AND record_key IS NOT NULL AND id != ? ORDER BY id LIMIT 20",
-            (row["run_id"], row["record_key"], row["step"], call_id),
-        )
-        row["related"] = retries
+        row["related"] = []
+        if row["run_id"] is not None and row["record_key"] is not None:  # attempts for the same record and step
+            row["related"] = self.execute(
+                "SELECT id, attempt, error, latency_ms FROM calls WHERE run_id = ? AND record_key = ? AND step IS ?"
+                " AND id != ? ORDER BY id LIMIT 20",
+                (row["run_id"], row["record_key"], row["step"], call_id),
+            )
         return row
 
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:

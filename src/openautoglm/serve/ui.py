@@ -61,7 +61,15 @@ def build_ui_router(state: "ServerState") -> APIRouter:
 
     @router.get("/runs/{run_id}")
     async def run_detail(request: Request, run_id: str) -> HTMLResponse:
-        return page("run.html", request, run=state.jobs.get(run_id))
+        from .jobs import JobNotFound
+
+        try:
+            run = state.jobs.get(run_id)
+        except JobNotFound as exc:
+            response = page("message.html", request, title="Run not found", message=exc.message)
+            response.status_code = 404
+            return response
+        return page("run.html", request, run=run)
 
     @router.get("/traces")
     async def traces(request: Request, q: str = Query("", max_length=500), run_id: str = Query("", max_length=64),
@@ -73,8 +81,10 @@ def build_ui_router(state: "ServerState") -> APIRouter:
     async def trace(request: Request, call_id: int) -> HTMLResponse:
         row = state.store.get_trace(call_id)
         if row is None:
-            return page("message.html", request, title="Trace not found",
-                        message=f"No model call with id {call_id} in the store.")
+            response = page("message.html", request, title="Trace not found",
+                            message=f"No model call with id {call_id} in the store.")
+            response.status_code = 404
+            return response
         return page("trace.html", request, t=row)
 
     @router.get("/login")
