@@ -25,11 +25,14 @@ class AutoML(BaseEstimator):
     Parameters
     ----------
     instruction: what to predict, in plain words ("predict whether a customer churns").
-    time_budget: wall-clock seconds for the whole ``fit`` (planning, preparation, search, ensemble).
+    time_budget: wall-clock seconds for the whole ``fit`` (planning, preparation, search, ensemble);
+        if LLM planning is slow the search still gets at least half of it (``plan_seconds_`` says
+        how long planning took).
     seed: makes folds, sampler and models reproducible (given the same number of trials).
     planner: ``"auto"`` (LLM checked by heuristics), ``"llm"`` or ``"heuristic"``.
-    model: the LLM for planning: a model string for the backends registry
-        (``"local"``, ``"openai:gpt-4o-mini"``, ...) or a Backend; default ``local``.
+    model: the LLM for planning: a model string for the backends registry (``"local"``,
+        ``"zhipu:glm-4-flash"``, ...), a config dict (``{"model": "openai:gpt-4o-mini",
+        "base_url": ..., "api_key": ...}``) or a Backend; default ``local``.
     target, task, metric, drop, class_weight: override the plan (recorded as ``user``).
     cv: folds: an int, a scikit-learn splitter, or a list of (train, valid) index arrays.
     families: model families to search, from ``lgbm, linear, hgb, et, rf``.
@@ -86,6 +89,9 @@ class AutoML(BaseEstimator):
                                target=target, task=self.task, metric=self.metric, drop=self.drop,
                                class_weight=self.class_weight)
         plan = self.plan_
+        self.plan_seconds_ = time.monotonic() - t0
+        # a slow LLM must not eat the search: it always gets at least half the budget
+        deadline = max(deadline, time.monotonic() + 0.5 * float(self.time_budget))
         tgt = plan.target
         if df[tgt].isna().any():
             n_missing = int(df[tgt].isna().sum())
@@ -219,7 +225,7 @@ class AutoML(BaseEstimator):
         rows = []
         for t in self.trials_:
             rows.append({"model": f"{t.family}#{t.number}", "family": t.family, "trial": t.number, "state": t.state,
-                         m: t.value, "folds": len(t.fold_values), "seconds": round(t.seconds, 2),
+                         m: t.value if t.state == "complete" else None, "folds": len(t.fold_values), "seconds": round(t.seconds, 2),
                          "weight": round(self.ensemble_weights_.get(t.number, 0.0), 3),
                          "params": json.dumps({k.split("_", 1)[1]: _round(v) for k, v in t.params.items()})})
         if len(self.ensemble_weights_) > 1:

@@ -215,12 +215,14 @@ def make_plan(
 def _load_backend(backend: Any, *, required: bool, notes: list[str]) -> Any:
     from ..errors import OpenAutoGLMError
 
-    if backend is not None and not isinstance(backend, str):
+    from ..backends.base import Backend
+
+    if isinstance(backend, Backend):
         return backend
     try:
         from ..backends.registry import create_backend
 
-        return create_backend(backend or "local")
+        return create_backend(backend or "local")  # a string, a config dict or None
     except (OpenAutoGLMError, ImportError, OSError, RuntimeError) as exc:
         if required:
             raise PlanError(f"planner='llm' but the model {backend or 'local'!r} cannot be loaded: {exc}",
