@@ -64,14 +64,16 @@ def test_given_probabilities_and_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_real_text_with_char_ngrams(shared_data: Path) -> None:
-    rows = read_table(shared_data / "chnsenticorp" / "train.tsv", limit=400)
+def test_real_text_with_minilm(shared_data: Path) -> None:
+    rows = read_table(shared_data / "sst2" / "train.tsv", limit=600)
+    rows = [r for r in rows if len(r["sentence"].split()) >= 6][:300]
     rng = np.random.default_rng(0)
-    flipped = set(rng.choice(400, 40, replace=False).tolist())
-    records = [{"text": r["text_a"], "label": (("0" if r["label"] == "1" else "1") if i in flipped else r["label"])}
+    flipped = set(rng.choice(len(rows), 30, replace=False).tolist())
+    records = [{"text": r["sentence"], "label": (("0" if r["label"] == "1" else "1") if i in flipped else r["label"])}
                for i, r in enumerate(rows)]
-    result = find_label_issues(records=records, embedder="char-ngram", method="cl")
+    result = find_label_issues(records=records, embedder="minilm", method="cl")
     flagged = set(result.indices)
-    # a 400-row Chinese sentiment set is hard for char n-grams: ask for a clear lift over the 10 % base rate
-    assert len(flagged & flipped) / max(1, len(flagged)) >= 0.25
-    assert len(flagged & flipped) >= 10
+    assert result.info["probabilities"].startswith("5-fold")
+    assert len(flagged & flipped) >= 12  # recall >= 40 %
+    # 300 rows make a weak model (many honest rows flagged too): ask for 1.5x the 10 % base rate
+    assert len(flagged & flipped) / max(1, len(flagged)) >= 0.15

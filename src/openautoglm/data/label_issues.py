@@ -183,7 +183,7 @@ def find_label_issues(texts: Sequence[str] | None = None, labels: Sequence[Any] 
     quality = get_label_quality_scores(y, probabilities)
     flags = np.zeros(len(y), dtype=bool)
     if method != "cma":
-        flags = cl_find(y, probabilities, filter_by=filter_by)
+        flags = cl_find(y, probabilities, filter_by=filter_by, n_jobs=1)
         info["cl_flagged"] = int(flags.sum())
     if method != "cl":
         given, other = cma_scores(features, y, epochs=epochs, seed=seed)
