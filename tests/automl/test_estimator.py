@@ -102,3 +102,14 @@ def test_adult_quirks_are_handled_generically():
     assert m.plan_.target == "ltgt50k"
     auc = m.score(test)  # test labels end with '.', aligned to the training classes
     assert auc > 0.85
+
+
+def test_sklearn_contract_params_and_clone():
+    from sklearn.base import clone
+
+    m = AutoML("predict y", time_budget=5, seed=3, families=["linear"])
+    c = clone(m)
+    assert c.get_params()["seed"] == 3 and c.get_params()["families"] == ["linear"]
+    assert not hasattr(c, "plan_")
+    with pytest.raises(Exception, match="not fitted"):
+        c.predict(pd.DataFrame({"x": [1]}))
