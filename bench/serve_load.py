@@ -41,13 +41,15 @@ CONCURRENCY = (1, 4, 16)
 
 
 # --------------------------------------------------------------------------- server side
-def serve(port: int, batching: bool, home: str) -> None:
+def serve(port: int, batching: bool, home: str, max_batch: int | None) -> None:
     import uvicorn
 
     from openautoglm.serve import ServerConfig, create_app
 
     config = ServerConfig(model="local", home=Path(home), pipelines_dir=PIPELINES, micro_batching=batching,
                           rate_per_min=None)
+    if max_batch:
+        config.max_batch = max_batch
     uvicorn.run(create_app(config), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -58,6 +60,8 @@ def free_port() -> int:
 
 
 class Server:
+    max_batch: int | None = None  # the server's default unless --max-batch is given
+
     def __init__(self, batching: bool) -> None:
         self.port = free_port()
         self.home = tempfile.mkdtemp(prefix="serve-bench-")
@@ -66,7 +70,7 @@ class Server:
 
     def __enter__(self) -> "Server":
         cmd = [sys.executable, __file__, "--serve", str(self.port), "--batching", "on" if self.batching else "off",
-               "--home", self.home]
+               "--home", self.home] + (["--max-batch", str(self.max_batch)] if self.max_batch else [])
         self.proc = subprocess.Popen(cmd, cwd=REPO)
         import httpx
 
@@ -201,13 +205,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer requests per cell")
     ap.add_argument("--kinds", default="task,chat", help="endpoints to load: task, chat")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
+    ap.add_argument("--max-batch", type=int, help="the server's --max-batch (default: its default)")
     ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--batching", default="on", help=argparse.SUPPRESS)
     ap.add_argument("--home", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        serve(args.serve, args.batching == "on", args.home)
+        serve(args.serve, args.batching == "on", args.home, args.max_batch)
         return
+    Server.max_batch = args.max_batch
     texts = reviews()
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     print(f"serve load test · {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {platform.processor() or platform.machine()}"

@@ -105,6 +105,8 @@ def test_background_run_report_filters_and_downloads(client) -> None:  # type: i
     assert q["calibration"]["n"] == 4 and 0 <= q["calibration"]["ece"] <= 1
     t = report["timing"]
     assert t["records"] == 4 and t["p50_ms"] <= t["p95_ms"] <= t["p99_ms"] and t["records_per_s"] > 0
+    assert sum(w["records"] for w in t["windows"]) == 4
+    assert all(w["p50_ms"] <= w["p95_ms"] <= w["p99_ms"] for w in t["windows"])
     wrong = client.get(f"/api/runs/{run['run_id']}/records?filter=wrong").json()
     assert wrong["total"] == correct.count(False) == report["counts"]["wrong"]
     low = client.get(f"/api/runs/{run['run_id']}/records?filter=low&threshold=0.99").json()

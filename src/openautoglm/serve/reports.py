@@ -87,7 +87,7 @@ def quality(preds: list[dict[str, Any]], labels: list[str]) -> dict[str, Any] | 
 def timing(chunks: list[dict[str, Any]], started: float | None) -> dict[str, Any]:
     """Throughput and per-record latency (a record waits for its whole chunk) over time."""
     if not chunks:
-        return {"records": 0, "series": [], "p50_ms": None, "p95_ms": None, "p99_ms": None, "records_per_s": None}
+        return {"records": 0, "series": [], "windows": [], "p50_ms": None, "p95_ms": None, "p99_ms": None, "records_per_s": None}
     t0 = started or (chunks[0]["ts"] - chunks[0]["seconds"])
     per_record: list[float] = []
     series = []
@@ -100,12 +100,29 @@ def timing(chunks: list[dict[str, Any]], started: float | None) -> dict[str, Any
     return {
         "records": len(per_record),
         "series": series,
+        "windows": windows(chunks, t0, wall),
         "p50_ms": percentile(per_record, 50) * 1000,
         "p95_ms": percentile(per_record, 95) * 1000,
         "p99_ms": percentile(per_record, 99) * 1000,
         "records_per_s": len(per_record) / wall if wall > 0 else None,
         "wall_s": wall,
     }
+
+
+def windows(chunks: list[dict[str, Any]], t0: float, wall: float, n: int = 12) -> list[dict[str, Any]]:
+    """Per-record latency P50/P95/P99 and throughput in ``n`` equal time windows of the run."""
+    width = max(wall / n, 1e-9)
+    out = []
+    for w in range(n):
+        lo, hi = w * width, (w + 1) * width
+        inside = [c for c in chunks if lo <= c["ts"] - t0 < hi or (w == n - 1 and c["ts"] - t0 >= hi)]
+        if not inside:
+            continue
+        lat = [c["seconds"] for c in inside for _ in range(c["n"])]
+        out.append({"t": round(hi, 3), "records": len(lat), "records_per_s": len(lat) / width,
+                    "p50_ms": percentile(lat, 50) * 1000, "p95_ms": percentile(lat, 95) * 1000,
+                    "p99_ms": percentile(lat, 99) * 1000})
+    return out
 
 
 def filter_predictions(preds: list[dict[str, Any]], kind: str | None, threshold: float = LOW_CONFIDENCE

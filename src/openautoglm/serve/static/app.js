@@ -242,7 +242,7 @@ function initRuns() {
 }
 
 // ------------------------------------------------------------------ run detail
-function svgChart(points, { yLabel = "", xLabel = "", diagonal = false, bars = null } = {}) {
+function svgChart(points, { yLabel = "", xLabel = "", diagonal = false, bars = null, extra = [] } = {}) {
   const W = 460, H = 220, L = 44, B = 30, T = 10, R = 10;
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
@@ -254,7 +254,8 @@ function svgChart(points, { yLabel = "", xLabel = "", diagonal = false, bars = n
     svg.append(n);
     return n;
   };
-  const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
+  const all = points.concat(...extra.map((e) => e.points));
+  const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
   const xMax = diagonal ? 1 : Math.max(1e-9, ...xs), yMax = diagonal ? 1 : Math.max(1e-9, ...ys) * 1.1;
   const X = (x) => L + (x / xMax) * (W - L - R), Y = (y) => H - B - (y / yMax) * (H - B - T);
   add("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#999" });
@@ -270,6 +271,11 @@ function svgChart(points, { yLabel = "", xLabel = "", diagonal = false, bars = n
       add("rect", { x: X(b.lo) + 1, y: Y(b.accuracy), width: X(b.hi) - X(b.lo) - 2, height: Y(0) - Y(b.accuracy),
         fill: "#2f6fde", opacity: 0.75, class: "bin" }).append(document.createElementNS(ns, "title"));
     }
+  }
+  for (const e of extra) {
+    if (!e.points.length) continue;
+    add("polyline", { points: e.points.map((p) => `${X(p[0])},${Y(p[1])}`).join(" "), fill: "none", stroke: e.color, "stroke-width": 1.5, class: "series-" + e.name });
+    add("text", { x: X(e.points[e.points.length - 1][0]) - 2, y: Y(e.points[e.points.length - 1][1]) - 4, "text-anchor": "end", "font-size": 10, fill: e.color }, e.name);
   }
   if (points.length) {
     add("polyline", { points: points.map((p) => `${X(p[0])},${Y(p[1])}`).join(" "), fill: "none", stroke: diagonal ? "#c0362c" : "#2f6fde", "stroke-width": 2 });
@@ -326,7 +332,11 @@ function initRun() {
     $("#m-throughput").textContent = fmt(t.records_per_s, 2);
     $("#m-latency").textContent = t.p50_ms === null ? "–" : `${fmt(t.p50_ms, 0)} / ${fmt(t.p95_ms, 0)} / ${fmt(t.p99_ms, 0)}`;
     $("#throughput-chart").replaceChildren(svgChart(t.series.map((s) => [s.t, s.records_per_s || 0]), { yLabel: "records/s", xLabel: "s" }));
-    $("#latency-chart").replaceChildren(svgChart(t.series.map((s) => [s.t, s.latency_ms]), { yLabel: "ms", xLabel: "s" }));
+    const w = t.windows || [];
+    $("#latency-chart").replaceChildren(svgChart(w.map((s) => [s.t, s.p50_ms]), {
+      yLabel: "ms (P50 blue; P95, P99)", xLabel: "s",
+      extra: [{ name: "P95", color: "#e0a100", points: w.map((s) => [s.t, s.p95_ms]) },
+              { name: "P99", color: "#c0362c", points: w.map((s) => [s.t, s.p99_ms]) }] }));
     await records();
   }
 
