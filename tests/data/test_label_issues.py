@@ -77,3 +77,21 @@ def test_real_text_with_minilm(shared_data: Path) -> None:
     assert len(flagged & flipped) >= 12  # recall >= 40 %
     # 300 rows make a weak model (many honest rows flagged too): ask for 1.5x the 10 % base rate
     assert len(flagged & flipped) / max(1, len(flagged)) >= 0.15
+
+
+def test_probabilities_from_a_pipeline() -> None:
+    from openautoglm.backends.fake import FakeBackend
+    from openautoglm.core.pipeline import Pipeline
+    from openautoglm.core.task import Task
+
+    # the fake backend scores a label by its words in the prompt: the text decides the label
+    task = Task(name="s", template="Review: {text}", labels=["positive", "negative"], format="text", answer_prefix="Sentiment:")
+    pipe = Pipeline(model=FakeBackend(), task=task, store=False)
+    records = [{"text": "positive positive good", "label": "positive"} for _ in range(6)]
+    records += [{"text": "negative negative bad", "label": "negative"} for _ in range(6)]
+    records[2]["label"] = "negative"  # wrong
+    result = find_label_issues(records=records, pipeline=pipe)
+    assert result.info["probabilities"] == "pipeline"
+    assert 2 in result.indices and result.issues[0]["suggested_label"] == "positive"
+    with pytest.raises(InputDataError, match="do not cover"):
+        find_label_issues(records=[{"text": "x", "label": "neutral"}, {"text": "y", "label": "positive"}], pipeline=pipe)
