@@ -22,13 +22,14 @@ def app():
     return app
 
 
+@pytest.mark.slow
 def test_train_then_predict_through_the_cli(app, churn_frame, tmp_path):
     data = tmp_path / "customers.csv"
     churn_frame.to_csv(data, index=False)
     out = tmp_path / "runs" / "churn"
     runner = CliRunner()
     res = runner.invoke(app, ["automl", "predict whether a customer churns", "--data", str(data), "--time-budget",
-                              "30", "--out", str(out), "--planner", "heuristic", "--no-progress", "--cv", "3",
+                              "10", "--out", str(out), "--planner", "heuristic", "--no-progress", "--cv", "3",
                               "--families", "lgbm,linear"])
     assert res.exit_code == 0, res.output
     assert "Churn" in res.output and "roc_auc" in res.output

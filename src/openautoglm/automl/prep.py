@@ -82,7 +82,7 @@ class DatetimeFeatures(BaseEstimator, TransformerMixin):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 d = pd.to_datetime(df[col], errors="coerce", format="mixed")
-            cols += [d.dt.year, d.dt.month, d.dt.day, d.dt.dayofweek, d.dt.hour,
+            cols += [d.dt.year, d.dt.month, d.dt.day, d.dt.day_of_week, d.dt.hour,
                      (d - pd.Timestamp("1970-01-01")).dt.days]
         return np.column_stack([c.astype(float).to_numpy() for c in cols]) if cols else np.empty((len(df), 0))
 
