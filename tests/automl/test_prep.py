@@ -44,3 +44,11 @@ def test_leakage_check_flags_a_copy_of_the_target_only():
     groups = feature_kinds(prof, ["num", "cat", "copy"])
     found = leakage_check(df, y, groups, "binary")
     assert list(found) == ["copy"]
+
+
+def test_integer_categories_survive_a_float_column_at_prediction_time():
+    train = pd.DataFrame({"senior": [0, 1] * 30, "plan": ["a", "b", "c"] * 20})
+    groups = {"numeric": [], "categorical": ["senior", "plan"], "datetime": [], "text": []}
+    prep = make_preparer(groups, "linear").fit(train)
+    later = pd.DataFrame({"senior": [1.0, np.nan], "plan": ["a", "b"]})  # a missing value made it float
+    assert np.array_equal(prep.transform(later)[:1], prep.transform(train.iloc[[1]].assign(plan="a")))

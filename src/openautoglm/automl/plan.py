@@ -272,11 +272,11 @@ def _plan_target(inst: str, profile: DataProfile, user: str | None, llm: Any, *,
         return PlanField(col, "user", f"the instruction names column {col!r}")
     generic = [c for c in cands if c.lower() in _GENERIC_TARGETS]
     heur: tuple[str, str] | None = None
-    strong = False
+    strong = False  # the instruction names the column: the LLM cannot overrule it
     if len(top) == 1 and best >= 0.5:
-        heur, strong = (top[0], f"the instruction mentions {top[0]!r} (name match {best:.2f})"), best >= 0.99 or best >= 0.5
+        heur, strong = (top[0], f"the instruction mentions {top[0]!r} (name match {best:.2f})"), True
     elif len(top) > 1 and best >= 0.5:
-        heur = None
+        heur = None  # several columns named equally: the LLM may settle it, else ask
     elif generic:
         heur = (generic[0], f"no column is named in the instruction; {generic[0]!r} is a conventional target name")
     choice = None

@@ -59,6 +59,9 @@ class ToStr(BaseEstimator, TransformerMixin):
         out = np.empty(df.shape, dtype=object)
         for i, col in enumerate(df.columns):
             s = df[col]
+            if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+                # 1 and 1.0 are the same category (a column turns float when a value is missing)
+                s = s.map(lambda v: v if _is_missing(v) else (str(int(v)) if float(v).is_integer() else str(v)))
             out[:, i] = s.astype(str).where(s.notna(), np.nan).to_numpy(dtype=object)
         return out
 
