@@ -372,8 +372,10 @@ class _ProgressBar:
 
         self.metric = metric
         self.start = time.monotonic()
+        from rich.console import Console
+
         self.progress = Progress(TextColumn("[bold]automl[/]"), BarColumn(), TimeElapsedColumn(),
-                                 TextColumn("{task.description}"), transient=False)
+                                 TextColumn("{task.description}"), transient=False, console=Console(stderr=True))
         self.progress.start()
         self.task = self.progress.add_task("starting", total=seconds)
 
