@@ -113,3 +113,12 @@ def test_sklearn_contract_params_and_clone():
     assert not hasattr(c, "plan_")
     with pytest.raises(Exception, match="not fitted"):
         c.predict(pd.DataFrame({"x": [1]}))
+
+
+def test_fit_plans_with_a_given_backend(churn_frame):
+    from openautoglm.backends.fake import FakeBackend
+
+    m = AutoML("predict whether a customer churns", **{**FAST, "planner": "llm", "max_trials": 2},
+               model=FakeBackend()).fit(churn_frame)
+    assert m.plan_.planner == "llm" and m.plan_.fields["target"].llm is not None
+    assert m.plan_seconds_ >= 0 and m.plan_.target == "Churn"
