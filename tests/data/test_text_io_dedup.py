@@ -124,3 +124,20 @@ def test_incremental_index_keeps_first_and_handles_chinese() -> None:
     hits = index.add(texts)
     assert hits[0] is None and hits[1] is not None and hits[1].of == 0 and hits[2] is None
     assert index.add(["手机屏幕很清晰，电池续航也不错，就是有点重。"])[0].of == 2
+
+
+# -- language id ---------------------------------------------------------------------------
+def test_language_detection_with_script_rules() -> None:
+    from openautoglm.data.langid import LanguageDetector, script_language
+
+    det = LanguageDetector()
+    assert det.detect("The weather is lovely today and we are going out.")[0] == "en"
+    assert det.detect("Il pleut depuis trois jours sur toute la région.")[0] == "fr"
+    assert det.detect("外壳材质略粗糙；外壳厚度较薄；单声道的喇叭很不人性化")[0] == "zh"  # the raw model says "mk"
+    assert det.detect("この映画は長すぎて少し退屈でした。")[0] == "ja"
+    assert det.detect("12345 !!!") == ("und", 0.0)
+    assert script_language("预装的软件太多，vista不好") == "zh"
+    assert script_language("vista basic 不好") is None  # Latin letters dominate: the model decides
+    assert script_language("hello world") is None
+    with pytest.raises(Exception, match="unknown language-id engine"):
+        LanguageDetector("cld3")
