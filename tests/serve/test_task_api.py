@@ -148,6 +148,7 @@ def test_traces_search_and_detail(client) -> None:  # type: ignore[no-untyped-de
     assert detail["kind"] == "score" and detail["prompt"][0]["content"].startswith("Review: zebra")
     assert set(detail["response"]) == {"positive", "negative"} and detail["prompt_tokens"] > 0
     assert client.get("/api/traces/999999").status_code == 404
+    assert client.get("/api/traces", params={"q": "zebra\x00crossing"}).json()["traces"][0]["id"] == found[0]["id"]
     page = client.get(f"/traces/{found[0]['id']}")
     assert page.status_code == 200 and "zebra crossing review" in page.text
     assert "zebra" in client.get("/traces?q=zebra").text

@@ -84,6 +84,7 @@ class ServerStore:
 
     def traces(self, search: str | None = None, run_id: str | None = None, limit: int = 50,
                errors_only: bool = False) -> list[dict[str, Any]]:
+        search, run_id = _clean(search), _clean(run_id)
         self.flush()
         with self.lock:
             rows = self.store.recent_calls(limit=limit if not errors_only else limit * 20, search=search or None,
@@ -120,6 +121,13 @@ class ServerStore:
     def run_records(self, run_id: str) -> list[dict[str, Any]]:
         with self.lock:
             return list(self.store.iter_records(run_id))
+
+
+def _clean(text: str | None) -> str | None:
+    """User text safe for SQLite and its FTS5 parser (no NUL bytes, no lone surrogates)."""
+    if text is None:
+        return None
+    return text.replace("\x00", " ").encode("utf-8", "ignore").decode("utf-8").strip() or None
 
 
 def _preview(value: Any, width: int = 160) -> str:
