@@ -53,12 +53,14 @@ def test_given_probabilities_and_errors(tmp_path: Path) -> None:
     labels = ["a", "a", "b", "b", "a", "b"] * 10
     probs = np.array([[0.9, 0.1] if lab == "a" else [0.2, 0.8] for lab in labels])
     probs[3] = [0.97, 0.03]  # row 3 says "b", the model is sure it is "a"
-    result = find_label_issues(labels=labels, probabilities=probs, texts=[f"t{i}" for i in range(60)])
+    result = find_label_issues(labels=labels, probabilities=probs, texts=[f"t{i}" for i in range(60)], method="cl")
     assert result.indices == [3] and result.issues[0]["suggested_label"] == "a"
     path = result.save(tmp_path / "issues.csv")
     assert read_table(path)[0]["review"] == ""
     with pytest.raises(InputDataError, match="at least two classes"):
         find_label_issues(labels=["a"] * 5, probabilities=np.ones((5, 1)))
+    with pytest.raises(InputDataError, match="needs texts or features"):
+        find_label_issues(labels=labels, probabilities=probs)
     with pytest.raises(OpenAutoGLMError, match="unknown method"):
         find_label_issues(labels=labels, probabilities=probs, method="magic")
 
@@ -90,8 +92,9 @@ def test_probabilities_from_a_pipeline() -> None:
     records = [{"text": "positive positive good", "label": "positive"} for _ in range(6)]
     records += [{"text": "negative negative bad", "label": "negative"} for _ in range(6)]
     records[2]["label"] = "negative"  # wrong
-    result = find_label_issues(records=records, pipeline=pipe)
+    result = find_label_issues(records=records, pipeline=pipe, method="cl")
     assert result.info["probabilities"] == "pipeline"
     assert 2 in result.indices and result.issues[0]["suggested_label"] == "positive"
     with pytest.raises(InputDataError, match="do not cover"):
-        find_label_issues(records=[{"text": "x", "label": "neutral"}, {"text": "y", "label": "positive"}], pipeline=pipe)
+        find_label_issues(records=[{"text": "x", "label": "neutral"}, {"text": "y", "label": "positive"}], pipeline=pipe,
+                          method="cl")

@@ -114,7 +114,7 @@ def label_issues_command(
     text_column: str = typer.Option("text", "--text-column", "-t"),
     label_column: str = typer.Option("label", "--label-column", "-l"),
     output: Path = typer.Option(Path("out/label-issues.csv"), "--output", "-o", help="ranked issues for review"),
-    method: str = typer.Option("cl", help="cl, cma, cl+cma (both agree) or cl|cma (either)"),
+    method: str = typer.Option("cl+cma", help="cl+cma (both agree; default), cl, cma or cl|cma (either)"),
     filter_by: str = typer.Option("both", help="cleanlab filter: both, prune_by_noise_rate, prune_by_class …"),
     pipeline: Optional[Path] = typer.Option(None, help="pipeline YAML giving the probabilities (default: embeddings + logistic regression)"),
     embedder: str = typer.Option("auto", help="auto, minilm or char-ngram"),
