@@ -9,6 +9,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from .conftest import SENTIMENT_YAML, make_app, robust_fake, wait_for_run
@@ -122,7 +123,8 @@ def test_background_run_report_filters_and_downloads(client) -> None:  # type: i
     assert len(traces) == 4 and {t["record_key"] for t in traces} == {"0", "1", "2", "3"}
 
 
-def test_cancel_stops_a_running_job(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_cancel_stops_a_running_job_and_resume_finishes_it(tmp_path: Path) -> None:
     app = make_app(tmp_path, backend=robust_fake(delay_s=0.05), job_chunk_size=2)
     rows = "text\n" + "".join(f"review {i}\n" for i in range(200))
     with TestClient(app) as client:
@@ -137,6 +139,16 @@ def test_cancel_stops_a_running_job(tmp_path: Path) -> None:
         done = final["done"]
         time.sleep(0.3)
         assert client.get(f"/api/runs/{run['run_id']}").json()["done"] == done  # really stopped
+        resumed = client.post(f"/api/runs/{run['run_id']}/resume").json()
+        assert resumed["status"] in ("queued", "running", "done")
+        again = client.post(f"/api/runs/{run['run_id']}/resume")
+        assert again.status_code == 400 or again.json()["status"] == "done"
+        final = wait_for_run(client, run["run_id"], timeout=120)
+        assert final["status"] == "done" and final["done"] == 200
+        rows = client.get(f"/api/runs/{run['run_id']}/results").text.splitlines()
+        assert len(rows) == 200  # resumed, not redone: one row per record
+        calls = client.get(f"/api/traces?run_id={run['run_id']}&limit=1000").json()["traces"]
+        assert len(calls) == 200  # each record scored once across the two attempts
 
 
 def test_traces_search_and_detail(client) -> None:  # type: ignore[no-untyped-def]

@@ -160,6 +160,25 @@ class JobManager:
         self._executor.submit(self._execute, run_id, config, mapped, meta["filename"], cancel)
         return self.get(run_id)
 
+    def resume(self, run_id: str) -> dict[str, Any]:
+        """Start a stopped run again: committed records are skipped, failed ones retried."""
+        job = self.job_row(run_id)
+        if job["status"] in ACTIVE:
+            raise OpenAutoGLMError(f"run {run_id} is already {job['status']}", hint="wait for it, or cancel it first")
+        if job["status"] == "done":
+            return self.get(run_id)
+        config = self.registry.config(job["pipeline"], source=job["name"] or "pipeline.yaml")
+        records, meta = self.upload_records(job["upload_id"])
+        pipe = self.registry.build_config(config)
+        mapped = map_columns(records[: job["n_records"]], json.loads(job["column_map"] or "{}"),
+                             pipe.required_inputs, meta["filename"])
+        cancel = threading.Event()
+        with self._lock:
+            self._cancel[run_id] = cancel
+        self._set(run_id, status="queued", error=None, finished=None)
+        self._executor.submit(self._execute, run_id, config, mapped, meta["filename"], cancel)
+        return self.get(run_id)
+
     def _set(self, run_id: str, **fields: Any) -> None:
         cols = ", ".join(f"{k} = ?" for k in fields)
         self.store.execute(f"UPDATE serve_jobs SET {cols} WHERE run_id = ?", (*fields.values(), run_id))

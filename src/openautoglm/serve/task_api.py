@@ -174,6 +174,10 @@ def build_router(state: "ServerState", on_usage: Callable[[str, dict[str, int]],
     async def cancel_run(run_id: str) -> dict[str, Any]:
         return await in_thread(state.jobs.cancel, run_id)
 
+    @router.post("/runs/{run_id}/resume")
+    async def resume_run(run_id: str) -> dict[str, Any]:
+        return await in_thread(state.jobs.resume, run_id)
+
     @router.get("/runs/{run_id}/report")
     async def run_report(run_id: str) -> dict[str, Any]:
         return await in_thread(_report, state, run_id)

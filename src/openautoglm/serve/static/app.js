@@ -298,6 +298,7 @@ function initRun() {
       $("#run-error").textContent = run.error || "";
       const active = run.status === "queued" || run.status === "running";
       $("#cancel-btn").hidden = !active;
+      $("#resume-btn").hidden = !["cancelled", "interrupted", "failed", "done-with-errors"].includes(run.status);
       await report();
       if (active) setTimeout(poll, 1000); else finished = true;
       document.body.dataset.runFinished = finished ? "1" : "0";
@@ -353,6 +354,10 @@ function initRun() {
   $("#record-filter").addEventListener("change", records);
   $("#cancel-btn").addEventListener("click", async () => {
     await api(`/api/runs/${runId}/cancel`, { method: "POST" });
+  });
+  $("#resume-btn").addEventListener("click", async () => {
+    await api(`/api/runs/${runId}/resume`, { method: "POST" });
+    if (finished) { finished = false; poll(); }
   });
   poll();
 }
