@@ -127,3 +127,14 @@ def test_llm_label_with_the_embedded_model(tmp_path: Path, store_dir: Path) -> N
     assert result.accepted[0]["llm_label"] == "positive"
     paths = llm_label(rows, yaml_path, min_confidence=0.99).save(tmp_path / "l.csv")
     assert paths["review"].name == "l.review.csv"
+
+
+@pytest.mark.slow
+def test_paraphrase_with_the_embedded_model(store_dir: Path) -> None:
+    rows = _reviews(4, 1)
+    result = balance(rows, method="paraphrase", max_new=2)
+    assert result.info["requested"] == 2
+    new = [r for r in result.records if r.get("_source") == "paraphrase"]
+    assert len(new) + sum(result.info["rejected"].values()) == 2
+    originals = {r["text"] for r in rows}
+    assert all(r["text"] not in originals and r["text"].strip() and r["label"] == "negative" for r in new)

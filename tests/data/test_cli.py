@@ -81,3 +81,33 @@ def test_drift_exit_code(app: typer.Typer, tmp_path: Path) -> None:
     assert ok.exit_code == 0, ok.output
     bad = run(app, "data", "drift", ref, cur, "-l", "label", "--no-embeddings")
     assert bad.exit_code == 1 and "label_psi" in bad.output
+
+
+FAKE_PIPELINE = """name: fake-sentiment
+model: fake
+task:
+  name: sentiment
+  template: "Review: {text}"
+  labels: [positive, negative]
+  format: text
+  answer_prefix: "Sentiment:"
+"""
+
+
+def test_llm_label_and_active_learn_with_a_pipeline(app: typer.Typer, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the pipeline's store goes to ./.openautoglm
+    pipe = tmp_path / "p.yaml"
+    pipe.write_text(FAKE_PIPELINE, encoding="utf-8")
+    rows = [{"text": f"{w} {w} film number {i}"} for i, w in enumerate(["positive", "negative", "so-so"] * 8)]
+    src = write_table(tmp_path / "u.csv", rows)
+    res = run(app, "data", "llm-label", pipe, "-i", src, "-o", tmp_path / "lab.csv", "--min-confidence", "0.6",
+              "--no-progress")
+    assert res.exit_code == 0, res.output
+    labeled, review = read_table(tmp_path / "lab.csv"), read_table(tmp_path / "lab.review.csv")
+    assert len(labeled) + len(review) == 24 and len(labeled) == 16
+    assert all(r["llm_label"] == r["text"].split()[0] for r in labeled)
+    res = run(app, "data", "active-learn", src, "--pipeline", pipe, "--rounds", "2", "--batch", "4",
+              "--embedder", "char-ngram", "-o", tmp_path / "al")
+    assert res.exit_code == 0, res.output
+    assert len(read_table(tmp_path / "al" / "labeled.jsonl")) == 10 + 2 * 4  # a random seed round, then 2 rounds
