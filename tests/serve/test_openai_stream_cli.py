@@ -63,3 +63,17 @@ def test_serve_cli_keys_and_refusal(tmp_path: Path) -> None:
     assert again.exit_code != 0 and "keys list" in str(again.exception)
     refused = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--model", "fake", "--store", store])
     assert refused.exit_code != 0 and "keys add" in str(refused.exception)
+
+
+@pytest.mark.slow
+def test_dspy_uses_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network for litellm's price list
+    dspy = pytest.importorskip("dspy")
+    with ServerThread(make_app(tmp_path)) as srv:
+        lm = dspy.LM("openai/fake", api_base=srv.base_url + "/v1", api_key="unused", cache=False, num_retries=0)
+        out = lm("ping from dspy")
+        assert out == ["echo: ping from dspy"]
+        import httpx
+
+        traces = httpx.get(srv.base_url + "/api/traces", params={"q": "dspy"}).json()["traces"]
+        assert traces and traces[0]["step"] == "/v1/chat/completions"
