@@ -24,7 +24,13 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 METHODS = ("oversample", "undersample", "smote", "borderline-smote", "adasyn", "paraphrase")
-PARAPHRASE_TEMPLATE = "Rewrite the sentence with different words, keeping its meaning.\nSentence: {text}\nRewrite:"
+#: two demonstrations: a 135M model copies the input without them
+PARAPHRASE_TEMPLATE = ("Paraphrase each sentence with different words, keeping its meaning.\n"
+                       "Sentence: the food was cold and the service was slow\n"
+                       "Paraphrase: our meals arrived cold and the waiters took ages\n"
+                       "Sentence: I loved every minute of this trip\n"
+                       "Paraphrase: this trip was a joy from start to finish\n"
+                       "Sentence: {text}\nParaphrase:")
 
 
 def class_weights(labels: Sequence[Any]) -> dict[str, float]:
@@ -148,7 +154,8 @@ def _paraphrase_pipeline(pipeline: Any) -> Any:
     from ._pipeline import load_pipeline
 
     if pipeline is None or (isinstance(pipeline, str) and not pipeline.endswith((".yaml", ".yml"))):
+        # sampled (temperature 0.8): several paraphrases of one minority row must differ
         task = Task(name="paraphrase", template=PARAPHRASE_TEMPLATE, output="text", format="text",
-                    answer_prefix="", max_tokens=48, stop=["\n"], temperature=0.0)
+                    answer_prefix="", max_tokens=48, stop=["\n"], temperature=0.8)
         return Pipeline(model=pipeline or "local", task=task)
     return load_pipeline(pipeline)
