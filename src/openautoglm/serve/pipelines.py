@@ -63,7 +63,20 @@ def task_yaml(name: str, labels: list[str], instruction: str, model: str | None 
     if model:
         config["model"] = model
     config["task"] = {"name": name.strip() or "task", "template": instruction, "labels": clean}
-    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100, default_flow_style=None)
+    return yaml.dump(config, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100,
+                     default_flow_style=None)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Writes multi-line strings (prompt templates) as ``|`` blocks, as people write them."""
+
+
+def _str_block(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value and not value.endswith((" ", "\t")) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str_block)
 
 
 class PipelineRegistry:
