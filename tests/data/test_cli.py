@@ -111,3 +111,18 @@ def test_llm_label_and_active_learn_with_a_pipeline(app: typer.Typer, tmp_path: 
               "--embedder", "char-ngram", "-o", tmp_path / "al")
     assert res.exit_code == 0, res.output
     assert len(read_table(tmp_path / "al" / "labeled.jsonl")) == 10 + 2 * 4  # a random seed round, then 2 rounds
+
+
+def test_registers_on_the_main_app_and_imports_lightly() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from openautoglm.data.cli import register; import typer; app = typer.Typer();"
+            "register(app); print(sorted(m for m in ('numpy','torch','sklearn','pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    from openautoglm.cli import app as main_app  # the name "data" is free on the main app (or ours already)
+
+    taken = {c.name for c in main_app.registered_commands} | {g.name for g in main_app.registered_groups}
+    assert "data" not in taken or any(g.typer_instance is not None and g.name == "data"
+                                      for g in main_app.registered_groups)
