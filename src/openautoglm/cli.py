@@ -37,6 +37,7 @@ def run(
     input: Path = typer.Option(..., "--input", "-i", help="records: .csv, .tsv, .jsonl or .json"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="results (.jsonl)"),
     gold_column: Optional[str] = typer.Option(None, "--gold-column", "-g", help="column with gold labels: prints accuracy"),
+    label_map: Optional[str] = typer.Option(None, help="map gold labels to task labels, e.g. '1=positive,0=negative'"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="override the pipeline's model"),
     limit: Optional[int] = typer.Option(None, help="only the first N records"),
     batch_size: Optional[int] = typer.Option(None, help="records per checkpoint/batch"),
@@ -50,8 +51,9 @@ def run(
     """Run a pipeline over a file of records (resumable: rerun the same command to continue)."""
     from .core.batch import run_batch
     from .core.pipeline import Pipeline
-    from .core.records import read_records, require_columns
+    from .core.records import map_labels, parse_label_map, read_records, require_columns
 
+    mapping = parse_label_map(label_map)  # a malformed map fails before any model call
     pipe = Pipeline.from_yaml(pipeline, model=model, store=store or True)
     records = read_records(input, encoding=encoding, limit=limit)
     require_columns(records, pipe.required_inputs | ({gold_column} if gold_column else set()), str(input))
@@ -68,7 +70,7 @@ def run(
         for idx, msg in result.errors[:3]:
             con.print(f"[red]record {idx}:[/] {msg}")
     if gold_column:
-        _print_accuracy(out, records, result.results, gold_column)
+        _print_accuracy(out, map_labels(records, gold_column, mapping), result.results, gold_column)
     _print_examples(out, records, result.results, pipe, show)
     if output:
         out.print(f"results written to {output}")

@@ -60,6 +60,7 @@ def test_pipeline_on_the_student_gives_the_students_distribution(student_dir: Pa
         _check_same(result, student.classify({"text": text}))
     _check_same(single, student.classify({"text": PROBES[0]}))
     assert results[0]["label"] == "positive" and results[1]["label"] == "negative"
+    assert results[0]["method"].startswith("student")  # not "logprob": the confidence is the student's
 
 
 @pytest.mark.parametrize("task", [

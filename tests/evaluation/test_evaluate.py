@@ -223,3 +223,23 @@ def test_real_embedded_model_on_sst2_rows(tmp_path: Path) -> None:
     assert 0.0 <= m["calibration"]["ece"] <= 1.0
     assert m["cost"]["model_calls"] >= 40
     assert (tmp_path / "out" / "report.html").stat().st_size > 10_000
+
+
+def test_label_map_renames_numeric_gold_labels(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(PIPELINE, encoding="utf-8")
+    (tmp_path / "num.csv").write_text("text,gold\na positive film,1\na negative film,0\npositive again,0\n",
+                                      encoding="utf-8")
+    plain = evaluate(tmp_path / "p.yaml", tmp_path / "num.csv", label_column="gold", model="fake",
+                     store=tmp_path / "s.db")
+    assert plain.metrics["accuracy"] == 0.0  # "1" never equals "positive"
+    mapped = evaluate(tmp_path / "p.yaml", tmp_path / "num.csv", label_column="gold", model="fake",
+                      store=tmp_path / "s.db", label_map={"1": "positive", "0": "negative"})
+    assert mapped.metrics["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_parse_label_map_errors_name_the_fix() -> None:
+    from openautoglm.core.records import parse_label_map
+
+    assert parse_label_map("1=positive, 0=negative") == {"1": "positive", "0": "negative"}
+    with pytest.raises(ConfigError, match="1=positive"):
+        parse_label_map("1:positive")

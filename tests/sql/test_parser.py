@@ -153,3 +153,18 @@ def test_calls_and_attempts_land_in_the_store(shop_db: Path, tmp_path: Path) -> 
     kinds = sorted(c["kind"] for c in calls)
     assert kinds.count("generate") == 2 and kinds.count("verify") == 2
     store.close()
+
+
+def test_examples_are_shown_in_the_database_dialect(postgres_url: str) -> None:
+    pool = ExamplePool.from_records([
+        {"question": "What are the names of the 3 cheapest products?",
+         "query": "SELECT name FROM products ORDER BY price LIMIT 3"},
+        {"question": "Show the first name in upper case.", "query": "SELECT upper(substr(name, 1, 3)) FROM products"},
+    ])
+    model = ScriptedModel(["SELECT name FROM products ORDER BY price LIMIT 3"])
+    parser = SemanticParser(model, postgres_url, examples=pool, n_candidates=1, n_examples=2)
+    result = parser.parse("Show the first three letters of each name in upper case.")
+    assert "SUBSTRING(name FROM 1 FOR 3)" in model.prompts[0]  # SQLite substr() transpiled for PostgreSQL
+    assert "Write one PostgreSQL SELECT query" in model.prompts[0]
+    assert [r[0] for r in result.rows or []] == ["Novel", "Atlas", "Chair"]
+    parser.close()

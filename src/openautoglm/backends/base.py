@@ -148,6 +148,7 @@ class Backend:
     name: str = "backend"
     model: str = ""
     can_score: bool = False
+    score_method: str = "logprob"  # how scores arise; a Task reports it as the confidence method
     supports_json_schema: bool = False
     max_context: int = 2048
     #: whether identical temperature-0 requests give identical answers (cacheable)

@@ -101,6 +101,7 @@ def _template_pattern(source: str) -> tuple[re.Pattern[str], str, dict[str, str]
 class StudentBackend(Backend):
     name = "student"
     can_score = True
+    score_method = "student"  # what a Task reports as the confidence's source
     supports_json_schema = False
     deterministic = True
     max_context = 1_000_000

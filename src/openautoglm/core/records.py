@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..errors import InputDataError
+from ..errors import ConfigError, InputDataError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 
@@ -111,3 +111,22 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]], *, append: bool = Fa
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
         fh.flush()
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """``"1=positive,0=negative"`` → ``{"1": "positive", "0": "negative"}``."""
+    if not text:
+        return {}
+    mapping = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"bad --label-map entry {part!r}", hint="write it like '1=positive,0=negative'")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def map_labels(records: list[dict[str, Any]], column: str, mapping: dict[str, str]) -> list[dict[str, Any]]:
+    if not mapping:
+        return records
+    return [{**r, column: mapping.get(str(r.get(column, "")).strip(), r.get(column))} for r in records]

@@ -271,7 +271,7 @@ class Task(BaseModel):
         out = []
         for i, (res, sub) in enumerate(zip(results, subsets)):
             probs, normalised = distribution_from_logprobs(res.logprobs, res.lengths)
-            method = "logprob" + ("-length-normalised" if normalised else "")
+            method = getattr(client.backend, "score_method", "logprob") + ("-length-normalised" if normalised else "")
             if not res.exact:
                 method += "-first-token-estimate"
             if cf is not None:

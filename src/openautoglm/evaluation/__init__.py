@@ -91,6 +91,7 @@ def evaluate(
     batch_size: int | None = None,
     progress: bool = False,
     encoding: str = "utf-8-sig",
+    label_map: Mapping[str, str] | None = None,
 ) -> EvalResult:
     """Run ``pipeline`` (a :class:`Pipeline` or a YAML path) over ``data`` and score it.
 
@@ -98,10 +99,11 @@ def evaluate(
     gold labels (compared as stripped strings with the final output's ``label``).  ``model``
     and ``store`` apply when ``pipeline`` is a path (give them to ``Pipeline(...)`` otherwise).
     Records that fail count as wrong (``predicted: None``, with their error).  With ``out``,
-    the three files are written there (see :meth:`EvalResult.save`).
+    the three files are written there (see :meth:`EvalResult.save`).  ``label_map``
+    renames gold labels first (e.g. ``{"1": "positive", "0": "negative"}``).
     """
     from ..core.batch import run_batch
-    from ..core.records import require_columns
+    from ..core.records import map_labels, require_columns
 
     for needed in ["sklearn.metrics"] + (["matplotlib"] if out is not None else []):
         require_extra(needed)  # fail before any model call, not after the run
@@ -109,6 +111,7 @@ def evaluate(
     try:
         records, source, data_key = _load(data, encoding, limit)
         require_columns(records, pipe.required_inputs | {label_column}, source)
+        records = map_labels(list(records), label_column, dict(label_map or {}))
         gold = _gold(records, label_column, source)
         rid = run_id or _run_id(pipe, data_key, limit)
         batch = run_batch(pipe, records, run_id=rid, batch_size=batch_size, progress=progress, input_name=source)

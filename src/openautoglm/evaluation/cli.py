@@ -17,6 +17,7 @@ def eval_command(
     pipeline: Path = typer.Argument(..., help="pipeline YAML file"),
     data: Path = typer.Option(..., "--data", "-d", help="labelled records: .csv, .tsv, .jsonl or .json"),
     label_column: str = typer.Option("label", "--label-column", "-l", help="column with the gold labels"),
+    label_map: Optional[str] = typer.Option(None, help="map file labels to task labels, e.g. '1=positive,0=negative'"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default out/eval-<name>)"),
     limit: Optional[int] = typer.Option(None, help="only the first N records"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="override the pipeline's model"),
@@ -27,12 +28,14 @@ def eval_command(
     """Evaluate a pipeline on labelled data: metrics, calibration, cost and an HTML report."""
     from rich.console import Console
 
+    from ..core.records import parse_label_map
     from . import evaluate
 
     err = Console(stderr=True, highlight=False)
     err.print(f"evaluating {pipeline} on {data}" + (f" (first {limit})" if limit else ""))
     result = evaluate(pipeline, data, label_column=label_column, limit=limit, model=model,
-                      store=store, progress=not no_progress, encoding=encoding)
+                      store=store, progress=not no_progress, encoding=encoding,
+                      label_map=parse_label_map(label_map))
     paths = result.save(out if out is not None else Path("out") / f"eval-{result.name}")
     console = Console(highlight=False)
     console.print(_summary_table(result.metrics, f"{result.name} · {result.model} · run {result.run_id}"))

@@ -11,26 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-
-def parse_label_map(text: str | None) -> dict[str, str]:
-    """``"1=positive,0=negative"`` → ``{"1": "positive", "0": "negative"}``."""
-    from ..errors import ConfigError
-
-    if not text:
-        return {}
-    mapping = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ConfigError(f"bad --label-map entry {part!r}", hint="write it like '1=positive,0=negative'")
-        mapping[key.strip()] = value.strip()
-    return mapping
-
-
-def map_labels(records: list[dict[str, Any]], column: str, mapping: dict[str, str]) -> list[dict[str, Any]]:
-    if not mapping:
-        return records
-    return [{**r, column: mapping.get(str(r.get(column, "")).strip(), r.get(column))} for r in records]
+from ..core.records import map_labels, parse_label_map
 
 
 def optimize_command(

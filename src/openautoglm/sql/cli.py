@@ -20,11 +20,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _parser(db: str, model: Optional[str], examples: Optional[Path], candidates: int, timeout: float,
-            store: Optional[Path]):  # type: ignore[no-untyped-def]
+            store: Optional[Path], attempts: int = 3, max_tokens: int = 160):  # type: ignore[no-untyped-def]
     from .parser import SemanticParser
 
     return SemanticParser(model, db, examples=examples, n_candidates=candidates, timeout_s=timeout,
-                          store=store or True)
+                          store=store or True, max_attempts=attempts, max_tokens=max_tokens)
 
 
 def _show(result, as_json: bool, max_rows: int) -> None:  # type: ignore[no-untyped-def]
@@ -59,13 +59,15 @@ def ask(
     model: Optional[str] = _MODEL,
     examples: Optional[Path] = _EXAMPLES,
     candidates: int = typer.Option(4, help="candidates generated and voted on"),
+    attempts: int = typer.Option(3, help="tries per candidate (execution errors are fed back)"),
+    max_tokens: int = typer.Option(160, help="longest SQL the model may write, in tokens"),
     timeout: float = typer.Option(10.0, help="seconds before a query is interrupted"),
     max_rows: int = typer.Option(20, help="rows to print"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
     store: Optional[Path] = typer.Option(None, help="SQLite store for the trace (default ./.openautoglm/store.db)"),
 ) -> None:
     """Answer one question with one read-only SELECT."""
-    parser = _parser(db, model, examples, candidates, timeout, store)
+    parser = _parser(db, model, examples, candidates, timeout, store, attempts, max_tokens)
     try:
         _show(parser.parse(question), as_json, max_rows)
     finally:
@@ -106,6 +108,8 @@ def evaluate(
     model: Optional[str] = _MODEL,
     examples: Optional[Path] = typer.Option(None, help="example pool (default: <spider>/train_pairs.jsonl)"),
     candidates: int = typer.Option(4),
+    attempts: int = typer.Option(3, help="tries per candidate (full mode)"),
+    max_tokens: int = typer.Option(160, help="longest SQL the model may write, in tokens"),
     timeout: float = typer.Option(10.0, help="per-query time limit (gold and predicted)"),
     out: Path = typer.Option(Path("runs/sql-eval"), help="folder for report.json and report.html"),
     store: Optional[Path] = typer.Option(None, help="SQLite store (per-question results; resumable)"),
@@ -124,7 +128,7 @@ def evaluate(
     with Store(store) as st:
         for m in modes:
             factory = make_parser_factory(m, model, pool if pool.is_file() else None, n_candidates=candidates,
-                                          timeout_s=timeout, store=st)
+                                          timeout_s=timeout, store=st, max_attempts=attempts, max_tokens=max_tokens)
             evaluator = SpiderEvaluator(spider, factory, mode=m, model=model or "local", timeout_s=timeout, store=st)
             run_id = f"sql-eval-{m}-{model or 'local'}-{len(items)}-c{candidates}"
 

@@ -20,7 +20,7 @@ from ..errors import OpenAutoGLMError
 from .database import Database, DatabaseError, QueryResult
 from .examples import Example, ExamplePool
 from .linking import Linking, link, match_values
-from .safety import UnsafeQueryError, check_select
+from .safety import UnsafeQueryError, check_select, transpile
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import Backend
@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEMOS_KEY = "__demos__"
 SQL_STOPS = ["\n\n", ";", "\n--", "\n#", "```"]
+_STATEMENT_WORDS = frozenset("""SELECT WITH INSERT UPDATE DELETE DROP CREATE ALTER REPLACE TRUNCATE PRAGMA ATTACH
+DETACH VACUUM COPY GRANT REVOKE SET BEGIN COMMIT ROLLBACK DO CALL EXPLAIN ANALYZE""".split())
 DIALECT_TITLE = {"sqlite": "SQLite", "postgres": "PostgreSQL", "duckdb": "DuckDB", "mysql": "MySQL"}
 
 
@@ -88,8 +90,8 @@ def extract_sql(text: str) -> str:
     start = re.search(r"\b(SELECT|WITH)\b", text, flags=re.I)
     if start:
         text = text[start.start():]
-    elif text and not text.upper().startswith(("SELECT", "WITH")):
-        text = "SELECT " + text
+    elif text and text.split()[0].upper() not in _STATEMENT_WORDS:
+        text = "SELECT " + text  # the model continued after an implied SELECT
     return " ".join(text.split(";")[0].split())
 
 
@@ -119,7 +121,7 @@ class SemanticParser:
                  chain_of_thought: bool = False, execute: bool = True, timeout_s: float = 10.0,
                  max_rows: int = 1000, max_tokens: int = 160, max_columns: int = 60,
                  store: "Store | str | Path | bool | None" = None, exclude_example_db: str | None = None,
-                 link_values: bool = True, run_id: str | None = None) -> None:
+                 link_values: bool = True, run_id: str | None = None, examples_dialect: str = "sqlite") -> None:
         from ..backends.registry import create_backend
 
         if db is None:
@@ -138,6 +140,7 @@ class SemanticParser:
         self.exclude_example_db = exclude_example_db
         self.store = _as_store(store)
         self.link_values = link_values
+        self.examples_dialect = examples_dialect
         self.run_id = run_id
         self._counter = 0
 
@@ -167,8 +170,17 @@ class SemanticParser:
             text += f"\n-- Earlier question: {prev_q}\n-- Its SQL: {prev_sql}"
         demos = self.pool.retrieve(question, self.n_examples, exclude_db=self.exclude_example_db) if self.pool else []
         ctx = {"schema": text + "\n\n", "question": question.strip(),
-               DEMOS_KEY: [{"schema": "", "question": d.question, "output": d.sql} for d in demos]}
+               DEMOS_KEY: [{"schema": "", "question": d.question, "output": self._in_dialect(d.sql)} for d in demos]}
         return ctx, linking, demos
+
+    def _in_dialect(self, sql: str) -> str:
+        """Examples are written for ``examples_dialect`` (Spider: SQLite); show them in the database's."""
+        if self.db.dialect == self.examples_dialect:
+            return sql
+        try:
+            return transpile(sql, read=self.examples_dialect, write=self.db.dialect)
+        except Exception:  # noqa: BLE001 - an example sqlglot cannot translate is shown as written
+            return sql
 
     # -- verification (execution) -----------------------------------------------------------
     def _verify(self, output: dict[str, Any], context: dict[str, Any]) -> tuple[bool, str]:

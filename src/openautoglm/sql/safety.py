@@ -105,7 +105,7 @@ def check_select(sql: str, dialect: str = "sqlite") -> CheckedQuery:
         if isinstance(node, exp.Table) and node.name.lower() in FORBIDDEN_TABLES:
             raise UnsafeQueryError(f"table {node.name} is not readable here")
     tables = tuple(sorted({t.name for t in tree.find_all(exp.Table) if t.name}))
-    return CheckedQuery(sql=tree.sql(dialect=read), tables=tables, has_order_by=tree.args.get("order") is not None)
+    return CheckedQuery(sql=tree.sql(dialect=read, comments=False), tables=tables, has_order_by=tree.args.get("order") is not None)
 
 
 def transpile(sql: str, *, read: str, write: str) -> str:
