@@ -57,6 +57,8 @@ def test_given_probabilities_and_errors(tmp_path: Path) -> None:
     assert result.indices == [3] and result.issues[0]["suggested_label"] == "a"
     path = result.save(tmp_path / "issues.csv")
     assert read_table(path)[0]["review"] == ""
+    html = result.to_html()
+    assert "data:image/png;base64," in html and "<td>t3</td>" in html
     with pytest.raises(InputDataError, match="at least two classes"):
         find_label_issues(labels=["a"] * 5, probabilities=np.ones((5, 1)))
     with pytest.raises(InputDataError, match="needs texts or features"):

@@ -131,11 +131,12 @@ def label_issues_command(
                                filter_by=filter_by, pipeline=pipeline, embedder=embedder, folds=folds, epochs=epochs,
                                progress=not no_progress)
     result.save(output)
+    output.with_suffix(".html").write_text(result.to_html(), encoding="utf-8")
     _print_dict(f"label issues in {input}", result.summary())
     for row in result.issues[:show]:
         _console().print(f"row {row['row']}: {row['given_label']} → {row['suggested_label']} "
                          f"(quality {row['label_quality']}): {row['text'][:90]}")
-    _console().print(f"issues: {output}")
+    _console().print(f"issues: {output} (report: {output.with_suffix('.html')})")
 
 
 @data_app.command("balance")

@@ -129,6 +129,18 @@ class LabelIssues:
         return {"rows": int(len(self.quality)), "flagged": len(self.issues), "method": self.method,
                 "classes": self.classes, **self.info}
 
+    def to_html(self, top: int = 200) -> str:
+        """Summary, a histogram of label quality and the ``top`` ranked issues."""
+        from ._html import hist_png
+        from .report import generic_html
+
+        header = ["row", "given_label", "suggested_label", "label_quality", "p_given", "p_suggested", "text"]
+        rows = [[r[h] if h != "text" else str(r[h])[:200] for h in header] for r in self.issues[:top]]
+        summary = {k: (", ".join(v) if isinstance(v, list) else v) for k, v in self.summary().items()}
+        plot = hist_png([float(q) for q in self.quality], "label quality (all rows)", xlabel="cleanlab self-confidence")
+        return generic_html("Label issues", summary, [(f"Top {min(top, len(self.issues))} issues", header, rows)],
+                            [("label quality", plot)])
+
 
 def find_label_issues(texts: Sequence[str] | None = None, labels: Sequence[Any] | None = None, *,
                       records: Sequence[Mapping[str, Any]] | None = None, text_column: str = "text",
