@@ -68,8 +68,9 @@ def test_balance_and_qc(app: typer.Typer, tmp_path: Path) -> None:
     guide = tmp_path / "g.yaml"
     guide.write_text("labels: [x]\nlabel_columns: [a, b]\n", encoding="utf-8")
     res = run(app, "data", "qc", ann, "--annotators", "a,b", "--guideline", guide,
-              "--violations", tmp_path / "v.csv", "--fail-on-violation")
+              "--violations", tmp_path / "v.csv", "--fail-on-violation", "--report", tmp_path / "qc.html")
     assert res.exit_code == 1 and "cohen_kappa" in res.output
+    assert "allowed_labels" in (tmp_path / "qc.html").read_text(encoding="utf-8")
     assert len(read_table(tmp_path / "v.csv")) == 3
 
 

@@ -263,6 +263,7 @@ def qc_command(
     guideline: Optional[Path] = typer.Option(None, help="YAML annotation guideline with rules"),
     violations: Path = typer.Option(Path("out/qc-violations.csv"), help="where to write rule violations"),
     fail_on_violation: bool = typer.Option(False, "--fail-on-violation", help="exit 1 when a rule is broken"),
+    report: Optional[Path] = typer.Option(None, help="write an HTML report here"),
 ) -> None:
     """Annotation QC: Cohen's/Fleiss' kappa, annotator confusion, guideline rule checks."""
     from ..errors import InputDataError
@@ -271,11 +272,21 @@ def qc_command(
     if not annotators and not guideline:
         raise InputDataError("qc needs --annotators and/or --guideline")
     records = _read(input)
+    sections: list[tuple[str, list[str], list[list[Any]]]] = []
+    summary: dict[str, Any] = {"rows": len(records)}
+    found: list[dict[str, Any]] = []
     if annotators:
         result = agreement(records, _split(annotators) or [])
         _print_dict("annotator agreement", result.to_dict())
+        summary.update(fleiss_kappa=result.fleiss, items_rated_by_all=result.n_items)
+        sections.append(("Cohen's kappa", ["pair", "kappa"], [[k, v] for k, v in result.pairwise.items()]))
+        sections.append(("Confusion between annotators", ["pair", "first says", "second says", "items"],
+                         [[p, a, b, n] for p, t in result.confusion.items() for a, row in t.items() for b, n in row.items()]))
     if guideline:
         found = check_guideline(records, guideline)
+        summary["violations"] = len(found)
+        sections.append(("Guideline violations", ["row", "rule", "field", "message"],
+                         [[v["row"], v["rule"], v["field"], v["message"]] for v in found[:500]]))
         from collections import Counter
 
         from .io import write_table
@@ -285,8 +296,14 @@ def qc_command(
         _print_dict("guideline violations", {"rows": len(records), "violations": len(found),
                                              **dict(Counter(v["rule"] for v in found)),
                                              "file": str(violations) if found else "–"})
-        if found and fail_on_violation:
-            raise typer.Exit(1)
+    if report:
+        from .report import generic_html
+
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(generic_html("Annotation QC", summary, sections), encoding="utf-8")
+        _console().print(f"report: {report}")
+    if found and fail_on_violation:
+        raise typer.Exit(1)
 
 
 @data_app.command("llm-label")
