@@ -141,3 +141,17 @@ def test_language_detection_with_script_rules() -> None:
     assert script_language("hello world") is None
     with pytest.raises(Exception, match="unknown language-id engine"):
         LanguageDetector("cld3")
+
+
+def test_parquet_needs_an_engine_or_reads(tmp_path: Path) -> None:
+    import importlib.util
+
+    pd = pytest.importorskip("pandas")
+    path = tmp_path / "t.parquet"
+    if importlib.util.find_spec("pyarrow") or importlib.util.find_spec("fastparquet"):
+        pd.DataFrame({"text": ["a", "b"], "label": [1, 0]}).to_parquet(path)
+        assert [r["text"] for r in read_table(path)] == ["a", "b"]
+    else:
+        path.write_bytes(b"PAR1")
+        with pytest.raises(InputDataError, match="Parquet needs pandas with pyarrow"):
+            read_table(path)
