@@ -156,7 +156,17 @@ def run_search(
 
 
 def _forget_models(results: list[TrialResult], keep: int) -> None:
-    """Keep fold models only for the ``keep`` best complete trials (memory)."""
+    """Keep fold models (and out-of-fold predictions) only for the ``keep`` best complete
+    trials plus the best trial of each family: memory stays bounded and the ensemble
+    still has different families to blend when one family fills the top."""
     done = sorted((r for r in results if r.state == "complete"), key=lambda r: -(r.utility or -np.inf))
-    for r in done[keep:]:
-        r.models = None
+    kept = {id(r) for r in done[:keep]}
+    seen: set[str] = set()
+    for r in done:
+        if r.family not in seen:
+            seen.add(r.family)
+            kept.add(id(r))
+    for r in done:
+        if id(r) not in kept:
+            r.models = None
+            r.oof = None
