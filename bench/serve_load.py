@@ -177,8 +177,9 @@ def run_all(kinds: list[str], texts: list[str], quick: bool) -> list[dict[str, A
     rows = []
     with Server(True) as on, Server(False) as off:
         for kind in kinds:
-            for srv in (on, off):
-                asyncio.run(load(srv.url, kind, texts[-8:], 4, 8, 60))  # warm-up (and prefix caches)
+            for srv in (on, off):  # warm-up at every concurrency, on texts no cell uses: kernels for
+                for clients in CONCURRENCY:  # both single-request and batched shapes get built
+                    asyncio.run(load(srv.url, kind, texts[-24:], clients, 8 if clients < 16 else 16, 60))
             for i, clients in enumerate(CONCURRENCY):
                 for srv in ((on, off) if i % 2 == 0 else (off, on)):
                     rows.append(measure(srv, kind, clients, texts, quick))
