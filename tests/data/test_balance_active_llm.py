@@ -46,6 +46,7 @@ def test_random_resampling(method: str, size: int) -> None:
     assert all(r in rows for r in result.records)
 
 
+@pytest.mark.slow
 def test_smote_on_char_ngram_embeddings() -> None:
     rows = _reviews(60, 12)
     result = balance(rows, method="smote", embedder="char-ngram")

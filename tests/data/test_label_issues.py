@@ -21,6 +21,7 @@ def _blobs(n: int = 600, k: int = 3, noise: float = 0.1, seed: int = 0):
     return X, [f"c{v}" for v in noisy], set(int(i) for i in flipped)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["cl", "cma", "cl+cma", "cl|cma"])
 def test_flags_injected_flips(method: str) -> None:
     X, labels, flipped = _blobs()

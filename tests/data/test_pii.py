@@ -86,6 +86,21 @@ def test_type_selection_and_ner_hook() -> None:
         PIIDetector(["ssn"])
 
 
+def test_spacy_adapter_with_a_duck_typed_pipeline() -> None:
+    from types import SimpleNamespace
+
+    from openautoglm.data.pii import spacy_ner
+
+    def nlp(text: str) -> SimpleNamespace:  # the part of spaCy's Doc API the adapter uses
+        ents = [SimpleNamespace(start_char=0, end_char=10, label_="PERSON"),
+                SimpleNamespace(start_char=20, end_char=24, label_="GPE"),
+                SimpleNamespace(start_char=28, end_char=32, label_="ORG")]
+        return SimpleNamespace(ents=ents)
+
+    det = PIIDetector(["email"], ner=spacy_ner(nlp))
+    assert det.redact("Mary Smith flew to Oslo for ACME.") == "[PERSON] flew to Oslo for [ORG]."
+
+
 def test_overlaps_resolved_by_priority() -> None:
     # an 18-digit resident ID also passes the bank-card and phone patterns' shape: reported once, as cn_id
     found = PIIDetector().find("号码 11010519491231002X")

@@ -31,7 +31,7 @@ import ipaddress
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..errors import OpenAutoGLMError
 
@@ -175,6 +175,32 @@ _VALIDATORS: dict[str, Callable[[str], bool]] = {
     "cn_mobile": lambda v: len(re.sub(r"\D", "", v)) in (11, 13, 15),
     "phone": _phone_valid,
 }
+
+
+#: spaCy entity labels → our PII types (person and organisation names)
+SPACY_TYPES = {"PERSON": "person", "PER": "person", "ORG": "org"}
+
+
+def spacy_ner(nlp: Any, types: Mapping[str, str] | None = None) -> NerFn:
+    """An NER callable for :class:`PIIDetector` from a spaCy pipeline (an object or a package name).
+
+    ``spacy_ner("en_core_web_sm")`` loads an installed model (spaCy is not a dependency of
+    Open-AutoGLM; install it and a model yourself).  Entities whose label is in ``types``
+    (default: PERSON/PER → ``person``, ORG → ``org``) become matches.
+    """
+    if isinstance(nlp, str):
+        try:
+            import spacy
+        except ImportError:
+            raise OpenAutoGLMError("spaCy is not installed", hint="pip install spacy and a model, "
+                                   "e.g. python -m spacy download en_core_web_sm") from None
+        nlp = spacy.load(nlp)
+    mapping = dict(types or SPACY_TYPES)
+
+    def ner(text: str) -> list[tuple[int, int, str]]:
+        return [(e.start_char, e.end_char, mapping[e.label_]) for e in nlp(text).ents if e.label_ in mapping]
+
+    return ner
 
 
 class PIIDetector:
