@@ -175,3 +175,23 @@ def test_openai_calls_are_traced_and_models_listed(client) -> None:  # type: ign
     assert any(m["model"] == "local" for m in models["available"])
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["queue_depth"] == 0
+
+
+def test_runs_left_running_by_a_stopped_server_show_interrupted_and_resume(tmp_path: Path) -> None:
+    with TestClient(make_app(tmp_path)) as client:
+        up = _upload(client)
+        run = client.post("/api/runs", json={"upload_id": up["upload_id"], "yaml": SENTIMENT_YAML,
+                                             "columns": {"text": "review"}}).json()
+        wait_for_run(client, run["run_id"])
+        state = client.app.state.server  # type: ignore[attr-defined]
+        state.store.execute("UPDATE serve_jobs SET status = 'running' WHERE run_id = ?", (run["run_id"],))
+        state.store.execute("DELETE FROM records WHERE run_id = ? AND idx >= 2", (run["run_id"],))
+    with TestClient(make_app(tmp_path)) as client:  # a new server process on the same project
+        again = client.get(f"/api/runs/{run['run_id']}").json()
+        assert again["status"] == "interrupted"
+        client.post(f"/api/runs/{run['run_id']}/resume")
+        final = wait_for_run(client, run["run_id"])
+        assert final["status"] == "done" and final["done"] == 4
+        assert len(client.get(f"/api/runs/{run['run_id']}/results").text.splitlines()) == 4
+        calls = client.get(f"/api/traces?run_id={run['run_id']}").json()["traces"]
+        assert sorted(c["record_key"] for c in calls) == ["0", "1", "2", "2", "3", "3"]  # only the lost two re-ran
