@@ -31,24 +31,22 @@ def _has_letters(text: str) -> bool:
     return any(ch.isalpha() for ch in text)
 
 
+_HAN = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002ebef]")
+_KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
+_HANGUL = re.compile("[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
+
+
 def script_language(text: str) -> str | None:
     """``zh``/``ja``/``ko`` when the script decides it (see the module docstring), else ``None``."""
-    han = kana = hangul = letters = 0
-    for ch in text:
-        if not ch.isalpha():
-            continue
-        letters += 1
-        cp = ord(ch)
-        if 0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0xF900 <= cp <= 0xFAFF or 0x20000 <= cp <= 0x2EBEF:
-            han += 1
-        elif 0x3040 <= cp <= 0x30FF or 0x31F0 <= cp <= 0x31FF or 0xFF66 <= cp <= 0xFF9F:
-            kana += 1
-        elif 0xAC00 <= cp <= 0xD7AF or 0x1100 <= cp <= 0x11FF or 0x3130 <= cp <= 0x318F:
-            hangul += 1
+    if text.isascii():
+        return None
+    letters = sum(map(str.isalpha, text))
     if not letters:
         return None
+    hangul = len(_HANGUL.findall(text))
     if hangul / letters > 0.3:
         return "ko"
+    han, kana = len(_HAN.findall(text)), len(_KANA.findall(text))
     if kana and (han + kana) / letters > 0.3:
         return "ja"
     if han / letters > 0.5:

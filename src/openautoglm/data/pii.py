@@ -203,6 +203,20 @@ def spacy_ner(nlp: Any, types: Mapping[str, str] | None = None) -> NerFn:
     return ner
 
 
+_DIGIT = re.compile(r"\d")
+
+
+def _may_contain(kind: str, text: str, has_digit: bool) -> bool:
+    """Cheap pre-checks that skip a type's regular expression on most texts."""
+    if kind == "email":
+        return "@" in text
+    if kind == "url":
+        return "://" in text or "www." in text or "WWW." in text
+    if kind == "ip":
+        return ("." in text and has_digit) or "::" in text or text.count(":") >= 2
+    return has_digit
+
+
 class PIIDetector:
     """Find, count and redact PII in text.
 
@@ -232,7 +246,10 @@ class PIIDetector:
         if not text:
             return []
         candidates: list[tuple[int, PIIMatch]] = []
+        has_digit = _DIGIT.search(text) is not None
         for priority, kind in enumerate(self.types):
+            if not _may_contain(kind, text, has_digit):
+                continue
             for m in _PATTERNS[kind].finditer(text):
                 value = m.group(0)
                 if kind == "url":

@@ -18,6 +18,9 @@ import unicodedata
 
 NORMAL_FORMS = ("NFC", "NFKC", "NFD", "NFKD", "none")
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+# control characters (Unicode category Cc) except tab/newline/CR, and zero-width/soft-hyphen characters
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _WS = re.compile(r"\s+")
 # characters typical of UTF-8 read as cp1252/latin-1: Ã, Â, â followed by a latin-1 supplement / cp1252 symbol
 _LATIN_MOJIBAKE = re.compile("[ÃÂâÅÆÐÑ][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc"
@@ -88,14 +91,12 @@ def looks_mojibake(text: str) -> bool:
 
 def control_chars(text: str) -> int:
     """Number of control (except tab/newline/CR), zero-width and soft-hyphen characters."""
-    return sum(1 for ch in text if (unicodedata.category(ch) == "Cc" and ch not in "\t\n\r")
-               or ord(ch) in _ZERO_WIDTH)
+    return len(_INVISIBLE.findall(text))
 
 
 def clean_whitespace(text: str) -> str:
     """Drop control/zero-width characters, turn any whitespace run into one space, strip."""
-    text = text.translate(_ZERO_WIDTH)
-    text = "".join(ch if not (unicodedata.category(ch) == "Cc" and ch not in "\t\n\r") else " " for ch in text)
+    text = _CONTROL.sub(" ", text.translate(_ZERO_WIDTH))
     return _WS.sub(" ", text).strip()
 
 
