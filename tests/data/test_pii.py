@@ -148,3 +148,11 @@ def test_package_import_is_light() -> None:
             "print(sorted(m for m in ('numpy','torch','sklearn','pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_public_name_resolves() -> None:
+    import openautoglm.data as data
+
+    assert all(getattr(data, name) is not None for name in data.__all__)
+    with pytest.raises(AttributeError):
+        data.no_such_thing  # noqa: B018

@@ -19,6 +19,7 @@ _LAZY = {
     "PIIDetector": "openautoglm.data.pii",
     "PIIMatch": "openautoglm.data.pii",
     "PII_TYPES": "openautoglm.data.pii",
+    "spacy_ner": "openautoglm.data.pii",
     # text repairs, language id, dedup
     "fix_mojibake": "openautoglm.data.text",
     "clean_whitespace": "openautoglm.data.text",
@@ -38,6 +39,7 @@ _LAZY = {
     "active_learning": "openautoglm.data.active",
     "query": "openautoglm.data.active",
     "drift": "openautoglm.data.drift",
+    "drift_over_time": "openautoglm.data.drift",
     "agreement": "openautoglm.data.qc",
     "check_guideline": "openautoglm.data.qc",
     "llm_label": "openautoglm.data.llm_label",
