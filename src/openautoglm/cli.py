@@ -214,7 +214,7 @@ def _register_subsystem_commands() -> None:
         import_module(f"openautoglm.{name}.cli").register(app)
 
 
-_APPLICATION_CLIS: tuple[str, ...] = ("sql",)
+_APPLICATION_CLIS: tuple[str, ...] = ("sql", "data")
 
 
 _register_subsystem_commands()
