@@ -2,15 +2,18 @@
 
 :class:`BatchingBackend` wraps any :class:`~openautoglm.backends.base.Backend`.  Callers
 (server request threads, background runs) call ``generate`` / ``score_batch`` as usual;
-their requests wait in a queue for at most ``window_ms`` after the first one arrived (or
-until ``max_batch`` requests are pending), then one dispatcher thread sends them all to the
-wrapped backend in a single call - for the local backend that is one padded forward pass
+their requests wait in a queue for at most ``window_ms`` (or until ``max_batch`` requests
+are pending), then they all go to the wrapped backend in a single call - for the local backend that is one padded forward pass
 instead of one per request.  While that call runs new requests queue up, so under load
 the next batch is ready the moment the model is free.
 
 A batch that fails is retried request by request, so one bad request (say, a prompt
 longer than the context) fails alone.  ``enabled=False`` passes calls straight through
 (they then queue on the backend's own lock): the benchmark's "off" setting.
+
+There is no dispatcher thread: the caller that finds the model free runs the batch itself
+(leader/follower), so a lone request pays no thread hand-off and, after a quiet spell, no
+window either; under load the batch forms while the previous one runs.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from ..backends.base import Backend, Completion, GenerationRequest, ScoreRequest
 
 #: called after each backend call: (kind, number of requests, seconds)
 BatchHook = Callable[[str, int, float], None]
+#: the batching window applies when the model finished a batch this recently (traffic is flowing)
+RECENT_S = 0.25
 
 
 @dataclass
@@ -60,7 +65,8 @@ class BatchingBackend(Backend):
         self.deterministic = inner.deterministic
         self._pending: list[_Item] = []
         self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._busy = False  # a caller is running a batch on the model
+        self._last_end = float("-inf")  # when the last batch finished (monotonic)
         self._closed = False
         self._inflight = 0
         self.batches = 0  # backend calls made (for tests and metrics)
@@ -88,8 +94,6 @@ class BatchingBackend(Backend):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
         self.inner.close()
 
     # -- introspection -----------------------------------------------------------------
@@ -101,6 +105,13 @@ class BatchingBackend(Backend):
 
     # -- machinery ---------------------------------------------------------------------
     def _submit(self, kind: str, requests: list[Any]) -> list[Any]:
+        """Queue the requests; whichever caller finds the model free runs the next batch.
+
+        No dispatcher thread: the caller that takes the model (the leader) runs the backend
+        call in its own thread, so an idle server adds no thread hand-off to a request.
+        The leader waits ``window`` for company only while traffic is flowing (the model
+        finished a batch less than ``RECENT_S`` ago); after a quiet spell it goes at once.
+        """
         if not requests:
             return []
         if not self.enabled:
@@ -116,10 +127,23 @@ class BatchingBackend(Backend):
             if self._closed:
                 raise RuntimeError("the batching backend is closed")
             self._pending.append(item)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="openautoglm-batcher", daemon=True)
-                self._thread.start()
             self._cond.notify_all()
+        while True:
+            with self._cond:
+                while self._busy and not item.future.done():
+                    self._cond.wait()
+                if item.future.done():
+                    break
+                self._busy = True
+                batch = self._take()
+            try:
+                self._run(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._inflight = 0
+                    self._last_end = time.monotonic()
+                    self._cond.notify_all()
         return item.future.result()
 
     def _call(self, kind: str, requests: list[Any]) -> list[Any]:
@@ -132,42 +156,28 @@ class BatchingBackend(Backend):
             if self.on_batch is not None:
                 self.on_batch(kind, len(requests), time.perf_counter() - t0)
 
-    def _take(self) -> list[_Item] | None:
-        """Wait for a batch: the oldest item's kind, up to ``max_batch`` requests."""
-        with self._cond:
-            while not self._pending and not self._closed:
-                self._cond.wait()
-            if self._closed and not self._pending:
-                return None
-            deadline = self._pending[0].arrived + self.window_s
-            while not self._closed:
+    def _take(self) -> list[_Item]:
+        """(Leader, lock held) the next batch: the oldest item's kind, up to ``max_batch`` requests."""
+        now = time.monotonic()
+        if self.window_s and now - self._last_end < RECENT_S:
+            deadline = now + self.window_s
+            while True:
                 size = sum(len(i.requests) for i in self._pending if i.kind == self._pending[0].kind)
                 left = deadline - time.monotonic()
                 if size >= self.max_batch or left <= 0:
                     break
                 self._cond.wait(timeout=left)
-            kind = self._pending[0].kind
-            batch, rest, size = [], [], 0
-            for item in self._pending:
-                if item.kind == kind and (not batch or size + len(item.requests) <= self.max_batch):
-                    batch.append(item)
-                    size += len(item.requests)
-                else:
-                    rest.append(item)
-            self._pending = rest
-            self._inflight = size
-            return batch
-
-    def _loop(self) -> None:
-        while True:
-            batch = self._take()
-            if batch is None:
-                return
-            try:
-                self._run(batch)
-            finally:
-                with self._cond:
-                    self._inflight = 0
+        kind = self._pending[0].kind
+        batch, rest, size = [], [], 0
+        for item in self._pending:
+            if item.kind == kind and (not batch or size + len(item.requests) <= self.max_batch):
+                batch.append(item)
+                size += len(item.requests)
+            else:
+                rest.append(item)
+        self._pending = rest
+        self._inflight = size
+        return batch
 
     def _run(self, batch: list[_Item]) -> None:
         kind = batch[0].kind
