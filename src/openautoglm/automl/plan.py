@@ -281,8 +281,6 @@ def _plan_target(inst: str, profile: DataProfile, user: str | None, llm: Any, *,
         heur = (generic[0], f"no column is named in the instruction; {generic[0]!r} is a conventional target name")
     choice = None
     if llm is not None:
-        from .llm import choose
-
         q = "Task: {}\nWhich column is the target to predict?"
         choice = _safe_choose(llm, q.format(inst), cands, content_free=q.format("N/A"))
     if choice is not None:
