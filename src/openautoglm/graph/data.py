@@ -391,8 +391,10 @@ def load_dataset(dataset: str | Path, *, data_root: str | Path | None = None, **
                                  hint="a graph folder holds nodes.csv (id, features, label[, split]) and edges.csv")
         edges = path / "edges.csv"
         labels = path / "labels.csv"
-        return load_graph_csv(nodes, edges if edges.is_file() else None, labels if labels.is_file() else None,
-                              **csv_options)
+        graph = load_graph_csv(nodes, edges if edges.is_file() else None, labels if labels.is_file() else None,
+                               **csv_options)
+        graph.name = path.resolve().name
+        return graph
     if path.is_file():
         edges = path.with_name("edges.csv")
         return load_graph_csv(path, edges if edges.is_file() and edges != path else None, **csv_options)

@@ -64,6 +64,7 @@ _ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
     ("scipy.sparse._csr", "csr_matrix"): _csr_matrix,
     ("scipy.sparse", "csr_matrix"): _csr_matrix,
     ("collections", "defaultdict"): _defaultdict,
+    ("_codecs", "encode"): lambda: __import__("_codecs").encode,  # bytes in Python 3 protocol-2 pickles
     ("__builtin__", "list"): lambda: list,
     ("builtins", "list"): lambda: list,
 }
