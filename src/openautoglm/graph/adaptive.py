@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from .losses import connectivity, smoothness, sparsity
 from .models import GraphInputs, _linear
-from .ops import dense_features, normalize_edges, sparse_dropout, spmm
+from .ops import normalize_edges, sparse_dropout, spmm
 
 __all__ = ["AdaptiveGNN", "GraphLearner", "topk_neighbours"]
 
@@ -205,7 +205,7 @@ class AdaptiveGNN(nn.Module):
     def forward(self, g: GraphInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n = g.n
         x = sparse_dropout(g.x, self.input_dropout, self.training)
-        xw = F.dropout(_linear(x, self.lin1), 0.0, self.training)
+        xw = _linear(x, self.lin1)
         logits0, emb = self._propagate(xw, g.adj_gcn)
         aux: dict[str, torch.Tensor] = {}
         if self.training and self.init_loss_weight > 0:
@@ -225,7 +225,7 @@ class AdaptiveGNN(nn.Module):
             logits, emb = self._propagate(xw, adj)
         self.learned_graph_ = (graphs[-1][0].detach(), graphs[-1][1].detach())
         if self.training:
-            xf = _smooth_target(g)
+            xf = g.dense_x()
             for ei, w in graphs:
                 if self.reg["smooth"]:
                     aux["smooth"] = aux.get("smooth", 0) + self.reg["smooth"] * smoothness(xf, ei, w)
@@ -248,12 +248,3 @@ class AdaptiveGNN(nn.Module):
 
 def _apply(adj: Any, h: torch.Tensor) -> torch.Tensor:
     return adj @ h if isinstance(adj, MixedAdjacency) else spmm(adj, h)
-
-
-def _smooth_target(g: GraphInputs) -> torch.Tensor:
-    """Dense features for the smoothness regularizer (cached on the inputs object)."""
-    cached = getattr(g, "_dense_x", None)
-    if cached is None:
-        cached = dense_features(g.x)
-        object.__setattr__(g, "_dense_x", cached)
-    return cached

@@ -155,13 +155,11 @@ def _row_normalize(x: Any) -> Any:
     return (x / np.where(sums == 0, 1, sums)).astype(np.float32)
 
 
-def _undirected(src: "np.ndarray", dst: "np.ndarray", n: int, weight: "np.ndarray | None" = None
-                ) -> "np.ndarray":
+def _undirected(src: "np.ndarray", dst: "np.ndarray", n: int) -> "np.ndarray":
     """Symmetric, deduplicated edge index without self loops."""
     import numpy as np
     import scipy.sparse as sp
 
-    del weight
     keep = src != dst
     mat = sp.coo_matrix((np.ones(int(keep.sum())), (src[keep], dst[keep])), shape=(n, n)).tocsr()
     mat = ((mat + mat.T) > 0).tocoo()
@@ -221,8 +219,6 @@ def load_graph_csv(
     x = np.zeros((len(rows), len(feat_cols)), dtype=np.float32)
     for i, r in enumerate(rows):
         node = r[id_column]
-        if node in label_of or labels is None:
-            pass
         ids.append(node)
         for j, c in enumerate(feat_cols):
             try:

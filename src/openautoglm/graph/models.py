@@ -29,6 +29,13 @@ class GraphInputs:
     n: int
     adj_gcn: torch.Tensor           # D^-1/2 (A+I) D^-1/2, sparse
     adj_mean: torch.Tensor          # D^-1 A (neighbour mean), sparse
+    _dense_x: torch.Tensor | None = None
+
+    def dense_x(self) -> torch.Tensor:
+        """The features as a dense tensor (made once, for the smoothness regularizer)."""
+        if self._dense_x is None:
+            self._dense_x = self.x.to_dense() if self.x.is_sparse else self.x
+        return self._dense_x
 
 
 def graph_inputs(graph: GraphData, edge_index=None) -> GraphInputs:  # type: ignore[no-untyped-def]

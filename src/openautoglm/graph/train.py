@@ -39,8 +39,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "sage": dict(hidden=64, dropout=0.5, lr=0.01, weight_decay=5e-4, decay_scope="all", epochs=500, patience=100),
     "adaptive": dict(hidden=64, dropout=0.5, lr=0.01, weight_decay=5e-4, decay_scope="first", epochs=500,
                      patience=100, k=10, heads=2, epsilon=0.0, temperature=0.1, lam=0.9, eta=1.0, iterations=1,
-                     graph_dim=32, refresh=10, candidates=2, propagation="appnp", smooth_weight=0.0, conn_weight=0.0,
-                     sparse_weight=0.0, init_loss_weight=1.0),
+                     graph_dim=32, refresh=10, candidates=2, propagation="appnp", appnp_steps=10, appnp_alpha=0.1,
+                     smooth_weight=0.0, conn_weight=0.0, sparse_weight=0.0, init_loss_weight=1.0),
 }
 _TRAIN_KEYS = {"lr", "weight_decay", "decay_scope", "epochs", "patience", "focal_gamma", "balance",
                "class_weight", "uncertainty_weighting", "threads"}
