@@ -81,7 +81,7 @@ def run_command(
     con.print(_board_table(board.head(10), automl.plan_.metric))
     folder = automl.save(out)
     con.print(f"cross-validated {automl.plan_.metric}: [bold]{automl.cv_score_:.4f}[/] · "
-              f"{len(automl.trials_)} trials in {automl.time_used_:.1f} s")
+              f"{len(automl.trials_)} trials in {automl.time_used_:.1f} s (planning {automl.plan_seconds_:.1f} s)")
     con.print(f"model: {folder / 'model.joblib'}\nplan: {folder / 'plan.json'}\nleaderboard: {folder / 'leaderboard.csv'}")
     if not no_report:
         con.print(f"report: {automl.report(folder)}")
