@@ -30,6 +30,13 @@ class GraphInputs:
     adj_gcn: torch.Tensor           # D^-1/2 (A+I) D^-1/2, sparse
     adj_mean: torch.Tensor          # D^-1 A (neighbour mean), sparse
     _dense_x: torch.Tensor | None = None
+    _looped: torch.Tensor | None = None
+
+    def edges_with_self_loops(self) -> torch.Tensor:
+        """``edge_index`` plus one self loop per node (made once, for attention)."""
+        if self._looped is None:
+            self._looped = add_self_loops(self.edge_index, None, self.n)[0]
+        return self._looped
 
     def dense_x(self) -> torch.Tensor:
         """The features as a dense tensor (made once, for the smoothness regularizer)."""
@@ -128,12 +135,9 @@ class GAT(nn.Module):
         self.l1 = GATLayer(in_dim, hidden, heads, True, dropout)
         self.l2 = GATLayer(hidden * heads, n_classes, out_heads, False, dropout)
         self.dropout = dropout
-        self._edges: tuple[int, torch.Tensor] | None = None
 
     def forward(self, g: GraphInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if self._edges is None or self._edges[0] != id(g):
-            self._edges = (id(g), add_self_loops(g.edge_index, None, g.n)[0])
-        ei = self._edges[1]
+        ei = g.edges_with_self_loops()
         h = sparse_dropout(g.x, self.dropout, self.training)
         h = F.elu(self.l1(h, ei, g.n))
         h = F.dropout(h, self.dropout, self.training)

@@ -140,7 +140,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _inputs_for(graph: GraphData, model: str, knn_k: int) -> "GraphInputs":
+def _inputs_for(graph: GraphData, knn_k: int) -> "GraphInputs":
     """Tensors for training; without input edges, a feature kNN graph stands in (all models)."""
     from .data import knn_graph
     from .models import graph_inputs
@@ -179,7 +179,7 @@ def train_node_classifier(
     torch.set_num_threads(_threads(p["threads"]))
     _check_graph(graph)
     seed_everything(seed)
-    g = inputs if inputs is not None else _inputs_for(graph, model, knn_k)
+    g = inputs if inputs is not None else _inputs_for(graph, knn_k)
     net = build_model(model, graph.num_features, graph.num_classes, p)
     y = torch.as_tensor(graph.y)
     train = torch.as_tensor(graph.train_mask) & (y >= 0)
@@ -310,7 +310,7 @@ def train_seeds(
     if not seed_list:
         raise ConfigError("no seeds to run", field="seeds", hint="use --seeds 1 or more")
     resolve_params(model, params)  # fail before building anything
-    g = _inputs_for(graph, model, knn_k)
+    g = _inputs_for(graph, knn_k)
     result = SeedsResult(model=model, dataset=graph.name)
     bar = _progress() if progress else None
     try:
