@@ -104,3 +104,13 @@ def test_knn_graph_matches_brute_force():
     pairs = set(zip(*sym.tolist()))
     assert all((b, a) in pairs for a, b in pairs) and all(a != b for a, b in pairs)
     assert np.bincount(sym[0], minlength=57).min() >= 4
+
+
+def test_labels_in_a_separate_file(tmp_path):
+    nodes = _write(tmp_path / "nodes.csv", "id,f1,f2\na,1,0\nb,0,1\nc,1,1\n")
+    labels = _write(tmp_path / "labels.csv", "id,label,split\na,x,train\nb,y,train\nc,x,test\n")
+    g = load_graph_csv(nodes, labels=labels)
+    assert g.y.tolist() == [0, 1, 0] and g.num_features == 2 and g.test_mask.tolist() == [False, False, True]
+    bad = _write(tmp_path / "bad.csv", "node,label\na,x\n")
+    with pytest.raises(InputDataError, match="labels file"):
+        load_graph_csv(nodes, labels=bad)
