@@ -24,6 +24,12 @@ _LAZY = {
     "evaluate": "openautoglm.evaluation",
     "SemanticParser": "openautoglm.sql",
     "AutoML": "openautoglm.automl",
+    "PIIDetector": "openautoglm.data.pii",
+    "find_label_issues": "openautoglm.data.label_issues",
+    "AdaptiveGraphLearner": "openautoglm.graph",
+    "NodeClassifier": "openautoglm.graph",
+    "load_planetoid": "openautoglm.graph",
+    "create_app": "openautoglm.serve.app",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -214,7 +214,7 @@ def _register_subsystem_commands() -> None:
         import_module(f"openautoglm.{name}.cli").register(app)
 
 
-_APPLICATION_CLIS: tuple[str, ...] = ("sql", "automl", "data", "serve")
+_APPLICATION_CLIS: tuple[str, ...] = ("sql", "automl", "data", "graph", "serve")
 
 
 _register_subsystem_commands()

@@ -109,22 +109,30 @@ def _short(value: Any, width: int = 24) -> str:
 
 def introspect(db: "Database", *, sample_values: int = 3) -> Schema:
     """Read tables, columns, types, keys and a few distinct sample values per column."""
-    from sqlalchemy import inspect
+    import warnings
+
+    from sqlalchemy import exc, inspect
 
     insp = inspect(db.engine)
     tables = []
-    for name in insp.get_table_names():
-        pk = set(insp.get_pk_constraint(name).get("constrained_columns") or [])
-        cols = [Column(c["name"], _type_name(c["type"]), c["name"] in pk) for c in insp.get_columns(name)]
-        fks = []
-        for fk in insp.get_foreign_keys(name):
-            for col, ref in zip(fk.get("constrained_columns") or [], fk.get("referred_columns") or []):
-                fks.append(ForeignKey(col, fk.get("referred_table") or "", ref))
-        tables.append(Table(name, cols, fks))
+    with warnings.catch_warnings():  # SQLite files with sloppy FOREIGN KEY clauses (Spider's) warn per table
+        warnings.simplefilter("ignore", exc.SAWarning)
+        for name in insp.get_table_names():
+            tables.append(_read_table(insp, name))
     schema = Schema(tables, db.dialect)
     if sample_values:
         _add_samples(db, schema, sample_values)
     return schema
+
+
+def _read_table(insp: Any, name: str) -> Table:
+    pk = set(insp.get_pk_constraint(name).get("constrained_columns") or [])
+    cols = [Column(c["name"], _type_name(c["type"]), c["name"] in pk) for c in insp.get_columns(name)]
+    fks = []
+    for fk in insp.get_foreign_keys(name):
+        for col, ref in zip(fk.get("constrained_columns") or [], fk.get("referred_columns") or []):
+            fks.append(ForeignKey(col, fk.get("referred_table") or "", ref))
+    return Table(name, cols, fks)
 
 
 def _type_name(sa_type: Any) -> str:
