@@ -15,7 +15,7 @@ Two signals, usable alone or together:
 
 The default ``cl+cma`` flags rows both signals agree on: on SST-2 and TREC with 10 % and 20 %
 injected flips it had the best F1 of all variants and of cleanlab's defaults on the same
-probabilities (``bench/results/data.md``).  Use ``cl`` or ``cl|cma`` when recall matters more.
+probabilities (BENCHMARKS.md, issue 6).  Use ``cl`` or ``cl|cma`` when recall matters more.
 
 Results are ranked by cleanlab's label-quality score (lowest first) and exported for review.
 """
