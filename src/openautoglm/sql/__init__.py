@@ -6,8 +6,7 @@ Heavy libraries (sqlglot, SQLAlchemy, the model) load on first use.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from .._lazy import lazy_attributes
 
 _LAZY = {
     "SemanticParser": ".parser",
@@ -28,8 +27,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'openautoglm.sql' has no attribute {name!r}")
-    return getattr(import_module(module, __name__), name)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
