@@ -1,7 +1,7 @@
 """Issue 4: text-to-SQL on the shared Spider dev questions, naive prompt vs the full parser.
 
-    .venv/bin/python bench/sql_spider.py --quick            # 16 questions, a few minutes
-    .venv/bin/python bench/sql_spider.py --limit 60         # the recorded run
+    .venv/bin/python bench/sql_spider.py --quick                          # 12 questions, a few minutes
+    .venv/bin/python bench/sql_spider.py --limit 24 --candidates 3 --attempts 2   # the recorded run
     .venv/bin/python bench/sql_spider.py --model openai:qwen2.5-coder --base-url http://localhost:8000/v1
 
 Both systems run in one process on the same questions (spread evenly over the dev set,
@@ -37,23 +37,29 @@ def _cell(row: dict | None) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spider", type=Path, default=SPIDER)
-    ap.add_argument("--limit", type=int, default=60)
-    ap.add_argument("--quick", action="store_true", help="16 questions")
+    ap.add_argument("--limit", type=int, default=40)
+    ap.add_argument("--quick", action="store_true", help="12 questions, 2 candidates")
     ap.add_argument("--candidates", type=int, default=4)
+    ap.add_argument("--attempts", type=int, default=3, help="tries per candidate (execution errors fed back)")
+    ap.add_argument("--max-tokens", type=int, default=100, help="longest SQL answer (both systems)")
     ap.add_argument("--model", default=None, help="backend spec (default: the embedded model)")
     ap.add_argument("--base-url", default=None, help="for openai:* models: the endpoint")
     ap.add_argument("--out", type=Path, default=Path("out/sql_bench"))
     args = ap.parse_args()
-    limit = 16 if args.quick else args.limit
+    limit = 12 if args.quick else args.limit
+    if args.quick:
+        args.candidates, args.attempts = 2, 2
     items = load_spider(args.spider, limit=limit)
     from openautoglm.backends.registry import create_backend
 
     backend = create_backend(args.model, **({"base_url": args.base_url} if args.base_url else {}))
     reports, wall = [], {}
     for mode in ("naive", "full"):
-        factory = make_parser_factory(mode, backend, args.spider / "train_pairs.jsonl", n_candidates=args.candidates)
+        factory = make_parser_factory(mode, backend, args.spider / "train_pairs.jsonl", n_candidates=args.candidates,
+                                      max_attempts=args.attempts, max_tokens=args.max_tokens)
         started = time.perf_counter()
-        reports.append(SpiderEvaluator(args.spider, factory, mode=mode, model=args.model or "local").run(items))
+        reports.append(SpiderEvaluator(args.spider, factory, mode=mode, model=args.model or "local").run(
+            items, progress=lambda done, total, rep: print(f"\r{rep.mode}: {done}/{total}", end="", flush=True)))
         wall[mode] = time.perf_counter() - started
     print(f"\nSpider dev (converted DBs), {len(items)} questions, model {args.model or 'embedded SmolLM2-135M'}, "
           f"{os.cpu_count()} CPUs visible\n")
