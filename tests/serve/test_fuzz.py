@@ -46,3 +46,13 @@ def test_openapi_spec_fuzz_gives_no_server_errors(tmp_path: Path) -> None:
         except AssertionError as exc:
             failures.append(f"[{mode.value}] " + str(exc).splitlines()[0])
     assert not failures, "\n".join(failures)
+
+
+def test_out_of_range_ids_are_client_errors(tmp_path: Path) -> None:
+    """Found by the fuzzer in a clean CI run: an id beyond SQLite's 64-bit range gave a 500."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(make_app(tmp_path)) as client:
+        assert client.get("/api/traces/9223372036854775808").status_code == 400
+        assert client.get("/api/traces/0").status_code == 400
+        assert client.get("/api/traces/9223372036854775807").status_code == 404

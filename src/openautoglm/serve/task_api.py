@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Path, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 MAX_YAML = 200_000
 MAX_TEXT = 100_000
+SQLITE_MAX_INT = 2**63 - 1  # larger ids cannot exist (and SQLite cannot bind them)
 
 
 class _Strict(BaseModel):
@@ -187,7 +188,7 @@ def build_router(state: "ServerState", on_usage: Callable[[str, dict[str, int]],
         run_id: str,
         filter: Literal["all", "wrong", "low", "errors", "right"] = "all",
         threshold: float = Query(reports.LOW_CONFIDENCE, ge=0.0, le=1.0),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=SQLITE_MAX_INT),
         limit: int = Query(100, ge=1, le=10_000),
     ) -> dict[str, Any]:
         preds = await in_thread(_predictions, state, run_id)
@@ -215,7 +216,7 @@ def build_router(state: "ServerState", on_usage: Callable[[str, dict[str, int]],
         return {"traces": await in_thread(lambda: state.store.traces(q, run_id, limit, errors))}
 
     @router.get("/traces/{call_id}")
-    async def trace(call_id: int) -> dict[str, Any]:
+    async def trace(call_id: int = Path(..., ge=1, le=SQLITE_MAX_INT)) -> dict[str, Any]:
         row = await in_thread(state.store.get_trace, call_id)
         if row is None:
             raise APIError(404, f"no trace {call_id}", code="not_found")
