@@ -24,7 +24,6 @@ from .safety import UnsafeQueryError, check_select, transpile
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import Backend
-    from ..core.client import ModelClient
     from ..core.task import Task
     from ..store.sqlite import Store
 
