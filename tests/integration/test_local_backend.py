@@ -84,3 +84,32 @@ def test_context_overflow_is_a_clear_error(local_backend):
 
     with pytest.raises(BackendError, match="exceeds the model's context"):
         local_backend.score_batch([ScoreRequest("word " * 9000, (" a", " b"))])
+
+
+def test_partial_prefix_reuse_gives_the_same_answers_and_skips_the_shared_part(local_backend, monkeypatch):
+    """A retry prompt that differs from a cached one only after a long shared part reuses
+    the shared KV cache (truncated), and answers exactly as a cold backend would."""
+    shared = "Schema: singer(name, age, country).\n" * 12 + "Question: how many singers are there?\n"
+    first = shared + "SQL:"
+    retry = shared + "Earlier answer was rejected: no such column nme.\nSQL:"
+    fed: list[int] = []
+    forward = local_backend.net.forward
+
+    def counting_forward(ids, *args, **kwargs):  # type: ignore[no-untyped-def]
+        fed.append(int(ids.shape[0] * ids.shape[1]))
+        return forward(ids, *args, **kwargs)
+
+    local_backend._prefix_cache.clear()
+    monkeypatch.setattr(local_backend.net, "forward", counting_forward)
+    request = dict(max_tokens=8, temperature=0.0)
+    local_backend.generate([GenerationRequest(first, **request)])
+    fed.clear()
+    warm = local_backend.generate([GenerationRequest(retry, **request)])[0].text
+    retry_tokens = len(local_backend.tokenizer.encode(local_backend.tokenizer.render(retry)))
+    shared_tokens = len(local_backend.tokenizer.encode(shared))
+    assert fed[0] <= retry_tokens - shared_tokens + 2  # only the differing tail was prefilled
+    local_backend._prefix_cache.clear()
+    fed.clear()
+    cold = local_backend.generate([GenerationRequest(retry, **request)])[0].text
+    assert fed[0] >= retry_tokens - 1
+    assert warm == cold

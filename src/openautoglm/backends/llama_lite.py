@@ -88,6 +88,16 @@ class KVCache:
             self.next_pos.expand(batch),
         )
 
+    def truncate(self, n: int) -> "KVCache":
+        """The first ``n`` positions of a batch-1 unpadded cache (views): a shorter shared prefix."""
+        assert self.batch == 1 and 0 < n <= self.slots and bool(self.valid[:, :n].all())
+        return KVCache(
+            [k[:, :, :n] for k in self.keys],
+            [v[:, :, :n] for v in self.values],
+            self.valid[:, :n],
+            torch.full_like(self.next_pos, n),
+        )
+
     def select(self, index: torch.Tensor) -> "KVCache":
         """Rows ``index`` of the cache (e.g. repeat each prompt once per continuation)."""
         return KVCache(

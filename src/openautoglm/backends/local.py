@@ -127,12 +127,16 @@ class LocalBackend(Backend):
         if state is not None:
             self._prefix_cache.move_to_end(key)
             return state
-        # extend the longest cached prefix of this prefix, if any
+        # start from the cached prefix sharing the most leading tokens with this one: a retry
+        # whose prompt differs only after a long shared part (feedback notes, a new question
+        # under the same few-shot block) recomputes only what differs
         base, base_len = None, 0
         for (g, cached_prefix), cached in self._prefix_cache.items():
-            n = len(cached_prefix)
-            if g == gemm and base_len < n <= len(prefix) and prefix[:n] == cached_prefix:
+            n = _common_length(cached_prefix, prefix)
+            if g == gemm and n > base_len:
                 base, base_len = cached, n
+        if base is not None and base_len < base.slots:
+            base = base.truncate(base_len)
         ids = torch.tensor([prefix[base_len:]], dtype=torch.long)
         if ids.shape[1]:
             _, state = self.net.forward(ids, torch.ones_like(ids, dtype=torch.bool), base, gemm)
@@ -357,3 +361,12 @@ class LocalBackend(Backend):
         text = self.tokenizer.decode(tokens)
         cut = min((text.find(s) for s in stops if s in text), default=-1)
         return text[:cut] if cut >= 0 else text
+
+
+def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
