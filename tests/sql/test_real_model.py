@@ -104,3 +104,14 @@ def test_cli_ask_and_eval(shop_db: Path, spider_dir: Path, tmp_path: Path) -> No
     report = json.loads((out / "report.json").read_text())
     assert report[0]["summary"]["by_hardness"]["all"]["n"] == 2
     assert (out / "report.html").read_text().startswith("<!doctype html>")
+
+
+def test_sampled_candidates_are_reproducible(local_model, shop_db: Path) -> None:  # type: ignore[no-untyped-def]
+    def run(seed: int) -> list[str]:
+        parser = SemanticParser(local_model, f"sqlite:///{shop_db}", examples=POOL, n_candidates=3, max_attempts=1,
+                                max_tokens=24, seed=seed)
+        sqls = [c.sql for c in parser.parse("Which products cost more than 100?").candidates]
+        parser.close()
+        return sqls
+
+    assert run(0) == run(0)

@@ -64,6 +64,7 @@ class Task(BaseModel):
     temperature: float = 0.0
     max_tokens: int = 256
     stop: list[str] = Field(default_factory=list)  # text outputs: cut generation at these strings
+    seed: int | None = None  # text outputs: sampling seed (temperature > 0 answers become reproducible)
     max_retries: int = 2
     model: str | None = None
     #: "direct", "chain_of_thought", "self_consistency", "verify_revise" or a settings block
@@ -234,8 +235,8 @@ class Task(BaseModel):
             return self._classify_by_votes(client, prompts, step, record_keys, attempt)
         if self.output == "json":
             return self._extract(client, prompts, step, record_keys, attempt)
-        reqs = [GenerationRequest(p, max_tokens=self.max_tokens, temperature=self.temperature, stop=tuple(self.stop))
-                for p in prompts]
+        reqs = [GenerationRequest(p, max_tokens=self.max_tokens, temperature=self.temperature, stop=tuple(self.stop),
+                                  seed=self.seed) for p in prompts]
         comps = client.generate(reqs, step=step, record_keys=record_keys, attempt=attempt)
         return [{"text": c.text.strip(), "tokens": c.prompt_tokens + c.completion_tokens} for c in comps]
 

@@ -120,7 +120,8 @@ class SemanticParser:
                  chain_of_thought: bool = False, execute: bool = True, timeout_s: float = 10.0,
                  max_rows: int = 1000, max_tokens: int = 160, max_columns: int = 60,
                  store: "Store | str | Path | bool | None" = None, exclude_example_db: str | None = None,
-                 link_values: bool = True, run_id: str | None = None, examples_dialect: str = "sqlite") -> None:
+                 link_values: bool = True, run_id: str | None = None, examples_dialect: str = "sqlite",
+                 seed: int = 0) -> None:
         from ..backends.registry import create_backend
 
         if db is None:
@@ -140,11 +141,12 @@ class SemanticParser:
         self.store = _as_store(store)
         self.link_values = link_values
         self.examples_dialect = examples_dialect
+        self.seed = seed
         self.run_id = run_id
         self._counter = 0
 
     # -- prompt --------------------------------------------------------------------------
-    def _task(self, temperature: float) -> "Task":
+    def _task(self, temperature: float, seed: int | None = None) -> "Task":
         from ..core.task import Task
         from ..reasoning.config import StrategyConfig, VerifierConfig
 
@@ -155,7 +157,7 @@ class SemanticParser:
         return Task(name="text_to_sql", template="{schema}-- Question: {question}", output="text", format="text",
                     system=f"-- Write one {title} SELECT query that answers the question.",
                     answer_prefix="-- SQL:", stop=SQL_STOPS, max_tokens=self.max_tokens,
-                    temperature=temperature, strategy=strategy)
+                    temperature=temperature, seed=seed, strategy=strategy)
 
     def context(self, question: str, history: Sequence[tuple[str, str]] = ()) -> tuple[dict[str, Any], Linking, list[Example]]:
         """The prompt context for ``question`` (pruned schema, value hints, examples, history)."""
@@ -220,7 +222,8 @@ class SemanticParser:
         sources = ["greedy"]
         if self.n_candidates > 1 and self.temperature > 0:
             n = self.n_candidates - 1
-            outs += self._task(self.temperature).run_many(client, [ctx] * n, step="sql",
+            seed = _stable_seed(question, self.seed)  # the same question gets the same candidates
+            outs += self._task(self.temperature, seed).run_many(client, [ctx] * n, step="sql",
                                                           record_keys=[f"{key}#s{j}" for j in range(n)])
             sources += ["sample"] * n
         if self.store is not None:
@@ -286,6 +289,13 @@ class Conversation:
         if result.ok:
             self.history.append((question, result.sql))
         return result
+
+
+def _stable_seed(question: str, seed: int) -> int:
+    import hashlib
+
+    digest = hashlib.sha256(f"{seed}|{question.strip()}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
 
 
 def _used(sql: str, dialect: str) -> dict[str, Any]:
