@@ -73,21 +73,13 @@ def _name_score(question_words: set[str], name: str) -> float:
     return hit / len(parts)
 
 
-def match_values(db: "Database", schema: "Schema", question: str, *, per_column: int = 5000,
-                 max_matches: int = 6) -> list[ValueMatch]:
-    """Question n-grams (and quoted strings) that equal a value of a text column."""
+def value_index(db: "Database", schema: "Schema", *, per_column: int = 5000) -> dict[str, list[ValueMatch]]:
+    """Distinct values of every text column (at most ``per_column`` each), keyed by their
+    stripped lower-case form: read once per database, then matched per question."""
     from .database import DatabaseError
     from .schema import _ident
 
-    tokens = re.findall(r"[\w'.-]+|[\u4e00-\u9fff]+", question)
-    grams = set()
-    for n in (4, 3, 2, 1):
-        for i in range(len(tokens) - n + 1):
-            gram = " ".join(tokens[i:i + n]).strip(".'")
-            if gram and (n > 1 or gram.lower() not in STOPWORDS) and len(gram) > 1:
-                grams.add(gram.lower())
-    grams |= {q.lower() for q in re.findall(r"['\"“”‘’]([^'\"“”‘’]{1,60})['\"“”‘’]", question)}
-    matches: list[ValueMatch] = []
+    index: dict[str, list[ValueMatch]] = {}
     for t in schema.tables:
         for c in t.columns:
             if not c.is_text:
@@ -98,8 +90,26 @@ def match_values(db: "Database", schema: "Schema", question: str, *, per_column:
             except DatabaseError:
                 continue
             for (value,) in values:
-                if isinstance(value, str) and value.strip().lower() in grams and not value.isdigit():
-                    matches.append(ValueMatch(t.name, c.name, value))
+                if isinstance(value, str) and not value.isdigit():
+                    index.setdefault(value.strip().lower(), []).append(ValueMatch(t.name, c.name, value))
+    return index
+
+
+def match_values(db: "Database", schema: "Schema", question: str, *, per_column: int = 5000,
+                 max_matches: int = 6, index: dict[str, list[ValueMatch]] | None = None) -> list[ValueMatch]:
+    """Question n-grams (and quoted strings) that equal a value of a text column
+    (``index``: a :func:`value_index` built earlier, else read now)."""
+    if index is None:
+        index = value_index(db, schema, per_column=per_column)
+    tokens = re.findall(r"[\w'.-]+|[\u4e00-\u9fff]+", question)
+    grams = set()
+    for n in (4, 3, 2, 1):
+        for i in range(len(tokens) - n + 1):
+            gram = " ".join(tokens[i:i + n]).strip(".'")
+            if gram and (n > 1 or gram.lower() not in STOPWORDS) and len(gram) > 1:
+                grams.add(gram.lower())
+    grams |= {q.lower() for q in re.findall(r"['\"“”‘’]([^'\"“”‘’]{1,60})['\"“”‘’]", question)}
+    matches = [m for gram in grams for m in index.get(gram, [])]
     matches.sort(key=lambda m: -len(m.value))  # longer literal matches are more specific
     return matches[:max_matches]
 

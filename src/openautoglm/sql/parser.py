@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from ..errors import OpenAutoGLMError
 from .database import Database, DatabaseError, QueryResult
 from .examples import Example, ExamplePool
-from .linking import Linking, link, match_values
+from .linking import Linking, link, match_values, value_index
 from .safety import UnsafeQueryError, check_select, transpile
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -144,6 +144,7 @@ class SemanticParser:
         self.seed = seed
         self.run_id = run_id
         self._counter = 0
+        self._values: dict[str, list[Any]] | None = None
 
     # -- prompt --------------------------------------------------------------------------
     def _task(self, temperature: float, seed: int | None = None) -> "Task":
@@ -162,7 +163,9 @@ class SemanticParser:
     def context(self, question: str, history: Sequence[tuple[str, str]] = ()) -> tuple[dict[str, Any], Linking, list[Example]]:
         """The prompt context for ``question`` (pruned schema, value hints, examples, history)."""
         schema = self.db.schema()
-        values = match_values(self.db, schema, question) if self.link_values else []
+        if self.link_values and self._values is None:
+            self._values = value_index(self.db, schema)  # once per parser, not per question
+        values = match_values(self.db, schema, question, index=self._values) if self.link_values else []
         linking = link(schema, question, values=values, max_columns=self.max_columns)
         text = schema.to_prompt(linking.tables, linking.columns)
         if values:
