@@ -113,3 +113,38 @@ def test_partial_prefix_reuse_gives_the_same_answers_and_skips_the_shared_part(l
     cold = local_backend.generate([GenerationRequest(retry, **request)])[0].text
     assert fed[0] >= retry_tokens - 1
     assert warm == cold
+
+
+def test_features_are_token_averaged_hidden_states_of_the_asked_blocks(local_backend):
+    import numpy as np
+
+    from openautoglm.errors import BackendError
+
+    texts = ["a wonderful, moving film", "dull and far too long", ""]
+    feats = local_backend.features(texts, [3, -1])
+    assert feats.shape == (3, 2, local_backend.net.config.hidden_size) and feats.dtype == np.float32
+    top = local_backend.features(texts[:1], [local_backend.num_layers - 1])
+    assert np.allclose(top[0, 0], feats[0, 1], atol=1e-3)  # -1 is the top block; batching changes nothing
+    assert not np.allclose(feats[0, 0], feats[1, 0])
+    with pytest.raises(BackendError, match="does not exist"):
+        local_backend.features(texts, [local_backend.num_layers])
+
+
+def test_a_linear_probe_of_the_model_separates_sentiment(local_backend):
+    from openautoglm.core.client import ModelClient
+    from openautoglm.core.task import Task
+
+    pool = [{"text": t, "output": "positive"} for t in (
+        "a delight from start to finish", "wonderful acting and a moving story", "i loved every minute",
+        "brilliant, funny and warm", "a beautiful film", "great fun for the whole family")] + [
+        {"text": t, "output": "negative"} for t in (
+        "a boring mess", "i hated every minute", "dull, slow and far too long", "the worst film of the year",
+        "badly acted and badly written", "a tedious waste of time")]
+    task = Task(name="s", template="Review: {text}", labels=["positive", "negative"], format="text",
+                head={"pool": pool, "C": 0.1})
+    tests = [("an absolute joy to watch", "positive"), ("painfully boring", "negative"),
+             ("warm, witty and wonderful", "positive"), ("a dreadful, tedious film", "negative")]
+    out = task.run_many(ModelClient(local_backend, trace=False), [{"text": t} for t, _ in tests], step="s",
+                        record_keys=["0", "1", "2", "3"])
+    assert [o["label"] for o in out] == [g for _, g in tests]
+    assert out[0]["method"].startswith("head(layers ")

@@ -145,3 +145,21 @@ def test_many_labels_search_starts_from_knn_candidate_pruning():
     # the neighbours are right here (same topic word), so pruning is adopted and kept
     assert result.task.retrieval is not None and result.task.retrieval.candidates == 10
     assert result.scores["best_select"] >= pruning[0].score
+
+
+def blind_rows(n: int, seed: int) -> list[dict[str, str]]:
+    """Texts that never name their label: label scoring is at chance, a learned head is not."""
+    rng = random.Random(seed)
+    return [{"text": f"the {rng.choice(TOPICS[LABELS[i % 2]])} and the {rng.choice(TOPICS[LABELS[i % 2]])}",
+             "label": LABELS[i % 2]} for i in range(n)]
+
+
+def test_the_head_stage_learns_a_head_when_prompting_cannot_help():
+    base = Task(name="topic", template="Text: {text}", labels=LABELS, format="text", answer_prefix="Topic:")
+    opt = Optimizer(FakeBackend(), base, blind_rows(60, 0), blind_rows(60, 1), budget=600, holdout=0.3, rewrites=0,
+                    retrieval=False, first_slice=20)
+    result = opt.optimize()
+    assert "head" in {t.stage for t in result.trials}
+    assert result.task.head is not None and result.task.head.features == "tfidf"
+    assert len(result.task.head.pool) == 60  # fitted on train rows only
+    assert result.scores["best_holdout"] == 1.0 and result.scores["base_holdout"] < 0.8

@@ -153,6 +153,10 @@ class Backend:
     max_context: int = 2048
     #: whether identical temperature-0 requests give identical answers (cacheable)
     deterministic: bool = True
+    #: whether :meth:`features` returns hidden-state features (a task's label ``head`` needs them)
+    can_featurize: bool = False
+    #: transformer blocks, for :meth:`features` layer indices (0 when unknown)
+    num_layers: int = 0
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         raise NotImplementedError
@@ -163,6 +167,13 @@ class Backend:
     def score(self, prompt: Prompt, continuations: Sequence[str]) -> list[float]:
         """Total log-probability of each continuation given ``prompt``."""
         return self.score_batch([ScoreRequest(prompt, tuple(continuations))])[0].logprobs
+
+    def features(self, texts: Sequence[str], layers: Sequence[int]) -> Any:
+        """Hidden states of ``layers`` averaged over each text's tokens, ``[N, len(layers), H]``."""
+        from ..errors import BackendError
+
+        raise BackendError(f"backend {self.name!r} does not expose hidden states",
+                           hint="label heads need the local backend (model: local or a local model path)")
 
     def count_tokens(self, text: str) -> int:
         """Rough token count; backends with a tokenizer override this."""

@@ -233,11 +233,16 @@ class LiteLlama:
         token_valid: torch.Tensor,
         cache: KVCache | None = None,
         gemm: str = "fp32",
+        pooled: dict[int, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         """Run ``input_ids [B, T]`` (``token_valid [B, T]`` marks real tokens; padding
         must come after a row's real tokens) on top of ``cache``.
 
         ``gemm`` picks the precision of the matrix products (see :class:`Linear`).
+        ``pooled``: for each layer index already in it as a key, its output is replaced by
+        that layer's hidden states averaged over each row's real tokens ``[B, H]``, and
+        the pass stops after the deepest such layer (the returned states and cache are then
+        those of a truncated model: use only ``pooled``).
 
         Returns final hidden states ``[B, T, H]`` (pre LM head) and the extended cache.
         """
@@ -287,6 +292,11 @@ class LiteLlama:
             x = self._rms(h, layer["ln2"])
             gate, up = layer["gate_up"](x, gemm).chunk(2, dim=-1)
             h = h + layer["down"](F.silu(gate) * up, gemm)
+            if pooled is not None and i in pooled:
+                weights = token_valid.to(h.dtype).unsqueeze(-1)
+                pooled[i] = (h * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+                if i == max(pooled):
+                    break
         h = self._rms(h, self.norm)
         next_pos = start + token_valid.long().sum(dim=1)
         return h, KVCache(new_k, new_v, valid, next_pos)

@@ -21,11 +21,14 @@ from .weights import ModelFiles, resolve_model_files
 
 #: generation steps with at most this many rows use fp16 weight copies (memory-bound GEMV)
 FP16_DECODE_ROWS = 8
+#: features() reads at most this many tokens of a text (its first and last halves)
+FEATURE_TOKENS = 256
 
 
 class LocalBackend(Backend):
     name = "local"
     can_score = True
+    can_featurize = True
     supports_json_schema = False
 
     def __init__(
@@ -78,6 +81,7 @@ class LocalBackend(Backend):
         }[self.precision]
         self.tokenizer = ChatTokenizer(self.files.directory, config)
         self.max_context = lite_cfg.max_position
+        self.num_layers = lite_cfg.num_layers
         self.max_batch_tokens = max_batch_tokens
         self._prefix_cache: OrderedDict[tuple[str, tuple[int, ...]], object] = OrderedDict()
         self._prefix_cache_size = prefix_cache_size
@@ -187,6 +191,43 @@ class LocalBackend(Backend):
         if cur:
             chunks.append(cur)
         return chunks
+
+    # -- features --------------------------------------------------------------
+    def features(self, texts: Sequence[str], layers: Sequence[int]):  # type: ignore[no-untyped-def]
+        """Hidden states of ``layers`` averaged over each text's tokens: ``[N, len(layers), H]`` float32.
+
+        Texts are encoded as they are (no chat template); a text longer than
+        ``FEATURE_TOKENS`` tokens keeps its first and last halves.  Layer ``i`` is the
+        output of block ``i``; negative indices count from the top.
+        """
+        import numpy as np
+
+        torch = self._torch
+        blocks = []
+        for layer in layers:
+            block = layer + self.num_layers if layer < 0 else layer
+            if not 0 <= block < self.num_layers:
+                raise BackendError(f"layer {layer} does not exist: the model has {self.num_layers} blocks",
+                                   hint=f"use layer indices from 0 to {self.num_layers - 1} (or negative ones)")
+            blocks.append(block)
+        half = FEATURE_TOKENS // 2
+        seqs = [(ids[:half] + ids[-half:]) if len(ids) > FEATURE_TOKENS else (ids or [0])
+                for ids in self.tokenizer.encode_batch(list(texts))]
+        out = np.zeros((len(seqs), len(blocks), self.net.config.hidden_size), dtype=np.float32)
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        with self._lock:
+            for chunk in self._chunks(order, [len(s) for s in seqs]):
+                width = max(len(seqs[i]) for i in chunk)
+                ids = torch.zeros(len(chunk), width, dtype=torch.long)
+                valid = torch.zeros(len(chunk), width, dtype=torch.bool)
+                for row, i in enumerate(chunk):
+                    ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
+                    valid[row, : len(seqs[i])] = True
+                pooled: dict = dict.fromkeys(blocks)
+                self.net.forward(ids, valid, None, self._gemm["score"], pooled=pooled)
+                for j, block in enumerate(blocks):
+                    out[chunk, j] = pooled[block].float().numpy()
+        return out
 
     # -- scoring -------------------------------------------------------------
     def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:

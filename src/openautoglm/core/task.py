@@ -18,11 +18,12 @@ import math
 from functools import cached_property
 from typing import Any, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from ..backends.base import GenerationRequest, Message, Prompt, ScoreRequest
 from ..errors import OpenAutoGLMError, TemplateError
 from .client import ModelClient
+from .head import HeadConfig, LabelHead
 from .labels import calibrate, distribution_from_logprobs, distribution_from_votes
 from .prompt import Template
 from .retrieval import Neighbours, RetrievalConfig, mix
@@ -59,6 +60,8 @@ class Task(BaseModel):
     label_bias: dict[str, float] | None = None
     #: demonstrations retrieved per input by embedding similarity (and an optional kNN prior)
     retrieval: RetrievalConfig | None = None
+    #: a linear classifier over features of the input, fitted on labelled examples (see core.head)
+    head: HeadConfig | None = None
     #: samples for vote-share confidence when the backend cannot score
     n_votes: int = 5
     temperature: float = 0.0
@@ -69,6 +72,7 @@ class Task(BaseModel):
     model: str | None = None
     #: "direct", "chain_of_thought", "self_consistency", "verify_revise" or a settings block
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    _heads: dict[str, LabelHead] = PrivateAttr(default_factory=dict)  # fitted heads, per backend identity
 
     @field_validator("strategy", mode="before")
     @classmethod
@@ -100,6 +104,8 @@ class Task(BaseModel):
         if self.retrieval is not None and self.output != "labels" and (
                 self.retrieval.knn_weight or self.retrieval.candidates):
             raise ValueError("retrieval.knn_weight/candidates need a label task")
+        if self.head is not None and (self.output != "labels" or self.strategy.name != "direct"):
+            raise ValueError("a `head` needs a label task with the direct strategy")
         try:  # syntax check now, so a config error names the file and line
             Template(self.prompt_template, where=f"task {self.name!r} template").variables  # noqa: B018
         except TemplateError as exc:
@@ -122,6 +128,15 @@ class Task(BaseModel):
         from .retrieval import Retriever
 
         return Retriever(self.retrieval, self.render_input, self._example_answer_label)
+
+    def label_head(self, backend: Any) -> LabelHead:
+        """The head fitted on ``head.pool`` for ``backend`` (fitted on first use)."""
+        assert self.head is not None and self.labels
+        key = backend.identity()
+        if key not in self._heads:
+            self._heads[key] = LabelHead(self.head, self.labels, self.render_input, self._example_answer_label,
+                                         backend)
+        return self._heads[key]
 
     def _example_answer_label(self, example: dict[str, Any]) -> str:
         return str(example.get("output", example.get("label", example.get("answer"))))
@@ -221,17 +236,27 @@ class Task(BaseModel):
             from ..reasoning import run_strategy
 
             return run_strategy(self, client, contexts, step=step, record_keys=record_keys)
+        head_probs = None
+        if self.head is not None:
+            assert self.labels
+            head = self.label_head(client.backend)
+            head_probs = head.predict([self.render_input(c) for c in contexts])
+            if self.head.weight >= 1.0:  # the head alone: no label scoring
+                return [_label_result(self.labels, p, head.describe()) for p in head_probs]
         prompts = [self.build_prompt(c) for c in contexts]
-        return self.answer(client, prompts, step=step, record_keys=record_keys, neighbours=neighbours)
+        return self.answer(client, prompts, step=step, record_keys=record_keys, neighbours=neighbours,
+                           head_probs=head_probs)
 
     def answer(self, client: ModelClient, prompts: Sequence[Prompt], *, step: str,
                record_keys: Sequence[str], attempt: int = 0,
-               neighbours: Sequence[Neighbours] | None = None) -> list[dict[str, Any]]:
+               neighbours: Sequence[Neighbours] | None = None,
+               head_probs: Sequence[Sequence[float]] | None = None) -> list[dict[str, Any]]:
         """Answer ready-made prompts under the output spec (labels scored, JSON validated)."""
         prompts = list(prompts)
         if self.output == "labels":
             if client.backend.can_score:
-                return self._classify_by_scoring(client, prompts, step, record_keys, attempt, neighbours)
+                return self._classify_by_scoring(client, prompts, step, record_keys, attempt, neighbours,
+                                                 head_probs)
             return self._classify_by_votes(client, prompts, step, record_keys, attempt)
         if self.output == "json":
             return self._extract(client, prompts, step, record_keys, attempt)
@@ -253,7 +278,7 @@ class Task(BaseModel):
 
     def _classify_by_scoring(
         self, client: ModelClient, prompts: list[Prompt], step: str, record_keys: Sequence[str], attempt: int = 0,
-        neighbours: Sequence[Neighbours] | None = None,
+        neighbours: Sequence[Neighbours] | None = None, head_probs: Sequence[Sequence[float]] | None = None,
     ) -> list[dict[str, Any]]:
         labels = self.labels
         assert labels
@@ -289,6 +314,9 @@ class Task(BaseModel):
             if weight > 0 and neighbours is not None:
                 full = mix(full, [neighbours[i].knn[lab] for lab in labels], weight)
                 method += f"+knn(w={weight:g})"
+            if head_probs is not None and self.head is not None:
+                full = mix(full, head_probs[i], self.head.weight)
+                method += f"+head(w={self.head.weight:g})"
             out.append(_label_result(labels, full, method))
         return out
 

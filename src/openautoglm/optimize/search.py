@@ -11,7 +11,11 @@ The search is greedy over stages, each keeping the best task so far:
    a random balanced set, and demonstrations retrieved per input by embedding similarity;
 4. **kNN prior** – with retrieval: mixing the neighbours' label votes into the model's
    distribution, and pruning many-label tasks to the neighbours' top candidates;
-5. **calibration** – contextual calibration, or a per-label bias fitted on train
+5. **head** – a linear classifier fitted on the train rows (``Task.head``): over the
+   model's own hidden states (a linear probe; block and regularisation chosen on the
+   select rows from one feature pass) or over TF-IDF n-grams, used alone or mixed with
+   the label scores of the best prompt so far;
+6. **calibration** – contextual calibration, or a per-label bias fitted on train
    predictions so that the mean predicted distribution matches the train label prior.
 
 Candidates are compared on the ``select`` rows (first a small slice, the best two on all
@@ -37,6 +41,8 @@ from ..core.task import Task
 from ..errors import ConfigError, OpenAutoGLMError
 
 STOCK_PREFIXES = ("Answer:", "Label:", "Category:")
+#: at most this share of the budget is kept for the head stage's feature pass
+HEAD_SHARE = 0.6
 
 
 class BudgetExhausted(OpenAutoGLMError):
@@ -44,15 +50,21 @@ class BudgetExhausted(OpenAutoGLMError):
 
 
 class CountingBackend(Backend):
-    """Delegates to a backend and counts the requests that reach it."""
+    """Delegates to a backend and counts the requests that reach it.
+
+    Hidden-state features are remembered per (text, layer), so a text featurised once
+    (e.g. for choosing a head's layers) costs nothing when a candidate task asks again.
+    """
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.name, self.model = inner.name, inner.model
         self.can_score, self.supports_json_schema = inner.can_score, inner.supports_json_schema
         self.max_context, self.deterministic = inner.max_context, inner.deterministic
+        self.can_featurize, self.num_layers = inner.can_featurize, inner.num_layers
         self.calls = 0
         self.limit: int | None = None
+        self._features: dict[tuple[str, int], Any] = {}
 
     def _spend(self, n: int) -> None:
         if self.limit is not None and self.calls + n > self.limit:
@@ -66,6 +78,18 @@ class CountingBackend(Backend):
     def score_batch(self, requests: Sequence[ScoreRequest]) -> list[Any]:
         self._spend(len(requests))
         return self.inner.score_batch(requests)
+
+    def features(self, texts: Sequence[str], layers: Sequence[int]) -> Any:
+        import numpy as np
+
+        missing = list(dict.fromkeys(t for t in texts if any((t, layer) not in self._features for layer in layers)))
+        if missing:
+            self._spend(len(missing))
+            fresh = self.inner.features(missing, list(layers))
+            for row, text in zip(fresh, missing):
+                for j, layer in enumerate(layers):
+                    self._features[(text, layer)] = row[j]
+        return np.stack([np.stack([self._features[(t, layer)] for layer in layers]) for t in texts])
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
@@ -125,6 +149,11 @@ def describe(task: Task) -> str:
         parts.append("verbalizers=" + "/".join(task.verbalizers.get(lab, lab) for lab in task.labels or []))
     if task.examples:
         parts.append(f"{len(task.examples)} demos")
+    if task.head:
+        h = task.head
+        where = f"layers {','.join(map(str, h.layers))}" if h.features == "model" and h.layers else h.features
+        parts.append(f"head({where}, C={h.C:g}, weight={h.weight:g}, {len(h.pool)} examples)" if h.C else
+                     f"head({where}, weight={h.weight:g}, {len(h.pool)} examples)")
     if task.retrieval:
         r = task.retrieval
         parts.append(f"retrieval(k={r.k}, knn_weight={r.knn_weight:g}" + (f", candidates={r.candidates}" if r.candidates else "") + ")")
@@ -435,6 +464,56 @@ class Optimizer:
                         _variant(task, retrieval=cfg, examples=[] if base["k"] else task.examples)))
         return out
 
+    def _head_candidates(self, task: Task) -> list[tuple[str, Task]]:
+        """Heads fitted on train: the best model-feature and TF-IDF settings on select, alone and mixed."""
+        from ..core.head import DEFAULT_C, LinearHead, TfidfFeatures, model_features
+
+        train = self.train
+        if self.backend.can_featurize and self.backend.limit is not None:  # featurise what the budget allows
+            train = train[: max(0, self.backend.limit - self.backend.calls - len(self.select))]
+        if len(train) < 4 * len(self.labels) or task.head is not None:
+            return []
+        texts = [task.render_input(r) for r in train]
+        gold = [r[self.label_column] for r in train]
+        sel_texts = [task.render_input(r) for r in self.select]
+        sel_gold = [r[self.label_column] for r in self.select]
+        settings: list[tuple[float, dict[str, Any]]] = []
+
+        def evaluate(train_x: Any, select_x: Any, grid: Sequence[float], base: dict[str, Any]) -> None:
+            for c in grid:
+                probs = LinearHead(train_x, gold, self.labels, c).proba(select_x)
+                pred = [self.labels[max(range(len(p)), key=p.__getitem__)] for p in probs]
+                settings.append((score(sel_gold, pred, self.labels, self.metric), {**base, "C": c}))
+
+        vectorize = TfidfFeatures(texts)
+        evaluate(vectorize(texts), vectorize(sel_texts), (1.0, 3.0, 10.0, 30.0), {"features": "tfidf"})
+        best_tfidf = max(settings, key=lambda x: x[0])
+        if self.backend.can_featurize and self.backend.num_layers:
+            depth = self.backend.num_layers
+            blocks = sorted({min(depth - 1, round(f * depth)) for f in (0.4, 0.5, 0.6, 0.7, 0.8)})
+            try:
+                train_f = model_features(self.backend, texts, blocks).reshape(len(texts), len(blocks), -1)
+                select_f = model_features(self.backend, sel_texts, blocks).reshape(len(sel_texts), len(blocks), -1)
+            except BudgetExhausted:
+                self.notes.append("budget spent while featurising for the head stage")
+            else:
+                for j in range(len(blocks) - 1):  # two adjacent blocks side by side
+                    pair = [j, j + 1]
+                    evaluate(train_f[:, pair].reshape(len(texts), -1), select_f[:, pair].reshape(len(sel_texts), -1),
+                             (0.003, 0.01, 0.03), {"features": "model", "layers": [blocks[j], blocks[j + 1]]})
+        pool = [self._demo(r) for r in train]
+        out: list[tuple[str, Task]] = []
+        winners = [max(settings, key=lambda x: x[0])]
+        if winners[0] is not best_tfidf:
+            winners.append(best_tfidf)
+        for s, cfg in winners:
+            cfg = {**cfg, "C": cfg.get("C", DEFAULT_C[cfg["features"]])}
+            where = f"layers {cfg['layers']}" if cfg["features"] == "model" else "tfidf"
+            for weight in (1.0, 0.75, 0.5):
+                out.append((f"head {where} C={cfg['C']:g} w={weight:g} (head alone on select: {s:.3f})",
+                            _variant(task, head={**cfg, "pool": pool, "weight": weight})))
+        return out
+
     def _calibration_candidates(self, task: Task) -> list[tuple[str, Task]]:
         out = [("contextual calibration", _variant(task, calibrate=True))]
         sample = self._balanced(self.train, per_label=max(4, 96 // len(self.labels)))
@@ -476,16 +555,22 @@ class Optimizer:
             self.log(f"  {'candidates':13s} {pruned_score:.3f}  kNN candidate pruning (top 10 labels)")
             if pruned_score >= base_score:  # no worse and ~8x cheaper per candidate: search from here
                 best = (pruned_score, pruned)
+        # the head stage featurises train and select rows once: keep up to 60 % of the budget for it
+        head_calls = len(self.train) + len(self.select) if self.backend.can_featurize else 0
+        reserve = min(head_calls, int(self.budget * HEAD_SHARE))
+        self.backend.limit = self.budget - reserve
         for stage, make in (("prompt", self._prompt_candidates), ("verbalizers", self._verbalizer_candidates),
                             ("demos", self._demo_candidates), ("knn", self._knn_candidates),
-                            ("calibration", self._calibration_candidates)):
-            if self.backend.calls >= self.budget:
-                break
+                            ("head", self._head_candidates), ("calibration", self._calibration_candidates)):
+            if stage == "head":
+                self.backend.limit = self.budget
+            if self.backend.calls >= self.backend.limit:
+                continue
             try:
                 candidates = make(best[1])
             except BudgetExhausted:
                 self.notes.append(f"budget spent while preparing stage {stage!r}")
-                break
+                continue
             best = self._try(stage, candidates, best)
         scores = {"base_select": base_score, "best_select": best[0]}
         if self.holdout:
