@@ -138,3 +138,16 @@ def test_a_model_head_uses_the_default_middle_layers():
     out = run(t, rows(10, 7), backend)
     assert t.label_head(backend).layers == [2, 3]  # 60 % and 70 % of 4 blocks
     assert out[0]["method"] == "head(layers 2,3)"
+
+
+def test_a_fitted_head_reads_features_from_the_backend_it_is_asked_with():
+    """The optimizer fits heads through its budget-counting wrapper; the chosen task must then
+    run on any wrapper of the same model (the fitted head is kept per backend identity)."""
+    inner = Featurizing()
+    t = Task(name="topic", template="Text: {text}", labels=LABELS, format="text", head={"pool": rows(20, 0)})
+    spent = CountingBackend(inner)
+    run(t, rows(4, 1), spent)
+    spent.limit = spent.calls  # the optimizer's budget is gone
+    fresh = CountingBackend(inner)
+    out = run(t, rows(4, 2), fresh)
+    assert len(out) == 4 and fresh.calls == 4 and spent.calls == spent.limit

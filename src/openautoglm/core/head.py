@@ -118,23 +118,27 @@ class LabelHead:
         if len({gold for _, gold in pairs}) < 2:
             raise ConfigError("head.pool needs examples of at least two of the task's labels", field="head.pool",
                               hint="give each pool example an 'output' that is one of the task's labels")
-        self.config, self.backend = config, backend
+        self.config = config
         texts = [text for text, _ in pairs]
         self.layers: list[int] = []
+        self.tfidf: TfidfFeatures | None = None
         if config.features == "model":
             self.layers = config.layers or default_layers(getattr(backend, "num_layers", 0) or 1)
-            self.featurize: Callable[[Sequence[str]], Any] = lambda t: model_features(backend, t, self.layers)
         else:
-            self.featurize = TfidfFeatures(texts)
+            self.tfidf = TfidfFeatures(texts)
         C = config.C or DEFAULT_C[config.features]
-        self.head = LinearHead(self.featurize(texts), [gold for _, gold in pairs], labels, C)
+        self.head = LinearHead(self.featurize(backend, texts), [gold for _, gold in pairs], labels, C)
+
+    def featurize(self, backend: Any, texts: Sequence[str]) -> Any:
+        return self.tfidf(texts) if self.tfidf is not None else model_features(backend, texts, self.layers)
 
     def describe(self) -> str:
         where = f"layers {','.join(map(str, self.layers))}" if self.layers else "tfidf"
         return f"head({where})"
 
-    def predict(self, texts: Sequence[str]) -> list[list[float]]:
-        return self.head.proba(self.featurize(texts)) if texts else []
+    def predict(self, backend: Any, texts: Sequence[str]) -> list[list[float]]:
+        """Label distributions for ``texts`` (``backend``: the one whose features it was fitted on)."""
+        return self.head.proba(self.featurize(backend, texts)) if texts else []
 
 
 def _is_sparse(x: Any) -> bool:

@@ -240,7 +240,7 @@ class Task(BaseModel):
         if self.head is not None:
             assert self.labels
             head = self.label_head(client.backend)
-            head_probs = head.predict([self.render_input(c) for c in contexts])
+            head_probs = head.predict(client.backend, [self.render_input(c) for c in contexts])
             if self.head.weight >= 1.0:  # the head alone: no label scoring
                 return [_label_result(self.labels, p, head.describe()) for p in head_probs]
         prompts = [self.build_prompt(c) for c in contexts]
