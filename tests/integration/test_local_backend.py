@@ -148,3 +148,20 @@ def test_a_linear_probe_of_the_model_separates_sentiment(local_backend):
                         record_keys=["0", "1", "2", "3"])
     assert [o["label"] for o in out] == [g for _, g in tests]
     assert out[0]["method"].startswith("head(layers ")
+
+
+def test_generation_reports_text_between_decode_steps_and_never_a_stop_string(local_backend, monkeypatch):
+    from openautoglm.backends.base import GenerationRequest
+
+    forwards = []
+    real_forward = local_backend.net.forward
+    monkeypatch.setattr(local_backend.net, "forward", lambda *a, **k: forwards.append(1) or real_forward(*a, **k))
+    seen: list[tuple[int, str, int]] = []
+    req = GenerationRequest("Count from one to ten: one, two,", max_tokens=24, stop=("seven",),
+                            on_text=lambda i, text: seen.append((i, text, len(forwards))))
+    (comp,) = local_backend.generate([req])
+    plain = local_backend.generate([GenerationRequest(req.prompt, max_tokens=24, stop=("seven",))])[0]
+    assert comp.text == plain.text  # streaming changes nothing in the answer
+    assert "".join(t for _, t, _ in seen) == comp.text and all(i == 0 for i, _, _ in seen)
+    assert len({n for _, _, n in seen}) >= 3  # pieces arrived after different decode steps, not at the end
+    assert all("seven" not in t for _, t, _ in seen)

@@ -77,3 +77,46 @@ def test_dspy_uses_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
         traces = httpx.get(srv.base_url + "/api/traces", params={"q": "dspy"}).json()["traces"]
         assert traces and traces[0]["step"] == "/v1/chat/completions"
+
+
+def _gated_streaming_backend():  # type: ignore[no-untyped-def]
+    """Reports "Hello" live, then finishes only once the client has read it (or after 20 s)."""
+    import threading
+
+    from openautoglm.backends.base import Completion
+    from openautoglm.backends.fake import FakeBackend
+
+    class Gated(FakeBackend):
+        client_saw_first_chunk = threading.Event()
+
+        def generate(self, requests):  # type: ignore[no-untyped-def]
+            (req,) = requests
+            assert req.on_text is not None, "a streamed chat must pass a live text callback"
+            req.on_text(0, "Hello")
+            waited = self.client_saw_first_chunk.wait(timeout=20)
+            req.on_text(0, ", world" if waited else ", too late")
+            return [Completion(texts=["Hello, world!" if waited else "Hello, too late!"], finish_reasons=["stop"],
+                               prompt_tokens=3, completion_tokens=4)]
+
+    return Gated()
+
+
+def test_chat_streams_text_while_the_backend_is_still_generating(tmp_path: Path) -> None:
+    import httpx
+
+    backend = _gated_streaming_backend()
+    with ServerThread(make_app(tmp_path, backend=backend, micro_batching=False)) as srv:
+        body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        pieces = []
+        with httpx.stream("POST", srv.base_url + "/v1/chat/completions", json=body, timeout=30) as resp:
+            assert resp.status_code == 200
+            for line in resp.iter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                delta = __import__("json").loads(line[6:])["choices"][0]["delta"]
+                if delta.get("content"):
+                    pieces.append(delta["content"])
+                    backend.client_saw_first_chunk.set()  # only a live stream gets here before the end
+    # the first chunk reached the client while generate() was still waiting for it; the "!"
+    # that only the finished completion has comes after the live pieces
+    assert pieces == ["Hello", ", world", "!"]

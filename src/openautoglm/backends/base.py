@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 Prompt = Union[str, list[Message]]
@@ -33,6 +33,9 @@ class GenerationRequest:
     json_schema: dict[str, Any] | None = None
     logprobs: bool = False
     seed: int | None = None
+    #: called with (choice index, new text) as tokens arrive; backends that cannot stream
+    #: ignore it, so callers send what the finished completion adds beyond what arrived
+    on_text: Callable[[int, str], None] | None = field(default=None, compare=False, repr=False)
 
     def cache_payload(self) -> dict[str, Any]:
         """The fields that determine the response (used for the cache key)."""

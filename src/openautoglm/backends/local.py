@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..errors import BackendError
 from .base import Backend, Completion, GenerationRequest, ScoreRequest, ScoreResult, TokenLogprob
@@ -329,6 +329,8 @@ class LocalBackend(Backend):
         tokens: list[list[int]] = [[] for _ in range(n)]
         lps: list[list[TokenLogprob]] = [[] for _ in range(n)]
         finish = ["length"] * n
+        streams = [_TextStream(reqs[src].on_text, row_src[:row].count(src), self.tokenizer.decode, reqs[src].stop)
+                   if reqs[src].on_text else None for row, src in enumerate(row_src)]
         active = list(range(n))  # row ids still generating, aligned with cache rows
         logits = self.net.logits(last_hidden, self._gemm["prefill"])
         for _step in range(req.max_tokens):
@@ -346,6 +348,8 @@ class LocalBackend(Backend):
                 if req.stop and self._hit_stop(tokens[row], req.stop):
                     finish[row] = "stop"
                     continue
+                if streams[row] is not None:
+                    streams[row].update(tokens[row])
                 keep.append(j)
             if not keep:
                 break
@@ -366,6 +370,9 @@ class LocalBackend(Backend):
         for i, r in enumerate(reqs):
             rows = [row for row, src in enumerate(row_src) if src == i]
             outs = [self._finish_text(tokens[row], r.stop) for row in rows]
+            for row, text in zip(rows, outs):
+                if streams[row] is not None:
+                    streams[row].finish(text)
             completions.append(
                 Completion(
                     texts=outs,
@@ -402,6 +409,34 @@ class LocalBackend(Backend):
         text = self.tokenizer.decode(tokens)
         cut = min((text.find(s) for s in stops if s in text), default=-1)
         return text[:cut] if cut >= 0 else text
+
+
+class _TextStream:
+    """Sends one generated row's text to ``on_text`` as it grows.
+
+    The last ``len(longest stop) - 1`` characters are held back until the row ends, so
+    a stop string is never sent, and so is a trailing incomplete UTF-8 character.
+    """
+
+    def __init__(self, callback: Callable[[int, str], None], index: int, decode: Callable[[list[int]], str],
+                 stops: tuple[str, ...]) -> None:
+        self.callback, self.index, self.decode = callback, index, decode
+        self.hold = max((len(s) for s in stops), default=1) - 1
+        self.sent = ""
+
+    def update(self, tokens: list[int]) -> None:
+        text = self.decode(tokens)
+        if text.endswith("\ufffd"):
+            return
+        ready = text[: len(text) - self.hold] if self.hold else text
+        if len(ready) > len(self.sent) and ready.startswith(self.sent):
+            self.callback(self.index, ready[len(self.sent):])
+            self.sent = ready
+
+    def finish(self, text: str) -> None:
+        if len(text) > len(self.sent) and text.startswith(self.sent):
+            self.callback(self.index, text[len(self.sent):])
+            self.sent = text
 
 
 def _common_length(a: Sequence[int], b: Sequence[int]) -> int:

@@ -7,10 +7,13 @@
 * ``POST /v1/completions``.
 
 Streaming (``stream: true``) is off by default (answers 400) and on with
-``create_openai_app(..., streaming=True)``, as in ``openautoglm serve``: the answer is
-computed in one (micro-batched) backend call, then sent as server-sent events, one chunk
-per token (the backend's tokens when it returns logprobs, else word pieces), ending with
-``data: [DONE]``; ``stream_options: {"include_usage": true}`` adds a final usage chunk.
+``create_openai_app(..., streaming=True)``, as in ``openautoglm serve``.  Chat answers are
+sent as the backend produces them (the local backend reports text token by token, still
+inside one micro-batched call); what a backend does not report live (other backends, a
+cached answer, chat with ``logprobs``) is sent when the answer is complete, one chunk per
+token or word piece.  Completions are sent when complete.  Streams end with
+``data: [DONE]``; ``stream_options: {"include_usage": true}`` adds a final usage chunk; an
+error after the stream has started arrives as a ``data: {"error": ...}`` event.
 
 Requests naming another model than ``model_name`` (or the backend's own model name)
 answer 404.  Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
@@ -44,6 +47,7 @@ Scoring through ``/v1/completions`` (the ``echo`` protocol)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -305,13 +309,14 @@ class OpenAIService:
         return {"id": self.model_name, "object": "model", "created": 0, "owned_by": "openautoglm"}
 
     # -- chat ------------------------------------------------------------------------
-    async def chat(self, req: ChatCompletionRequest) -> dict[str, Any]:
+    def _chat_request(self, req: ChatCompletionRequest,
+                      on_text: Callable[[int, str], None] | None = None) -> GenerationRequest:
         self.check_model(req.model)
         if req.stream and not self.streaming:
             raise APIError(400, "stream=true is not supported yet; send stream=false", code="unsupported", param="stream")
         messages: list[Message] = [{"role": m.role, "content": m.text()} for m in req.messages]
         max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-        gen = GenerationRequest(
+        return GenerationRequest(
             prompt=messages,
             max_tokens=DEFAULT_CHAT_MAX_TOKENS if max_tokens is None else max_tokens,
             temperature=req.temperature,
@@ -321,8 +326,85 @@ class OpenAIService:
             json_schema=_json_schema(req.response_format),
             logprobs=req.logprobs,
             seed=req.seed,
+            on_text=on_text,
         )
+
+    async def chat(self, req: ChatCompletionRequest) -> dict[str, Any]:
+        gen = self._chat_request(req)
         (completion,) = await self._call(self._generate, [gen], "/v1/chat/completions")
+        return await self._chat_response(req, gen, completion)
+
+    def chat_events(self, req: ChatCompletionRequest, include_usage: bool = False,
+                    on_done: Callable[[dict[str, Any]], None] | None = None) -> AsyncIterator[str]:
+        """Server-sent events of a chat answer, sent as the backend produces its text.
+
+        The request is checked before the first event, so a bad request still gets its
+        HTTP error; ``on_done`` receives the finished response (for usage accounting).
+        """
+        if req.logprobs:  # token logprobs come with the finished answer
+            async def finished() -> AsyncIterator[str]:
+                try:
+                    resp = await self.chat(req)
+                except APIError as exc:
+                    yield _error_event(exc)
+                    return
+                if on_done is not None:
+                    on_done(resp)
+                async for event in sse_chat(resp, include_usage):
+                    yield event
+            self._chat_request(req)
+            return finished()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+        gen = self._chat_request(req, lambda i, text: loop.call_soon_threadsafe(queue.put_nowait, (i, text)))
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": self.model_name}
+
+        def chunk(i: int, delta: dict[str, Any], finish: str | None = None) -> str:
+            return _sse({**head, "choices": [{"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+
+        async def events() -> AsyncIterator[str]:
+            for i in range(req.n):
+                yield chunk(i, {"role": "assistant", "content": ""})
+            call = asyncio.ensure_future(self._call(self._generate, [gen], "/v1/chat/completions"))
+            sent = [""] * req.n
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({call, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    break
+                i, text = getter.result()
+                sent[i] += text
+                yield chunk(i, {"content": text})
+            while not queue.empty():
+                i, text = queue.get_nowait()
+                sent[i] += text
+                yield chunk(i, {"content": text})
+            try:
+                (completion,) = call.result()
+            except APIError as exc:
+                yield _error_event(exc)
+                return
+            for i, text in enumerate(completion.texts):
+                rest = text[len(sent[i]):] if text.startswith(sent[i]) else ""
+                for piece, _ in _pieces(rest, None):  # what the backend did not report live
+                    yield chunk(i, {"content": piece})
+                finish = completion.finish_reasons[i] if i < len(completion.finish_reasons) else "stop"
+                yield chunk(i, {}, finish)
+            resp = {**head, "usage": _usage(completion.prompt_tokens, completion.completion_tokens)}
+            if on_done is not None:
+                on_done(resp)
+            if include_usage:
+                yield _sse({**head, "choices": [], "usage": resp["usage"]})
+            yield "data: [DONE]\n\n"
+
+        return events()
+
+    async def _chat_response(self, req: ChatCompletionRequest, gen: GenerationRequest,
+                             completion: Completion) -> dict[str, Any]:
+        messages = gen.prompt
+        assert isinstance(messages, list)
         logprobs = await self._chat_logprobs(messages, completion, req.top_logprobs or 0) if req.logprobs else None
         choices = [
             {
@@ -558,6 +640,12 @@ async def sse_completions(resp: dict[str, Any], include_usage: bool = False) -> 
     yield "data: [DONE]\n\n"
 
 
+def _error_event(exc: APIError) -> str:
+    """An error after a stream has started: OpenAI's error shape as an event, then the end."""
+    body = {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
+    return _sse(body) + "data: [DONE]\n\n"
+
+
 def _include_usage(req: _Body) -> bool:
     options = getattr(req, "stream_options", None)
     return isinstance(options, dict) and bool(options.get("include_usage"))
@@ -592,9 +680,11 @@ def add_openai_routes(app: FastAPI, service: OpenAIService, on_usage: UsageHook 
 
     @app.post("/v1/chat/completions", tags=["openai"])
     async def chat_completions(req: ChatCompletionRequest) -> Any:
+        if req.stream:
+            return _stream(service.chat_events(req, _include_usage(req), lambda resp: usage("chat", resp)))
         resp = await service.chat(req)
         usage("chat", resp)
-        return _stream(sse_chat(resp, _include_usage(req))) if req.stream else resp
+        return resp
 
     @app.post("/v1/completions", tags=["openai"])
     async def completions(req: CompletionRequest) -> Any:
