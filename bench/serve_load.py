@@ -4,7 +4,8 @@ Two endpoints, each at 1, 4 and 16 concurrent clients, against the real embedded
 (SmolLM2-135M) in a server subprocess (so the load generator does not share its GIL):
 
 * ``task``  - ``POST /api/pipelines/sentiment/run`` (label scoring of one SST-2 review);
-* ``chat``  - ``POST /v1/chat/completions`` (OpenAI-compatible, 12 new tokens, temperature 0).
+* ``chat``  - ``POST /v1/chat/completions`` (OpenAI-compatible, 12 new tokens, temperature 0);
+* ``chat64`` - the same with 64 new tokens (decoding dominates instead of the prompt).
 
 The same run starts two servers - micro-batching on, and off (``--no-batching``:
 concurrent requests queue on the model's lock, one forward pass each) - and sends both the
@@ -108,7 +109,7 @@ def request_for(kind: str, text: str) -> tuple[str, dict[str, Any]]:
     if kind == "task":
         return "/api/pipelines/sentiment/run", {"inputs": {"text": text}}
     return "/v1/chat/completions", {
-        "model": "local", "max_tokens": 12, "temperature": 0,
+        "model": "local", "max_tokens": 64 if kind == "chat64" else 12, "temperature": 0,
         "messages": [{"role": "user", "content": f"Give a one-line summary of this review: {text}"}],
     }
 
@@ -157,7 +158,7 @@ def backend_calls(url: str) -> float:
 
 
 def measure(srv: Server, kind: str, clients: int, texts: list[str], quick: bool) -> dict[str, Any]:
-    per = {"task": 24 if quick else 64, "chat": 8 if quick else 24}[kind]
+    per = {"task": 24 if quick else 64, "chat": 8 if quick else 24, "chat64": 8 if quick else 16}[kind]
     n = max(per, clients * (2 if quick else 3))
     offset = {1: 0, 4: 64, 16: 128}[clients]  # distinct texts per cell (both modes get the same ones)
     before = backend_calls(srv.url)
@@ -204,7 +205,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer requests per cell")
-    ap.add_argument("--kinds", default="task,chat", help="endpoints to load: task, chat")
+    ap.add_argument("--kinds", default="task,chat,chat64", help="endpoints to load: task, chat, chat64")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
     ap.add_argument("--max-batch", type=int, help="the server's --max-batch (default: its default)")
     ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)

@@ -259,3 +259,14 @@ def test_default_store_path_follows_env(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.delenv("OPENAUTOGLM_HOME")
     monkeypatch.chdir(tmp_path)
     assert default_store_path() == tmp_path / ".openautoglm" / "store.db"
+
+
+def test_store_query_and_extension_schema(tmp_path):
+    from openautoglm.store.sqlite import Store
+
+    with Store(tmp_path / "s.db") as store:
+        store.add_schema("CREATE TABLE IF NOT EXISTS ext (k TEXT PRIMARY KEY, v INTEGER);")
+        store.add_schema("CREATE TABLE IF NOT EXISTS ext (k TEXT PRIMARY KEY, v INTEGER);")  # idempotent
+        store.query("INSERT INTO ext VALUES (?, ?)", ("a", 1))
+        assert store.query("SELECT k, v FROM ext WHERE v > ?", (0,)) == [{"k": "a", "v": 1}]
+        assert store.query("UPDATE ext SET v = 2") == []

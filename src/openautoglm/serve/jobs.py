@@ -91,7 +91,7 @@ class JobManager:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openautoglm-job")
         with store.lock:
-            store.store._conn.executescript(SCHEMA)  # noqa: SLF001
+            store.store.add_schema(SCHEMA)
         # runs left active by a previous server process are not running any more
         store.execute("UPDATE serve_jobs SET status = 'interrupted' WHERE status IN ('queued', 'running')")
 

@@ -78,9 +78,7 @@ class ServerStore:
     # -- reading ---------------------------------------------------------------------------
     def execute(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.lock:
-            cur = self.store._conn.execute(sql, tuple(args))  # noqa: SLF001 - read-only queries the Store lacks
-            cols = [d[0] for d in cur.description] if cur.description else []
-            return [dict(zip(cols, row)) for row in cur.fetchall()]
+            return self.store.query(sql, args)
 
     def traces(self, search: str | None = None, run_id: str | None = None, limit: int = 50,
                errors_only: bool = False) -> list[dict[str, Any]]:

@@ -288,6 +288,16 @@ class Store:
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
 
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run one SQL statement and return its rows as dicts (for tables that extensions add)."""
+        cur = self._conn.execute(sql, tuple(args))
+        cols = [d[0] for d in cur.description] if cur.description else []
+        return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+    def add_schema(self, script: str) -> None:
+        """Create an extension's tables (``CREATE TABLE IF NOT EXISTS ...`` statements)."""
+        self._conn.executescript(script)
+
     def call_counts(self, run_id: str) -> dict[str, int]:
         """Number of (uncached) model calls per record key in a run."""
         return dict(
