@@ -7,7 +7,8 @@ import torch
 from openautoglm.graph.adaptive import AdaptiveGNN, GraphLearner, MixedAdjacency, topk_neighbours
 from openautoglm.graph.losses import UncertaintyWeighting, connectivity, focal_loss, smoothness, sparsity
 from openautoglm.graph.models import GAT, GCN, GraphSAGE, graph_inputs
-from openautoglm.graph.ops import edge_softmax, gcn_adjacency
+from openautoglm.graph.ops import EdgeOperator, edge_softmax, gcn_adjacency
+from openautoglm.graph.train import resolve_params
 
 
 def test_gcn_adjacency_matches_dense_formula(sbm):
@@ -32,6 +33,7 @@ def test_edge_softmax_sums_to_one_per_target():
 
 @pytest.mark.parametrize("cls,kwargs", [(GCN, {}), (GAT, {"heads": 2}), (GraphSAGE, {}),
                                         (AdaptiveGNN, {"k": 4, "propagation": "gcn"}),
+                                        (AdaptiveGNN, {"k": 4, "propagation": "appnp"}),
                                         (AdaptiveGNN, {"k": 4, "eta": 0.5, "iterations": 2})])
 def test_models_give_logits_and_gradients(sbm, cls, kwargs):
     torch.manual_seed(0)
@@ -120,3 +122,81 @@ def test_uncertainty_weighting_learns_to_downweight_a_large_loss():
         opt.step()
     weights = bal.weights()
     assert weights["a"] < 0.5 < weights["b"]
+
+
+def test_edge_operator_matches_dense_product_and_gradients():
+    torch.manual_seed(0)
+    n = 12
+    ei = torch.randint(0, n, (2, 40))
+    w = torch.rand(40, requires_grad=True)
+    h = torch.randn(n, 3, requires_grad=True)
+    a = torch.zeros(n, n).index_put((ei[0], ei[1]), w, accumulate=True)  # duplicates add up
+    g_out = torch.randn(n, 3)
+    ((a @ h) * g_out).sum().backward()
+    w_ref, h_ref = w.grad.clone(), h.grad.clone()
+    w.grad, h.grad = None, None
+    op = EdgeOperator(ei, w, n, grad_from=10)
+    out = op @ (op.detach() @ h)  # two steps; the detached one sends no gradient to w
+    assert torch.allclose(op.detach() @ h, a @ h, atol=1e-5)
+    (((op @ h) * g_out).sum()).backward()
+    assert torch.allclose(h.grad, h_ref, atol=1e-5)
+    assert torch.allclose(w.grad[10:], w_ref[10:], atol=1e-5) and (w.grad[:10] == 0).all()
+    assert out.shape == (n, 3)
+
+
+def test_grand_propagation_augments_learns_the_graph_and_restores_it(sbm):
+    torch.manual_seed(0)
+    g = graph_inputs(sbm)
+    net = AdaptiveGNN(sbm.num_features, 8, sbm.num_classes, k=4, samples=3, graph_every=2)
+    assert net.propagation == "grand"
+    logits, aux = net(g)  # step 0: the graph is learned, with gradients
+    assert aux["augs"].shape == (2, sbm.num_nodes, sbm.num_classes) and aux["consistency"] > 0
+    (logits.sum() + aux["consistency"]).backward()
+    assert net.emb_learner.weight.grad is not None and net.emb_learner.weight.grad.abs().sum() > 0
+    net.zero_grad()
+    logits, aux = net(g)  # step 1: the cached graph, no gradient to the learner
+    logits.sum().backward()
+    assert net.emb_learner.weight.grad is None or net.emb_learner.weight.grad.abs().sum() == 0
+    net.eval()
+    with torch.no_grad():
+        ref = net(g)[0]
+        ei, w = net.mixed_graph(g)
+    assert ei.shape[1] == len(w) == 2 * 4 * sbm.num_nodes
+    state = net.state_dict()
+    other = AdaptiveGNN(sbm.num_features, 8, sbm.num_classes, k=4, samples=3, graph_every=2)
+    other.load_state_dict(state)
+    other.eval()
+    with torch.no_grad():
+        assert torch.allclose(other(g)[0], ref, atol=1e-5)  # the learned graph came back with the weights
+
+
+def test_grand_consistency_is_zero_for_identical_confident_predictions():
+    net = AdaptiveGNN(4, 4, 2, sharpen=1.0)
+    z = torch.tensor([[3.0, -1.0], [0.0, 2.0]])
+    assert float(net._consistency([z, z])) == pytest.approx(0.0, abs=1e-7)
+    assert float(net._consistency([z, -z])) > 0.1
+
+
+def test_lam_one_means_no_learned_graph(sbm):
+    g = graph_inputs(sbm)
+    net = AdaptiveGNN(sbm.num_features, 8, sbm.num_classes, lam=1.0)
+    net(g)
+    ei, w = net.mixed_graph(g)
+    assert ei.shape == (2, 0) and len(w) == 0
+
+
+def test_dataset_presets_apply_and_overrides_win():
+    assert resolve_params("adaptive")["order"] == 8
+    assert resolve_params("adaptive", dataset="CiteSeer")["order"] == 2
+    assert resolve_params("adaptive", {"order": 5}, dataset="citeseer")["order"] == 5
+    assert resolve_params("gcn", dataset="citeseer") == resolve_params("gcn")
+
+
+def test_gat_feature_dropout_only_in_training(sbm):
+    torch.manual_seed(0)
+    g = graph_inputs(sbm)
+    net = GAT(sbm.num_features, 4, sbm.num_classes, heads=2, dropout=0.0, feat_dropout=0.5)
+    net.eval()
+    assert torch.equal(net(g)[0], net(g)[0])
+    net.train()
+    assert not torch.allclose(net(g)[0], net(g)[0])

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from .losses import connectivity, smoothness, sparsity
 from .models import GraphInputs, _linear
-from .ops import normalize_edges, sparse_dropout, spmm
+from .ops import EdgeOperator, normalize_edges, sparse_dropout, spmm
 
 __all__ = ["AdaptiveGNN", "GraphLearner", "topk_neighbours"]
 
@@ -118,17 +118,16 @@ def _symmetric(edge_index: torch.Tensor, weight: torch.Tensor, n: int) -> tuple[
 
 
 class MixedAdjacency:
-    """``lam * A_0 + sum_i c_i * norm(A_i + I)`` applied without forming one sparse matrix.
+    """``lam * A_0 + sum_i c_i * norm(A_i + I)`` as one sparse operator (:class:`EdgeOperator`).
 
-    The learned parts propagate with ``index_add`` over their edge lists: the gradient
-    with respect to the edge weights is then per edge, whereas ``torch.sparse.mm``'s
-    backward for a sparse COO operand with gradients materialises a dense ``N x N``
-    matrix.
+    The learned parts keep their gradients per edge: ``torch.sparse.mm``'s backward for a
+    sparse COO operand with gradients would materialise a dense ``N x N`` matrix.
     """
 
     def __init__(self, base: torch.Tensor, base_coef: float, n: int) -> None:
-        self.base, self.base_coef, self.n = base, base_coef, n
+        self.base, self.base_coef, self.n = base.coalesce(), base_coef, n
         self.parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._op: EdgeOperator | None = None
 
     def add(self, edge_index: torch.Tensor, weight: torch.Tensor, coef: float) -> None:
         loop_w = weight.detach().max() if weight.numel() else torch.tensor(1.0)
@@ -136,37 +135,53 @@ class MixedAdjacency:
         ei = torch.cat([edge_index, torch.stack([loops, loops])], 1)
         w = torch.cat([weight, loop_w.expand(self.n)])
         self.parts.append((ei, normalize_edges(ei, w, self.n, "sym") * coef))
+        self._op = None
+
+    def operator(self) -> EdgeOperator:
+        """The whole mixture as one :class:`EdgeOperator` (built once, then cached)."""
+        if self._op is None:
+            ei = torch.cat([self.base.indices()] + [p[0] for p in self.parts], 1)
+            w = torch.cat([self.base.values() * self.base_coef] + [p[1] for p in self.parts])
+            self._op = EdgeOperator(ei, w, self.n, grad_from=self.base.values().numel())
+        return self._op
+
+    def detach(self) -> EdgeOperator:
+        """The mixture with constant weights (no gradient to the learned edges; shares the operator)."""
+        return self.operator().detach()
 
     def __matmul__(self, h: torch.Tensor) -> torch.Tensor:
-        out = spmm(self.base, h) * self.base_coef
-        for (row, col), w in self.parts:
-            out = out.index_add(0, row, h[col] * w.unsqueeze(1))
-        return out
+        return self.operator() @ h
 
 
 class AdaptiveGNN(nn.Module):
     """Node classifier that learns its propagation graph jointly with the node embeddings.
 
-    ``propagation``: ``gcn`` (two graph convolutions) or ``appnp`` (an MLP followed by
-    ``appnp_steps`` personalised-PageRank steps with teleport ``appnp_alpha``) over the
-    mixed graph.  ``lam`` is the weight of the input graph, ``eta`` that of the
-    embedding graph against the feature graph.
+    ``propagation``: ``gcn`` (two graph convolutions), ``appnp`` (an MLP followed by
+    ``appnp_steps`` personalised-PageRank steps with teleport ``appnp_alpha``) or ``grand``
+    (GRAND-style random propagation: ``samples`` DropNode augmentations of ``X W``, each
+    propagated with the mixed-order mean ``sum_{t<=order} A^t / (order + 1)`` over the mixed
+    graph, then ReLU, ``hidden_dropout`` and a linear layer; a consistency loss pulls every
+    augmentation towards their sharpened mean).  ``lam`` is the weight of the input graph,
+    ``eta`` that of the embedding graph against the feature graph.
     """
 
     def __init__(self, in_dim: int, hidden: int, n_classes: int, *, dropout: float = 0.5,
-                 input_dropout: float | None = None, k: int = 10, heads: int = 4, epsilon: float = 0.0,
+                 input_dropout: float | None = None, k: int = 5, heads: int = 4, epsilon: float = 0.0,
                  temperature: float = 0.1, lam: float = 0.9, eta: float = 1.0, iterations: int = 1,
-                 graph_dim: int = 64, refresh: int = 10, candidates: int = 2, propagation: str = "appnp", appnp_steps: int = 10,
+                 graph_dim: int = 64, refresh: int = 10, candidates: int = 2, propagation: str = "grand",
+                 appnp_steps: int = 10,
                  appnp_alpha: float = 0.1, smooth_weight: float = 0.2, conn_weight: float = 0.0,
-                 sparse_weight: float = 0.0, init_loss_weight: float = 1.0, chunk: int = 1024) -> None:
+                 sparse_weight: float = 0.0, init_loss_weight: float = 1.0, chunk: int = 1024, order: int = 8,
+                 samples: int = 4, dropnode: float = 0.5, hidden_dropout: float | None = None,
+                 consistency: float = 1.0, sharpen: float = 0.5, graph_every: int = 5) -> None:
         super().__init__()
-        if propagation not in ("gcn", "appnp"):
-            raise ValueError(f"propagation must be 'gcn' or 'appnp', not {propagation!r}")
+        if propagation not in ("gcn", "appnp", "grand"):
+            raise ValueError(f"propagation must be 'gcn', 'appnp' or 'grand', not {propagation!r}")
         self.lin1 = nn.Linear(in_dim, hidden)
         self.lin2 = nn.Linear(hidden, n_classes)
         self.feat_proj = nn.Linear(in_dim, graph_dim, bias=False)
         self.feat_learner = GraphLearner(graph_dim, heads, k, epsilon, temperature, refresh, candidates, chunk)
-        emb_dim = n_classes if propagation == "appnp" else hidden
+        emb_dim = hidden if propagation == "gcn" else n_classes
         self.emb_proj = nn.Linear(emb_dim, graph_dim, bias=False) if emb_dim > graph_dim else nn.Identity()
         self.emb_learner = GraphLearner(min(emb_dim, graph_dim), heads, k, epsilon, temperature, refresh, candidates,
                                         chunk)
@@ -176,6 +191,13 @@ class AdaptiveGNN(nn.Module):
         self.propagation, self.appnp_steps, self.appnp_alpha = propagation, appnp_steps, appnp_alpha
         self.reg = {"smooth": smooth_weight, "conn": conn_weight, "sparse": sparse_weight}
         self.init_loss_weight = init_loss_weight
+        self.order, self.samples, self.dropnode = order, max(1, samples), dropnode
+        self.hidden_dropout = dropout if hidden_dropout is None else hidden_dropout
+        self.consistency, self.sharpen = consistency, sharpen
+        self.graph_every = max(1, graph_every)
+        self._steps = 0
+        self._parts: list[tuple[torch.Tensor, torch.Tensor, float]] | None = None
+        self._cached: tuple[torch.Tensor, Any] | None = None
         self.learned_graph_: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def first_layer_params(self) -> list[nn.Parameter]:
@@ -194,6 +216,107 @@ class AdaptiveGNN(nn.Module):
             z = (1 - self.appnp_alpha) * _apply(adj, z) + self.appnp_alpha * h0
         return z, z
 
+    def _xw(self, g: GraphInputs, augment: bool) -> torch.Tensor:
+        """``X W`` without the bias, after input dropout when ``augment`` (redrawn per call)."""
+        x = sparse_dropout(g.x, self.input_dropout, augment)
+        return torch.sparse.mm(x, self.lin1.weight.t()) if x.is_sparse else x @ self.lin1.weight.t()
+
+    def _grand(self, xw: torch.Tensor, adj: Any, augment: bool) -> torch.Tensor:
+        """Logits of one GRAND pass: DropNode on ``X W`` (rows), mixed-order propagation, MLP head."""
+        h = xw
+        if augment and self.dropnode > 0:
+            keep = torch.bernoulli(torch.full((h.shape[0], 1), 1 - self.dropnode))
+            h = h * keep / (1 - self.dropnode)
+        acc = h
+        for _ in range(self.order):
+            h = _apply(adj, h)
+            acc = acc + h
+        h = F.relu(acc / (self.order + 1) + self.lin1.bias)
+        return self.lin2(F.dropout(h, self.hidden_dropout, augment))
+
+    def _consistency(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        """GRAND's consistency loss: mean squared distance of each augmentation's probabilities
+        to the sharpened (temperature ``sharpen``), detached mean prediction."""
+        ps = [torch.softmax(z, 1) for z in logits]
+        avg = torch.stack(ps).mean(0)
+        sharp = avg.pow(1 / self.sharpen)
+        sharp = (sharp / sharp.sum(1, keepdim=True)).detach()
+        return sum(((p - sharp) ** 2).sum(1).mean() for p in ps) / len(ps)
+
+    def _learn_graphs(self, g: GraphInputs) -> tuple["MixedAdjacency", list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Learn the graphs (``iterations`` refinements, each from the clean class scores of a pass
+        over the previous graph, starting at ``A_0``) and mix them with ``A_0``; with gradients."""
+        n = g.n
+        graphs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        feat_graph = None
+        if self.eta < 1:
+            feat_graph = _symmetric(*self.feat_learner(_linear(g.x, self.feat_proj)), n)
+            graphs.append(feat_graph)
+        adj: Any = g.adj_gcn
+        parts: list[tuple[torch.Tensor, torch.Tensor, float]] = []
+        for _ in range(max(1, self.iterations)):
+            with torch.no_grad():
+                emb = self._grand(self._xw(g, False), adj.detach() if isinstance(adj, MixedAdjacency) else adj, False)
+            emb_graph = _symmetric(*self.emb_learner(self.emb_proj(emb)), n)
+            graphs.append(emb_graph)
+            parts = [(*emb_graph, self.eta)] + ([(*feat_graph, 1 - self.eta)] if feat_graph is not None else [])
+            adj = self._mix(g, parts)
+        self._parts = [(ei.detach(), w.detach(), c) for ei, w, c in parts]
+        self._cached = (g.adj_gcn, adj.detach())
+        return adj, graphs
+
+    def _forward_grand(self, g: GraphInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        aux: dict[str, torch.Tensor] = {}
+        aug = self.training
+        adj: Any = g.adj_gcn
+        graphs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if self.lam < 1:
+            cached = self._cached is not None and self._cached[0] is g.adj_gcn
+            if not cached and self._parts is not None and self._parts[0][0].max() < g.n:
+                self._cached = (g.adj_gcn, self._mix(g, self._parts).detach())  # restored by load_state_dict
+                cached = True
+            if not cached or (self.training and self._steps % self.graph_every == 0):
+                adj, graphs = self._learn_graphs(g)
+            else:
+                assert self._cached is not None
+                adj = self._cached[1]
+            assert self._parts is not None
+            self.learned_graph_ = (self._parts[0][0], self._parts[0][1])
+        if self.training:
+            self._steps += 1
+        logits = self._grand(self._xw(g, aug), adj, aug)
+        if self.training:
+            # on refresh steps the learned edge weights get gradients through the first
+            # augmentation only (per-edge gradients are the expensive part)
+            adj_c = adj.detach() if isinstance(adj, MixedAdjacency) else adj
+            outs = [logits] + [self._grand(self._xw(g, True), adj_c, True) for _ in range(self.samples - 1)]
+            if len(outs) > 1:
+                aux["augs"] = torch.stack(outs[1:])
+            if self.consistency > 0 and len(outs) > 1:
+                aux["consistency"] = self.consistency * self._consistency(outs)
+            self._regularize(g, graphs, aux)
+        return logits, aux
+
+    def get_extra_state(self) -> Any:
+        """The learned graph currently in use (``grand``): saved and restored with the weights."""
+        return {"parts": self._parts}
+
+    def set_extra_state(self, state: Any) -> None:
+        self._parts = state.get("parts") if isinstance(state, dict) else None
+        self._cached = None
+
+    def _regularize(self, g: GraphInputs, graphs: list[tuple[torch.Tensor, torch.Tensor]],
+                    aux: dict[str, torch.Tensor]) -> None:
+        """Add the weighted graph regularizers of the learned ``graphs`` to ``aux``."""
+        xf = g.dense_x() if self.reg["smooth"] else None
+        for ei, w in graphs:
+            if xf is not None:
+                aux["smooth"] = aux.get("smooth", 0) + self.reg["smooth"] * smoothness(xf, ei, w)
+            if self.reg["conn"]:
+                aux["conn"] = aux.get("conn", 0) + self.reg["conn"] * connectivity(ei, w, g.n)
+            if self.reg["sparse"]:
+                aux["sparse"] = aux.get("sparse", 0) + self.reg["sparse"] * sparsity(w, g.n)
+
     def _mix(self, g: GraphInputs, learned: list[tuple[torch.Tensor, torch.Tensor, float]]) -> MixedAdjacency:
         """``lam * A_0 + (1 - lam) * sum_i c_i * norm(A_i + I)``."""
         adj = MixedAdjacency(g.adj_gcn, self.lam, g.n)
@@ -203,6 +326,10 @@ class AdaptiveGNN(nn.Module):
         return adj
 
     def forward(self, g: GraphInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(logits, aux)``; in training ``aux`` holds the auxiliary losses, ``init`` (logits of the
+        input-graph pass) and, for ``grand``, ``augs`` (the other augmentations' logits, ``S-1 x N x C``)."""
+        if self.propagation == "grand":
+            return self._forward_grand(g)
         n = g.n
         x = sparse_dropout(g.x, self.input_dropout, self.training)
         xw = _linear(x, self.lin1)
@@ -225,26 +352,21 @@ class AdaptiveGNN(nn.Module):
             logits, emb = self._propagate(xw, adj)
         self.learned_graph_ = (graphs[-1][0].detach(), graphs[-1][1].detach())
         if self.training:
-            xf = g.dense_x()
-            for ei, w in graphs:
-                if self.reg["smooth"]:
-                    aux["smooth"] = aux.get("smooth", 0) + self.reg["smooth"] * smoothness(xf, ei, w)
-                if self.reg["conn"]:
-                    aux["conn"] = aux.get("conn", 0) + self.reg["conn"] * connectivity(ei, w, n)
-                if self.reg["sparse"]:
-                    aux["sparse"] = aux.get("sparse", 0) + self.reg["sparse"] * sparsity(w, n)
+            self._regularize(g, graphs, aux)
         return logits, aux
 
     def mixed_graph(self, g: GraphInputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """The learned graph of the last iteration (run in eval mode), as ``(edge_index, weight)``."""
+        """The learned graph of the last iteration (run in eval mode), as ``(edge_index, weight)``
+        (empty when ``grand`` runs with ``lam=1``, i.e. without a learned graph)."""
         was = self.training
         self.eval()
         with torch.no_grad():
             self.forward(g)
         self.train(was)
-        assert self.learned_graph_ is not None
+        if self.learned_graph_ is None:  # lam = 1 with ``grand``: no learned graph
+            return torch.zeros((2, 0), dtype=torch.long), torch.zeros(0)
         return self.learned_graph_
 
 
 def _apply(adj: Any, h: torch.Tensor) -> torch.Tensor:
-    return adj @ h if isinstance(adj, MixedAdjacency) else spmm(adj, h)
+    return adj @ h if isinstance(adj, (MixedAdjacency, EdgeOperator)) else spmm(adj, h)

@@ -101,14 +101,14 @@ class GATLayer(nn.Module):
     """Multi-head graph attention over the input edges plus self loops."""
 
     def __init__(self, in_dim: int, out_dim: int, heads: int, concat: bool, dropout: float,
-                 negative_slope: float = 0.2) -> None:
+                 negative_slope: float = 0.2, feat_dropout: float = 0.0) -> None:
         super().__init__()
         self.lin = nn.Linear(in_dim, heads * out_dim, bias=False)
         self.att_src = nn.Parameter(torch.empty(heads, out_dim))
         self.att_dst = nn.Parameter(torch.empty(heads, out_dim))
         self.bias = nn.Parameter(torch.zeros(heads * out_dim if concat else out_dim))
         self.heads, self.out_dim, self.concat = heads, out_dim, concat
-        self.dropout, self.slope = dropout, negative_slope
+        self.dropout, self.slope, self.feat_dropout = dropout, negative_slope, feat_dropout
         nn.init.xavier_uniform_(self.lin.weight)
         nn.init.xavier_uniform_(self.att_src)
         nn.init.xavier_uniform_(self.att_dst)
@@ -121,19 +121,24 @@ class GATLayer(nn.Module):
         alpha = F.leaky_relu(a_src[src] + a_dst[dst], self.slope)
         alpha = edge_softmax(alpha, dst, n)
         alpha = F.dropout(alpha, self.dropout, self.training)
+        if self.feat_dropout > 0:  # as in the reference implementation: dropout on W h before aggregation
+            z = F.dropout(z, self.feat_dropout, self.training)
         out = torch.zeros(n, self.heads, self.out_dim).index_add_(0, dst, z[src] * alpha.unsqueeze(-1))
         out = out.reshape(n, -1) if self.concat else out.mean(1)
         return out + self.bias
 
 
 class GAT(nn.Module):
-    """Two-layer GAT (8 heads x 8 hidden, ELU; the output layer averages ``out_heads`` heads)."""
+    """Two-layer GAT (8 heads x 8 hidden, ELU; the output layer averages ``out_heads`` heads).
+
+    ``feat_dropout`` is a dropout on the transformed features ``W h`` before aggregation, as the
+    authors' TensorFlow code applies (there with the input dropout rate)."""
 
     def __init__(self, in_dim: int, hidden: int, n_classes: int, heads: int = 8, out_heads: int = 1,
-                 dropout: float = 0.6) -> None:
+                 dropout: float = 0.6, feat_dropout: float = 0.0) -> None:
         super().__init__()
-        self.l1 = GATLayer(in_dim, hidden, heads, True, dropout)
-        self.l2 = GATLayer(hidden * heads, n_classes, out_heads, False, dropout)
+        self.l1 = GATLayer(in_dim, hidden, heads, True, dropout, feat_dropout=feat_dropout)
+        self.l2 = GATLayer(hidden * heads, n_classes, out_heads, False, dropout, feat_dropout=feat_dropout)
         self.dropout = dropout
 
     def forward(self, g: GraphInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -7,12 +7,15 @@ use ``index_add_`` / ``scatter_reduce``.
 
 from __future__ import annotations
 
+import copy
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["add_self_loops", "edge_softmax", "features_tensor", "normalize_edges", "sparse_adj", "sparse_dropout",
+__all__ = ["EdgeOperator", "add_self_loops", "edge_softmax", "features_tensor", "normalize_edges", "sparse_adj",
+           "sparse_dropout",
            "spmm"]
 
 
@@ -96,3 +99,58 @@ def edge_softmax(scores: torch.Tensor, index: torch.Tensor, n: int) -> torch.Ten
     ex = (scores - smax[index]).exp()
     denom = torch.zeros(shape, dtype=scores.dtype).index_add_(0, index, ex)
     return ex / denom[index].clamp_min(1e-16)
+
+
+class EdgeOperator:
+    """``A @ h`` for ``A`` given as an edge list whose weights may need gradients.
+
+    The product runs as one CSR sparse-dense product; the backward gives ``A^T g`` for ``h``
+    and the per-edge ``(g[row] * h[col]).sum(1)`` for the weights (never a dense ``N x N``
+    gradient).  Duplicate edges add up.  Build it once per graph and reuse it across steps.
+    """
+
+    def __init__(self, edge_index: torch.Tensor, weight: torch.Tensor, n: int, grad_from: int = 0) -> None:
+        self.row, self.col, self.weight, self.n = edge_index[0], edge_index[1], weight, n
+        self.grad_from = grad_from  # edges before this index get a zero gradient (constant weights)
+        w = weight.detach()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+            self.csr = torch.sparse_coo_tensor(edge_index, w, (n, n), check_invariants=False).coalesce().to_sparse_csr()
+        self._csr_t: torch.Tensor | None = None
+
+    def detach(self) -> "EdgeOperator":
+        """The same operator without gradients for the weights (shares the sparse matrices)."""
+        op = copy.copy(self)
+        op.weight = self.weight.detach()
+        return op
+
+    def transposed(self) -> torch.Tensor:
+        if self._csr_t is None:
+            ei = torch.stack([self.col, self.row])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._csr_t = torch.sparse_coo_tensor(ei, self.weight.detach(), (self.n, self.n),
+                                                      check_invariants=False).coalesce().to_sparse_csr()
+        return self._csr_t
+
+    def __matmul__(self, h: torch.Tensor) -> torch.Tensor:
+        return _EdgeSpmm.apply(self.weight, h, self)
+
+
+class _EdgeSpmm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, h: torch.Tensor, op: EdgeOperator) -> torch.Tensor:  # noqa: D102
+        ctx.op = op
+        ctx.save_for_backward(h)
+        return op.csr @ h
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # noqa: D102
+        (h,) = ctx.saved_tensors
+        op: EdgeOperator = ctx.op
+        grad_w = None
+        if ctx.needs_input_grad[0]:
+            k = op.grad_from
+            grad_w = torch.cat([grad.new_zeros(k), (grad[op.row[k:]] * h[op.col[k:]]).sum(1)])
+        grad_h = op.transposed() @ grad if ctx.needs_input_grad[1] else None
+        return grad_w, grad_h, None

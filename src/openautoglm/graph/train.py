@@ -27,20 +27,32 @@ if TYPE_CHECKING:  # pragma: no cover
     from .data import GraphData
     from .models import GraphInputs
 
-__all__ = ["DEFAULTS", "MODELS", "RunResult", "SeedsResult", "build_model", "train_node_classifier", "train_seeds"]
+__all__ = ["DEFAULTS", "MODELS", "PRESETS", "RunResult", "SeedsResult", "build_model", "train_node_classifier",
+           "train_seeds"]
 
 MODELS = ("gcn", "gat", "sage", "adaptive")
 
 #: training and model hyper-parameters per model (chosen on Cora/CiteSeer *validation* accuracy)
 DEFAULTS: dict[str, dict[str, Any]] = {
     "gcn": dict(hidden=64, dropout=0.5, lr=0.01, weight_decay=5e-4, decay_scope="first", epochs=500, patience=100),
-    "gat": dict(hidden=8, heads=8, dropout=0.6, lr=0.005, weight_decay=5e-4, decay_scope="all", epochs=1000,
-                patience=100),
+    "gat": dict(hidden=8, heads=8, dropout=0.6, feat_dropout=0.6, lr=0.005, weight_decay=5e-4, decay_scope="all",
+                epochs=1000, patience=100),
     "sage": dict(hidden=64, dropout=0.5, lr=0.01, weight_decay=5e-4, decay_scope="all", epochs=500, patience=100),
-    "adaptive": dict(hidden=64, dropout=0.5, lr=0.01, weight_decay=5e-4, decay_scope="first", epochs=500,
-                     patience=100, k=10, heads=2, epsilon=0.0, temperature=0.1, lam=0.9, eta=1.0, iterations=1,
-                     graph_dim=32, refresh=10, candidates=2, propagation="appnp", appnp_steps=10, appnp_alpha=0.1,
-                     smooth_weight=0.0, conn_weight=0.0, sparse_weight=0.0, init_loss_weight=1.0),
+    # GRAND-style random propagation over the input graph mixed with a learned kNN graph of the
+    # class scores (refreshed every 5 steps); GRAND's Cora setting
+    "adaptive": dict(hidden=32, dropout=0.5, lr=0.01, weight_decay=5e-4, decay_scope="first", epochs=1000,
+                     patience=100, k=5, heads=2, epsilon=0.0, temperature=0.1, lam=0.9, eta=1.0, iterations=1,
+                     graph_dim=32, refresh=1, candidates=2, propagation="grand", appnp_steps=10, appnp_alpha=0.1,
+                     smooth_weight=0.0, conn_weight=0.0, sparse_weight=0.0, init_loss_weight=1.0, input_dropout=None,
+                     order=8, samples=4, dropnode=0.5, hidden_dropout=None, consistency=1.0, sharpen=0.5,
+                     graph_every=5),
+}
+#: per-dataset changes to :data:`DEFAULTS`, applied when the graph's name matches (chosen on validation)
+PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    # GRAND's CiteSeer setting: validation 74.8 (3 seeds) vs 72.0 with the Cora setting
+    # and samples=2 (2 seeds)
+    ("citeseer", "adaptive"): dict(samples=2, order=2, input_dropout=0.0, hidden_dropout=0.2, consistency=0.7,
+                                   sharpen=0.3),
 }
 _TRAIN_KEYS = {"lr", "weight_decay", "decay_scope", "epochs", "patience", "focal_gamma", "balance",
                "class_weight", "uncertainty_weighting", "threads"}
@@ -102,11 +114,13 @@ class SeedsResult:
         }
 
 
-def resolve_params(model: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Defaults of ``model`` updated with ``overrides`` (unknown names are an error)."""
+def resolve_params(model: str, overrides: dict[str, Any] | None = None, dataset: str | None = None
+                   ) -> dict[str, Any]:
+    """Defaults of ``model`` (with the :data:`PRESETS` of ``dataset``) updated with ``overrides``
+    (unknown names are an error)."""
     if model not in DEFAULTS:
         raise ConfigError(f"unknown model {model!r}", field="model", hint=f"use one of {', '.join(MODELS)}")
-    params = {**_DEFAULT_TRAIN, **DEFAULTS[model]}
+    params = {**_DEFAULT_TRAIN, **DEFAULTS[model], **PRESETS.get(((dataset or "").lower(), model), {})}
     for key, value in (overrides or {}).items():
         if key not in params and key not in _TRAIN_KEYS:
             raise ConfigError(f"{model} has no parameter {key!r}", field=key,
@@ -175,7 +189,7 @@ def train_node_classifier(
 
     from .losses import UncertaintyWeighting, classification_loss
 
-    p = resolve_params(model, params)
+    p = resolve_params(model, params, graph.name)
     torch.set_num_threads(_threads(p["threads"]))
     _check_graph(graph)
     seed_everything(seed)
@@ -189,7 +203,8 @@ def train_node_classifier(
     if p["balance"]:
         counts = torch.bincount(y[train], minlength=graph.num_classes).float()
         class_weight = counts.sum() / (counts.clamp_min(1) * graph.num_classes)
-    balancer = UncertaintyWeighting(["ce", "init", "smooth", "conn", "sparse"]) if p["uncertainty_weighting"] else None
+    loss_names = ["ce", "init", "consistency", "smooth", "conn", "sparse"]
+    balancer = UncertaintyWeighting(loss_names) if p["uncertainty_weighting"] else None
     params_decay, params_free = _split_params(net, p["decay_scope"])
     groups = [{"params": params_decay, "weight_decay": p["weight_decay"]}, {"params": params_free, "weight_decay": 0.0}]
     if balancer is not None:
@@ -205,7 +220,12 @@ def train_node_classifier(
         net.train()
         opt.zero_grad()
         logits, aux = net(g)
-        losses = {"ce": classification_loss(logits[train], y[train], p["focal_gamma"], class_weight)}
+        ce = classification_loss(logits[train], y[train], p["focal_gamma"], class_weight)
+        augs = aux.pop("augs", None)  # further random augmentations (GRAND): CE averaged over all of them
+        if augs is not None:
+            ce = (ce + sum(classification_loss(a[train], y[train], p["focal_gamma"], class_weight) for a in augs)
+                  ) / (1 + len(augs))
+        losses = {"ce": ce}
         init_logits = aux.pop("init", None)
         if init_logits is not None:
             w_init = getattr(net, "init_loss_weight", 1.0)
