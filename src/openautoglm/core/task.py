@@ -228,6 +228,11 @@ class Task(BaseModel):
         self, client: ModelClient, contexts: Sequence[dict[str, Any]], *, step: str, record_keys: Sequence[str]
     ) -> list[dict[str, Any]]:
         """Run the task on a batch of records (batching is the backend's business)."""
+        if self.head is not None and self.head.weight >= 1.0:  # the head alone: no prompt, no label scoring
+            assert self.labels
+            head = self.label_head(client.backend)
+            return [_label_result(self.labels, p, head.describe())
+                    for p in head.predict(client.backend, [self.render_input(c) for c in contexts])]
         neighbours = None
         if self.retrieval is not None:
             neighbours = self.retriever.query(contexts, self.labels or [])
@@ -241,8 +246,6 @@ class Task(BaseModel):
             assert self.labels
             head = self.label_head(client.backend)
             head_probs = head.predict(client.backend, [self.render_input(c) for c in contexts])
-            if self.head.weight >= 1.0:  # the head alone: no label scoring
-                return [_label_result(self.labels, p, head.describe()) for p in head_probs]
         prompts = [self.build_prompt(c) for c in contexts]
         return self.answer(client, prompts, step=step, record_keys=record_keys, neighbours=neighbours,
                            head_probs=head_probs)

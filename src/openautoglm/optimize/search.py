@@ -510,8 +510,10 @@ class Optimizer:
             cfg = {**cfg, "C": cfg.get("C", DEFAULT_C[cfg["features"]])}
             where = f"layers {cfg['layers']}" if cfg["features"] == "model" else "tfidf"
             for weight in (1.0, 0.75, 0.5):
+                # the head alone uses no prompt: leave out demonstrations and retrieval it would not use
+                unused = {"examples": [], "retrieval": None, "calibrate": False, "label_bias": None} if weight == 1 else {}
                 out.append((f"head {where} C={cfg['C']:g} w={weight:g} (head alone on select: {s:.3f})",
-                            _variant(task, head={**cfg, "pool": pool, "weight": weight})))
+                            _variant(task, head={**cfg, "pool": pool, "weight": weight}, **unused)))
         return out
 
     def _calibration_candidates(self, task: Task) -> list[tuple[str, Task]]:
