@@ -104,3 +104,26 @@ def test_hook_sees_every_backend_call_and_close_stops() -> None:
     backend.close()
     with pytest.raises(RuntimeError, match="closed"):
         backend.score("a", ["x", "y"])
+
+
+def test_label_heads_work_through_the_batcher():
+    """A task with a model-feature head (what the optimizer writes) must run behind the server's batcher."""
+    import numpy as np
+
+    from openautoglm.backends.fake import FakeBackend
+    from openautoglm.core.client import ModelClient
+    from openautoglm.core.task import Task
+    from openautoglm.serve.batching import BatchingBackend
+
+    class Featurizing(FakeBackend):
+        can_featurize, num_layers = True, 2
+
+        def features(self, texts, layers):  # type: ignore[no-untyped-def]
+            return np.array([[[float("good" in t), float("bad" in t)]] * len(layers) for t in texts], dtype=np.float32)
+
+    pool = [{"text": f"{w} {i}", "output": lab} for i in range(6) for w, lab in (("good", "pos"), ("bad", "neg"))]
+    task = Task(name="s", template="{text}", labels=["pos", "neg"], format="text", head={"pool": pool, "C": 1.0})
+    batcher = BatchingBackend(Featurizing())
+    out = task.run_many(ModelClient(batcher, trace=False), [{"text": "so good"}, {"text": "so bad"}], step="s",
+                        record_keys=["0", "1"])
+    assert [o["label"] for o in out] == ["pos", "neg"]

@@ -63,6 +63,7 @@ class BatchingBackend(Backend):
         self.supports_json_schema = inner.supports_json_schema
         self.max_context = inner.max_context
         self.deterministic = inner.deterministic
+        self.can_featurize, self.num_layers = inner.can_featurize, inner.num_layers
         self._pending: list[_Item] = []
         self._cond = threading.Condition()
         self._busy = False  # a caller is running a batch on the model
@@ -79,6 +80,10 @@ class BatchingBackend(Backend):
         if not self.inner.can_score:
             return self.inner.score_batch(requests)  # raises the backend's own "cannot score"
         return self._submit("score", list(requests))
+
+    def features(self, texts: Sequence[str], layers: Sequence[int]) -> Any:
+        """Hidden-state features for label heads: passed straight through (not batched)."""
+        return self.inner.features(texts, layers)
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
