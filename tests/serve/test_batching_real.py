@@ -39,7 +39,9 @@ def test_batched_answers_match_one_at_a_time() -> None:
         together = list(pool.map(score, prompts))
     assert len(sizes) < len(prompts) and max(sizes) > 1  # shared forward passes
     for a, b in zip(alone, together):
-        assert a == pytest.approx(b, abs=0.05)  # padding and bf16 GEMMs move scores by a hair at most
+        # batch shapes differ between the two ways; bf16 scoring GEMMs round differently per shape
+        # (drift measured up to ~0.08 nats, as in tests/integration/test_local_backend.py)
+        assert a == pytest.approx(b, abs=0.15)
         assert (a[0] > a[1]) == (b[0] > b[1])
     barrier2 = threading.Barrier(2)
 
