@@ -167,16 +167,22 @@ class LocalBackend(Backend):
         shared = min(shared, min(len(s) for s in seqs) - 1)  # keep >= 1 own token per row
         prefix = self._prefix_state(tuple(seqs[0][:shared]), gemm) if shared > 0 else None
         tails = [s[shared:] for s in seqs]
-        width = max(len(t) for t in tails)
-        ids = torch.zeros(len(tails), width, dtype=torch.long)
-        valid = torch.zeros(len(tails), width, dtype=torch.bool)
-        for i, t in enumerate(tails):
-            ids[i, : len(t)] = torch.tensor(t)
-            valid[i, : len(t)] = True
+        ids, valid = self._padded(tails)
         cache = prefix.expand(len(tails)) if prefix is not None else None
         hidden, cache = self.net.forward(ids, valid, cache, gemm)
         last = torch.tensor([len(t) - 1 for t in tails])
         return hidden[torch.arange(len(tails)), last], cache
+
+    def _padded(self, seqs: Sequence[Sequence[int]]):  # type: ignore[no-untyped-def]
+        """Right-padded token ids ``[B, T]`` and the mask of real tokens."""
+        torch = self._torch
+        width = max(len(t) for t in seqs)
+        ids = torch.zeros(len(seqs), width, dtype=torch.long)
+        valid = torch.zeros(len(seqs), width, dtype=torch.bool)
+        for i, t in enumerate(seqs):
+            ids[i, : len(t)] = torch.tensor(t)
+            valid[i, : len(t)] = True
+        return ids, valid
 
     def _chunks(self, order: list[int], lengths: list[int]) -> list[list[int]]:
         """Split indices (sorted by length) into batches of at most max_batch_tokens."""
@@ -202,7 +208,6 @@ class LocalBackend(Backend):
         """
         import numpy as np
 
-        torch = self._torch
         blocks = []
         for layer in layers:
             block = layer + self.num_layers if layer < 0 else layer
@@ -217,12 +222,7 @@ class LocalBackend(Backend):
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         with self._lock:
             for chunk in self._chunks(order, [len(s) for s in seqs]):
-                width = max(len(seqs[i]) for i in chunk)
-                ids = torch.zeros(len(chunk), width, dtype=torch.long)
-                valid = torch.zeros(len(chunk), width, dtype=torch.bool)
-                for row, i in enumerate(chunk):
-                    ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
-                    valid[row, : len(seqs[i])] = True
+                ids, valid = self._padded([seqs[i] for i in chunk])
                 pooled: dict = dict.fromkeys(blocks)
                 self.net.forward(ids, valid, None, self._gemm["score"], pooled=pooled)
                 for j, block in enumerate(blocks):

@@ -49,8 +49,9 @@ class HeadConfig(BaseModel):
     weight: float = Field(default=1.0, ge=0.0, le=1.0)
 
 
-def default_layers(num_layers: int) -> list[int]:
-    return sorted({min(num_layers - 1, round(d * num_layers)) for d in DEFAULT_DEPTHS})
+def default_layers(num_layers: int, depths: Sequence[float] = DEFAULT_DEPTHS) -> list[int]:
+    """The blocks at ``depths`` (fractions of the model's depth), without repeats."""
+    return sorted({min(num_layers - 1, round(d * num_layers)) for d in depths})
 
 
 def model_features(backend: Any, texts: Sequence[str], layers: Sequence[int]) -> "np.ndarray":

@@ -228,11 +228,13 @@ class Task(BaseModel):
         self, client: ModelClient, contexts: Sequence[dict[str, Any]], *, step: str, record_keys: Sequence[str]
     ) -> list[dict[str, Any]]:
         """Run the task on a batch of records (batching is the backend's business)."""
-        if self.head is not None and self.head.weight >= 1.0:  # the head alone: no prompt, no label scoring
+        head_probs = None
+        if self.head is not None:  # a validator makes this a direct label task
             assert self.labels
             head = self.label_head(client.backend)
-            return [_label_result(self.labels, p, head.describe())
-                    for p in head.predict(client.backend, [self.render_input(c) for c in contexts])]
+            head_probs = head.predict(client.backend, [self.render_input(c) for c in contexts])
+            if self.head.weight >= 1.0:  # the head alone: no prompt, no label scoring
+                return [_label_result(self.labels, p, head.describe()) for p in head_probs]
         neighbours = None
         if self.retrieval is not None:
             neighbours = self.retriever.query(contexts, self.labels or [])
@@ -241,11 +243,6 @@ class Task(BaseModel):
             from ..reasoning import run_strategy
 
             return run_strategy(self, client, contexts, step=step, record_keys=record_keys)
-        head_probs = None
-        if self.head is not None:
-            assert self.labels
-            head = self.label_head(client.backend)
-            head_probs = head.predict(client.backend, [self.render_input(c) for c in contexts])
         prompts = [self.build_prompt(c) for c in contexts]
         return self.answer(client, prompts, step=step, record_keys=record_keys, neighbours=neighbours,
                            head_probs=head_probs)

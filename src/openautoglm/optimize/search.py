@@ -152,8 +152,8 @@ def describe(task: Task) -> str:
     if task.head:
         h = task.head
         where = f"layers {','.join(map(str, h.layers))}" if h.features == "model" and h.layers else h.features
-        parts.append(f"head({where}, C={h.C:g}, weight={h.weight:g}, {len(h.pool)} examples)" if h.C else
-                     f"head({where}, weight={h.weight:g}, {len(h.pool)} examples)")
+        strength = f", C={h.C:g}" if h.C else ""
+        parts.append(f"head({where}{strength}, weight={h.weight:g}, {len(h.pool)} examples)")
     if task.retrieval:
         r = task.retrieval
         parts.append(f"retrieval(k={r.k}, knn_weight={r.knn_weight:g}" + (f", candidates={r.candidates}" if r.candidates else "") + ")")
@@ -466,7 +466,7 @@ class Optimizer:
 
     def _head_candidates(self, task: Task) -> list[tuple[str, Task]]:
         """Heads fitted on train: the best model-feature and TF-IDF settings on select, alone and mixed."""
-        from ..core.head import DEFAULT_C, LinearHead, TfidfFeatures, model_features
+        from ..core.head import DEFAULT_C, LinearHead, TfidfFeatures, default_layers, model_features
 
         train = self.train
         if self.backend.can_featurize and self.backend.limit is not None:  # featurise what the budget allows
@@ -489,8 +489,7 @@ class Optimizer:
         evaluate(vectorize(texts), vectorize(sel_texts), (1.0, 3.0, 10.0, 30.0), {"features": "tfidf"})
         best_tfidf = max(settings, key=lambda x: x[0])
         if self.backend.can_featurize and self.backend.num_layers:
-            depth = self.backend.num_layers
-            blocks = sorted({min(depth - 1, round(f * depth)) for f in (0.4, 0.5, 0.6, 0.7, 0.8)})
+            blocks = default_layers(self.backend.num_layers, (0.4, 0.5, 0.6, 0.7, 0.8))
             try:
                 train_f = model_features(self.backend, texts, blocks).reshape(len(texts), len(blocks), -1)
                 select_f = model_features(self.backend, sel_texts, blocks).reshape(len(sel_texts), len(blocks), -1)
