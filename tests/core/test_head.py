@@ -109,7 +109,7 @@ class Featurizing(FakeBackend):
         super().__init__()
         self.featurised = 0
 
-    def features(self, texts, layers):  # type: ignore[no-untyped-def]
+    def features(self, texts, layers, pooling="mean"):  # type: ignore[no-untyped-def]
         import numpy as np
 
         self.featurised += len(texts)

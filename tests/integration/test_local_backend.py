@@ -111,7 +111,8 @@ def test_partial_prefix_reuse_gives_the_same_answers_and_skips_the_shared_part(l
     local_backend._prefix_cache.clear()
     fed.clear()
     cold = local_backend.generate([GenerationRequest(retry, **request)])[0].text
-    assert fed[0] >= retry_tokens - 1
+    assert fed[0] == retry_tokens  # a lone cold prompt: one pass over all its tokens
+    assert set(fed[1:]) == {1}  # then one token per decode step
     assert warm == cold
 
 
@@ -128,6 +129,32 @@ def test_features_are_token_averaged_hidden_states_of_the_asked_blocks(local_bac
     assert not np.allclose(feats[0, 0], feats[1, 0])
     with pytest.raises(BackendError, match="does not exist"):
         local_backend.features(texts, [local_backend.num_layers])
+    with pytest.raises(BackendError, match="unknown pooling"):
+        local_backend.features(texts, [3], "max")
+
+
+def test_last_token_features_are_the_state_where_the_model_answers(local_backend):
+    import numpy as np
+    import torch
+
+    texts = ["Review: a wonderful, moving film\nSentiment:", "Review: dull\nSentiment:"]
+    both = local_backend.features(texts, [4], "mean,last")
+    mean, last = local_backend.features(texts, [4], "mean"), local_backend.features(texts, [4], "last")
+    hidden = local_backend.net.config.hidden_size
+    assert both.shape == (2, 1, 2 * hidden)
+    assert np.allclose(both[..., :hidden], mean, atol=1e-3) and np.allclose(both[..., hidden:], last, atol=1e-3)
+    # the last token's state of block 4, computed by hand from a full pass of the second text alone
+    ids = torch.tensor([local_backend.tokenizer.encode(texts[1])])
+    states: list = []
+    rms = local_backend.net._rms
+    local_backend.net._rms = lambda h, w: (states.append(h), rms(h, w))[1]
+    try:
+        local_backend.net.forward(ids, torch.ones_like(ids, dtype=torch.bool), None, local_backend._gemm["score"])
+    finally:
+        del local_backend.net._rms
+    block4_out = states[2 * 5]  # inputs of each block's two norms: block 4's output feeds block 5's first
+    assert np.allclose(block4_out[0, -1].float().numpy(), last[1, 0], atol=2e-2)
+    assert not np.allclose(mean[1, 0], last[1, 0], atol=1e-2)
 
 
 def test_a_linear_probe_of_the_model_separates_sentiment(local_backend):

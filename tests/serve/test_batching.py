@@ -4,6 +4,7 @@ isolates failures, and passes calls straight through when switched off."""
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
@@ -118,7 +119,7 @@ def test_label_heads_work_through_the_batcher():
     class Featurizing(FakeBackend):
         can_featurize, num_layers = True, 2
 
-        def features(self, texts, layers):  # type: ignore[no-untyped-def]
+        def features(self, texts, layers, pooling="mean"):  # type: ignore[no-untyped-def]
             return np.array([[[float("good" in t), float("bad" in t)]] * len(layers) for t in texts], dtype=np.float32)
 
     pool = [{"text": f"{w} {i}", "output": lab} for i in range(6) for w, lab in (("good", "pos"), ("bad", "neg"))]
@@ -127,3 +128,23 @@ def test_label_heads_work_through_the_batcher():
     out = task.run_many(ModelClient(batcher, trace=False), [{"text": "so good"}, {"text": "so bad"}], step="s",
                         record_keys=["0", "1"])
     assert [o["label"] for o in out] == ["pos", "neg"]
+
+
+def test_clients_in_a_closed_loop_are_merged_into_full_batches() -> None:
+    """Callers that send their next request shortly after the last one returns (an HTTP
+    round trip) arrive in waves; the leader waits for the last batch's callers (bounded by
+    a share of its duration), so the waves merge instead of alternating between part batches."""
+    inner = CountingFake(delay_s=0.2)
+    backend = BatchingBackend(inner, window_ms=1, max_batch=64)
+    clients, rounds = 8, 5
+
+    def client(i: int) -> None:
+        for r in range(rounds):
+            backend.score(f"client {i} round {r}", ["good", "bad"])
+            time.sleep(0.002 * (1 + i))  # the round trip: some clients are back sooner than others
+
+    _concurrently(client, range(clients), workers=clients)
+    assert sum(inner.sizes) == clients * rounds
+    steady = inner.sizes[2:]  # the first wave may be split by arrival
+    assert steady and max(steady) == clients
+    assert sum(steady) / len(steady) >= 0.75 * clients, inner.sizes

@@ -158,6 +158,8 @@ class Backend:
     deterministic: bool = True
     #: whether :meth:`features` returns hidden-state features (a task's label ``head`` needs them)
     can_featurize: bool = False
+    #: what :meth:`features` can pool (the local backend: also ``last``, and several comma-joined in one pass)
+    feature_poolings: tuple[str, ...] = ("mean",)
     #: transformer blocks, for :meth:`features` layer indices (0 when unknown)
     num_layers: int = 0
 
@@ -171,8 +173,9 @@ class Backend:
         """Total log-probability of each continuation given ``prompt``."""
         return self.score_batch([ScoreRequest(prompt, tuple(continuations))])[0].logprobs
 
-    def features(self, texts: Sequence[str], layers: Sequence[int]) -> Any:
-        """Hidden states of ``layers`` averaged over each text's tokens, ``[N, len(layers), H]``."""
+    def features(self, texts: Sequence[str], layers: Sequence[int], pooling: str = "mean") -> Any:
+        """Hidden states of ``layers`` averaged over each text's tokens (``pooling="last"``: at its
+        last token), ``[N, len(layers), H]``."""
         from ..errors import BackendError
 
         raise BackendError(f"backend {self.name!r} does not expose hidden states",

@@ -19,8 +19,11 @@ from ..errors import BackendError
 from .base import Backend, Completion, GenerationRequest, ScoreRequest, ScoreResult, TokenLogprob
 from .weights import ModelFiles, resolve_model_files
 
-#: generation steps with at most this many rows use fp16 weight copies (memory-bound GEMV)
+#: generation steps with at most this many rows use fp16 weight copies (memory-bound GEMV), on CPUs where that is fast
 FP16_DECODE_ROWS = 8
+#: a separate batch-1 pass over a batch's shared, uncached prompt prefix costs about as much as
+#: this many extra row-tokens (one read of every weight), so it runs only when it saves more
+PREFIX_PASS_TOKENS = 32
 #: features() reads at most this many tokens of a text (its first and last halves)
 FEATURE_TOKENS = 256
 
@@ -29,6 +32,7 @@ class LocalBackend(Backend):
     name = "local"
     can_score = True
     can_featurize = True
+    feature_poolings = ("mean", "last")
     supports_json_schema = False
 
     def __init__(
@@ -50,7 +54,7 @@ class LocalBackend(Backend):
         from safetensors.torch import load_file
 
         from .chat_tokenizer import ChatTokenizer
-        from .llama_lite import LiteConfig, LiteLlama, bf16_fast
+        from .llama_lite import LiteConfig, LiteLlama, bf16_fast, fp16_fast
 
         t0 = time.perf_counter()
         self._torch = torch
@@ -73,11 +77,13 @@ class LocalBackend(Backend):
         self.precision = self._resolve_precision(precision)
         self.net = LiteLlama(lite_cfg, weights, int8=self.precision == "int8")
         # GEMM precision per kind of work (see llama_lite.Linear)
+        self.fp16_decode_rows = FP16_DECODE_ROWS if self.precision == "auto" and fp16_fast() else 0
         self._gemm = {
             "fp32": {"score": "fp32", "prefill": "fp32", "decode": "fp32"},
             "bf16": {"score": "bf16", "prefill": "bf16", "decode": "bf16"},
             "int8": {"score": "fp32", "prefill": "fp32", "decode": "fp32"},  # Int8Linear ignores it
-            "auto": {"score": "bf16" if bf16_fast() else "fp32", "prefill": "fp32", "decode": "fp16"},
+            "auto": {"score": "bf16" if bf16_fast() else "fp32", "prefill": "fp32",
+                     "decode": "fp16" if self.fp16_decode_rows else "fp32"},
         }[self.precision]
         self.tokenizer = ChatTokenizer(self.files.directory, config)
         self.max_context = lite_cfg.max_position
@@ -96,7 +102,8 @@ class LocalBackend(Backend):
         ``auto``: label scoring (compute-bound) in bf16 where the CPU has native bf16
         GEMMs (2x faster, same SST-2 accuracy), generation prefill in fp32 (bf16 prefill
         visibly degrades this small model's greedy output), decode steps of up to
-        ``FP16_DECODE_ROWS`` rows with fp16 weights.  ``fp32``: exact everywhere.
+        ``FP16_DECODE_ROWS`` rows with fp16 weights where the CPU has AVX-512 (elsewhere fp16
+        GEMVs are slower than fp32).  ``fp32``: exact everywhere.
         ``bf16``: bf16 everywhere.  ``int8``: dynamic int8, opt-in only, as it costs
         accuracy on this model (SST-2 73 % → 47 % measured).
         """
@@ -123,33 +130,29 @@ class LocalBackend(Backend):
         return len(self.tokenizer.encode(text))
 
     # -- prefix cache --------------------------------------------------------
-    def _prefix_state(self, prefix: tuple[int, ...], gemm: str):  # type: ignore[no-untyped-def]
-        """KV cache (batch 1) for ``prefix``, computed once and kept in an LRU."""
-        torch = self._torch
-        key = (gemm, prefix)
-        state = self._prefix_cache.get(key)
-        if state is not None:
-            self._prefix_cache.move_to_end(key)
-            return state
-        # start from the cached prefix sharing the most leading tokens with this one: a retry
-        # whose prompt differs only after a long shared part (feedback notes, a new question
-        # under the same few-shot block) recomputes only what differs
-        base, base_len = None, 0
-        for (g, cached_prefix), cached in self._prefix_cache.items():
-            n = _common_length(cached_prefix, prefix)
-            if g == gemm and n > base_len:
-                base, base_len = cached, n
-        if base is not None and base_len < base.slots:
-            base = base.truncate(base_len)
-        ids = torch.tensor([prefix[base_len:]], dtype=torch.long)
-        if ids.shape[1]:
-            _, state = self.net.forward(ids, torch.ones_like(ids, dtype=torch.bool), base, gemm)
-        else:
-            state = base
-        self._prefix_cache[key] = state
+    def _cached_start(self, seq: tuple[int, ...], gemm: str, limit: int):  # type: ignore[no-untyped-def]
+        """The cached batch-1 state sharing the most leading tokens with ``seq`` (at most
+        ``limit``), cut to that length: ``(state or None, length)``.
+
+        A retry whose prompt differs only after a long shared part (feedback notes, a new
+        question under the same few-shot block) then recomputes only what differs.
+        """
+        best, best_len, best_key = None, 0, None
+        for key, cached in self._prefix_cache.items():
+            n = min(_common_length(key[1], seq), limit)
+            if key[0] == gemm and n > best_len:
+                best, best_len, best_key = cached, n, key
+        if best is None:
+            return None, 0
+        self._prefix_cache.move_to_end(best_key)
+        return (best.truncate(best_len) if best_len < best.slots else best), best_len
+
+    def _remember(self, seq: tuple[int, ...], gemm: str, state) -> None:  # type: ignore[no-untyped-def]
+        """Keep the batch-1 KV state of ``seq`` (LRU of ``prefix_cache_size`` entries)."""
+        self._prefix_cache[(gemm, seq)] = state
+        self._prefix_cache.move_to_end((gemm, seq))
         while len(self._prefix_cache) > self._prefix_cache_size:
             self._prefix_cache.popitem(last=False)
-        return state
 
     @staticmethod
     def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
@@ -161,15 +164,29 @@ class LocalBackend(Backend):
         return i
 
     def _prefill(self, seqs: list[list[int]], gemm: str):  # type: ignore[no-untyped-def]
-        """Run ``seqs`` (sharing a common prefix) and return (last hidden [B, H], cache)."""
+        """Run ``seqs`` and return (last hidden [B, H], cache).
+
+        The longest cached start of the prefix all rows share is reused.  The rest of
+        that prefix gets its own batch-1 pass (and is cached) only when that saves more
+        than the pass costs; otherwise every row computes it as part of its own tokens.
+        A single sequence runs in one pass, and its whole prompt is cached afterwards.
+        """
         torch = self._torch
-        shared = self._common_prefix(seqs) if len(seqs) > 1 else max(0, len(seqs[0]) - 1)
+        shared = self._common_prefix(seqs) if len(seqs) > 1 else len(seqs[0])
         shared = min(shared, min(len(s) for s in seqs) - 1)  # keep >= 1 own token per row
-        prefix = self._prefix_state(tuple(seqs[0][:shared]), gemm) if shared > 0 else None
-        tails = [s[shared:] for s in seqs]
+        start, start_len = self._cached_start(tuple(seqs[0][:shared]), gemm, shared) if shared > 0 else (None, 0)
+        if len(seqs) > 1 and (shared - start_len) * (len(seqs) - 1) > PREFIX_PASS_TOKENS:
+            prefix = tuple(seqs[0][:shared])
+            ids = torch.tensor([prefix[start_len:]], dtype=torch.long)
+            _, start = self.net.forward(ids, torch.ones_like(ids, dtype=torch.bool), start, gemm)
+            start_len = shared
+            self._remember(prefix, gemm, start)
+        tails = [s[start_len:] for s in seqs]
         ids, valid = self._padded(tails)
-        cache = prefix.expand(len(tails)) if prefix is not None else None
+        cache = start.expand(len(tails)) if start is not None else None
         hidden, cache = self.net.forward(ids, valid, cache, gemm)
+        if len(seqs) == 1:
+            self._remember(tuple(seqs[0]), gemm, cache)
         last = torch.tensor([len(t) - 1 for t in tails])
         return hidden[torch.arange(len(tails)), last], cache
 
@@ -199,8 +216,11 @@ class LocalBackend(Backend):
         return chunks
 
     # -- features --------------------------------------------------------------
-    def features(self, texts: Sequence[str], layers: Sequence[int]):  # type: ignore[no-untyped-def]
-        """Hidden states of ``layers`` averaged over each text's tokens: ``[N, len(layers), H]`` float32.
+    def features(self, texts: Sequence[str], layers: Sequence[int],  # type: ignore[no-untyped-def]
+                 pooling: str = "mean"):
+        """Hidden states of ``layers`` averaged over each text's tokens (``pooling="last"``:
+        at its last token): ``[N, len(layers), H]`` float32.  ``pooling="mean,last"``
+        gives both from one pass, side by side (``2H`` wide).
 
         Texts are encoded as they are (no chat template); a text longer than
         ``FEATURE_TOKENS`` tokens keeps its first and last halves.  Layer ``i`` is the
@@ -215,16 +235,19 @@ class LocalBackend(Backend):
                 raise BackendError(f"layer {layer} does not exist: the model has {self.num_layers} blocks",
                                    hint=f"use layer indices from 0 to {self.num_layers - 1} (or negative ones)")
             blocks.append(block)
+        kinds = pooling.split(",")
+        if not kinds or any(k not in self.feature_poolings for k in kinds):
+            raise BackendError(f"unknown pooling {pooling!r}", hint="use 'mean', 'last' or 'mean,last'")
         half = FEATURE_TOKENS // 2
         seqs = [(ids[:half] + ids[-half:]) if len(ids) > FEATURE_TOKENS else (ids or [0])
                 for ids in self.tokenizer.encode_batch(list(texts))]
-        out = np.zeros((len(seqs), len(blocks), self.net.config.hidden_size), dtype=np.float32)
+        out = np.zeros((len(seqs), len(blocks), len(kinds) * self.net.config.hidden_size), dtype=np.float32)
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         with self._lock:
             for chunk in self._chunks(order, [len(s) for s in seqs]):
                 ids, valid = self._padded([seqs[i] for i in chunk])
                 pooled: dict = dict.fromkeys(blocks)
-                self.net.forward(ids, valid, None, self._gemm["score"], pooled=pooled)
+                self.net.forward(ids, valid, None, self._gemm["score"], pooled=pooled, pooling=pooling)
                 for j, block in enumerate(blocks):
                     out[chunk, j] = pooled[block].float().numpy()
         return out
@@ -362,7 +385,7 @@ class LocalBackend(Backend):
                 break
             ids = next_ids[:, None]
             gemm = self._gemm["decode"]
-            if gemm == "fp16" and len(active) > FP16_DECODE_ROWS:
+            if gemm == "fp16" and len(active) > self.fp16_decode_rows:
                 gemm = self._gemm["prefill"]  # many rows: compute-bound again
             hidden, cache = self.net.forward(ids, torch.ones_like(ids, dtype=torch.bool), cache, gemm)
             logits = self.net.logits(hidden[:, -1], gemm)

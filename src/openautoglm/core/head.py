@@ -5,9 +5,10 @@ labelled examples and mixes its distribution with the model's label scores
 (``p ∝ p_LM^(1-w) · p_head^w``; ``weight: 1`` uses the head alone and skips label scoring).
 Features are either
 
-* ``model``: the backend's hidden states of some middle blocks, averaged over the input's
-  tokens (a linear probe of the same model that scores the labels; needs a backend that
-  exposes hidden states, i.e. the local one), or
+* ``model``: the backend's hidden states of some middle blocks for the input followed by
+  the task's answer cue, averaged over its tokens or (``pooling: last``) at its last token,
+  where the model is about to answer (a linear probe of the same model that scores the
+  labels; needs a backend that exposes hidden states, i.e. the local one), or
 * ``tfidf``: word 1–2-gram TF-IDF of the input (character 1–3-grams for Chinese,
   Japanese and Korean text): no model at all.
 
@@ -43,6 +44,8 @@ class HeadConfig(BaseModel):
     features: Literal["model", "tfidf"] = "model"
     #: model blocks whose token-averaged hidden states are the features (default: at 60 % and 70 % depth)
     layers: list[int] | None = None
+    #: model features: ``mean`` over the input's tokens, or ``last``: the state at the end of input + answer cue
+    pooling: Literal["mean", "last"] = "mean"
     #: inverse regularisation strength of the logistic regression (default 0.01 model, 10 tfidf)
     C: float | None = Field(default=None, gt=0)
     #: share of the head in the mixed distribution (1: the head alone, no label scoring)
@@ -54,12 +57,12 @@ def default_layers(num_layers: int, depths: Sequence[float] = DEFAULT_DEPTHS) ->
     return sorted({min(num_layers - 1, round(d * num_layers)) for d in depths})
 
 
-def model_features(backend: Any, texts: Sequence[str], layers: Sequence[int]) -> "np.ndarray":
-    """``[N, len(layers) * H]``: the backend's token-averaged hidden states of ``layers``, side by side."""
+def model_features(backend: Any, texts: Sequence[str], layers: Sequence[int], pooling: str = "mean") -> "np.ndarray":
+    """``[N, len(layers) * H]``: the backend's pooled hidden states of ``layers``, side by side."""
     if not getattr(backend, "can_featurize", False):
         raise ConfigError(f"backend {getattr(backend, 'name', backend)!r} does not expose hidden states",
                           field="head.features", hint="use features: tfidf, or the local backend")
-    feats = backend.features(list(texts), list(layers))
+    feats = backend.features(list(texts), list(layers), pooling)
     return feats.reshape(len(texts), -1)
 
 
@@ -131,10 +134,14 @@ class LabelHead:
         self.head = LinearHead(self.featurize(backend, texts), [gold for _, gold in pairs], labels, C)
 
     def featurize(self, backend: Any, texts: Sequence[str]) -> Any:
-        return self.tfidf(texts) if self.tfidf is not None else model_features(backend, texts, self.layers)
+        if self.tfidf is not None:
+            return self.tfidf(texts)
+        return model_features(backend, texts, self.layers, self.config.pooling)
 
     def describe(self) -> str:
         where = f"layers {','.join(map(str, self.layers))}" if self.layers else "tfidf"
+        if self.layers and self.config.pooling == "last":
+            where += ", last token"
         return f"head({where})"
 
     def predict(self, backend: Any, texts: Sequence[str]) -> list[list[float]]:

@@ -134,7 +134,7 @@ class Task(BaseModel):
         assert self.head is not None and self.labels
         key = backend.identity()
         if key not in self._heads:
-            self._heads[key] = LabelHead(self.head, self.labels, self.render_input, self._example_answer_label,
+            self._heads[key] = LabelHead(self.head, self.labels, self.head_input, self._example_answer_label,
                                          backend)
         return self._heads[key]
 
@@ -177,6 +177,12 @@ class Task(BaseModel):
     def render_input(self, context: dict[str, Any]) -> str:
         """The record's text as the task shows it (template filled in, no instructions)."""
         return self.template.render(context)
+
+    def head_input(self, context: dict[str, Any], features: str | None = None) -> str:
+        """The text a head featurises: the record as shown; for model features followed by
+        the answer cue, so that the last token's state is where the model answers."""
+        features = features or (self.head.features if self.head is not None else "model")
+        return self.render_input(context) + (self._cue() if features == "model" else "")
 
     def _example_answer(self, example: dict[str, Any]) -> str:
         answer = example.get("output", example.get("label", example.get("answer")))
@@ -232,7 +238,7 @@ class Task(BaseModel):
         if self.head is not None:  # a validator makes this a direct label task
             assert self.labels
             head = self.label_head(client.backend)
-            head_probs = head.predict(client.backend, [self.render_input(c) for c in contexts])
+            head_probs = head.predict(client.backend, [self.head_input(c) for c in contexts])
             if self.head.weight >= 1.0:  # the head alone: no prompt, no label scoring
                 return [_label_result(self.labels, p, head.describe()) for p in head_probs]
         neighbours = None

@@ -52,7 +52,8 @@ class BudgetExhausted(OpenAutoGLMError):
 class CountingBackend(Backend):
     """Delegates to a backend and counts the requests that reach it.
 
-    Hidden-state features are remembered per (text, layer), so a text featurised once
+    Hidden-state features are remembered per (text, layer, pooling), every pooling the inner
+    backend offers being computed in the same pass, so a text featurised once
     (e.g. for choosing a head's layers) costs nothing when a candidate task asks again.
     """
 
@@ -62,9 +63,10 @@ class CountingBackend(Backend):
         self.can_score, self.supports_json_schema = inner.can_score, inner.supports_json_schema
         self.max_context, self.deterministic = inner.max_context, inner.deterministic
         self.can_featurize, self.num_layers = inner.can_featurize, inner.num_layers
+        self.feature_poolings = inner.feature_poolings
         self.calls = 0
         self.limit: int | None = None
-        self._features: dict[tuple[str, int], Any] = {}
+        self._features: dict[tuple[str, int, str], Any] = {}
 
     def _spend(self, n: int) -> None:
         if self.limit is not None and self.calls + n > self.limit:
@@ -79,17 +81,21 @@ class CountingBackend(Backend):
         self._spend(len(requests))
         return self.inner.score_batch(requests)
 
-    def features(self, texts: Sequence[str], layers: Sequence[int]) -> Any:
+    def features(self, texts: Sequence[str], layers: Sequence[int], pooling: str = "mean") -> Any:
         import numpy as np
 
-        missing = list(dict.fromkeys(t for t in texts if any((t, layer) not in self._features for layer in layers)))
+        seen = self._features
+        missing = list(dict.fromkeys(t for t in texts if any((t, layer, pooling) not in seen for layer in layers)))
         if missing:
             self._spend(len(missing))
-            fresh = self.inner.features(missing, list(layers))
+            kinds = list(self.feature_poolings) if pooling in self.feature_poolings else [pooling]
+            fresh = self.inner.features(missing, list(layers), ",".join(kinds))
+            width = fresh.shape[-1] // len(kinds)
             for row, text in zip(fresh, missing):
                 for j, layer in enumerate(layers):
-                    self._features[(text, layer)] = row[j]
-        return np.stack([np.stack([self._features[(t, layer)] for layer in layers]) for t in texts])
+                    for k, kind in enumerate(kinds):
+                        seen[(text, layer, kind)] = row[j, k * width:(k + 1) * width]
+        return np.stack([np.stack([seen[(t, layer, pooling)] for layer in layers]) for t in texts])
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
@@ -183,7 +189,7 @@ class Optimizer:
                  dev: Sequence[Mapping[str, Any]], *, label_column: str = "label", budget: int = 2000,
                  metric: str = "accuracy", holdout: float = 0.3, seed: int = 0, max_demos: int = 8,
                  retrieval: bool = True, embedder: str = "auto", rewrites: int = 2, first_slice: int = 64,
-                 log: Callable[[str], None] | None = None) -> None:
+                 head_share: float = HEAD_SHARE, log: Callable[[str], None] | None = None) -> None:
         if task.output != "labels" or not task.labels:
             raise ConfigError("the optimizer works on label tasks", field="task.labels",
                               hint="give the task `labels:`")
@@ -197,6 +203,7 @@ class Optimizer:
         self.max_demos, self.use_retrieval, self.rewrites = max_demos, retrieval, rewrites
         self.embedder = embedder
         self.first_slice = first_slice
+        self.head_share = min(1.0, max(0.0, head_share))
         self._cache: dict[str, dict[str, Any]] = {}
         self.log = log or (lambda _msg: None)
         self.notes: list[str] = []
@@ -465,54 +472,66 @@ class Optimizer:
         return out
 
     def _head_candidates(self, task: Task) -> list[tuple[str, Task]]:
-        """Heads fitted on train: the best model-feature and TF-IDF settings on select, alone and mixed."""
+        """Heads fitted on train: the best model-feature and TF-IDF settings on select, alone and mixed.
+
+        TF-IDF heads cost no model calls and fit on every train row; model features (mean
+        and last-token pooling from one pass) on as many train rows as the budget allows.
+        """
         from ..core.head import DEFAULT_C, LinearHead, TfidfFeatures, default_layers, model_features
 
-        train = self.train
-        if self.backend.can_featurize and self.backend.limit is not None:  # featurise what the budget allows
-            train = train[: max(0, self.backend.limit - self.backend.calls - len(self.select))]
-        if len(train) < 4 * len(self.labels) or task.head is not None:
+        if len(self.train) < 4 * len(self.labels) or task.head is not None:
             return []
-        texts = [task.render_input(r) for r in train]
-        gold = [r[self.label_column] for r in train]
-        sel_texts = [task.render_input(r) for r in self.select]
         sel_gold = [r[self.label_column] for r in self.select]
-        settings: list[tuple[float, dict[str, Any]]] = []
+        settings: list[tuple[float, dict[str, Any], list[dict[str, Any]]]] = []
 
-        def evaluate(train_x: Any, select_x: Any, grid: Sequence[float], base: dict[str, Any]) -> None:
+        def evaluate(rows: list[dict[str, Any]], train_x: Any, select_x: Any, grid: Sequence[float],
+                     base: dict[str, Any]) -> None:
+            gold = [r[self.label_column] for r in rows]
             for c in grid:
                 probs = LinearHead(train_x, gold, self.labels, c).proba(select_x)
                 pred = [self.labels[max(range(len(p)), key=p.__getitem__)] for p in probs]
-                settings.append((score(sel_gold, pred, self.labels, self.metric), {**base, "C": c}))
+                settings.append((score(sel_gold, pred, self.labels, self.metric), {**base, "C": c}, rows))
 
+        texts = [task.head_input(r, "tfidf") for r in self.train]
         vectorize = TfidfFeatures(texts)
-        evaluate(vectorize(texts), vectorize(sel_texts), (1.0, 3.0, 10.0, 30.0), {"features": "tfidf"})
+        sel_x = vectorize([task.head_input(r, "tfidf") for r in self.select])
+        evaluate(self.train, vectorize(texts), sel_x, (1.0, 3.0, 10.0, 30.0), {"features": "tfidf"})
         best_tfidf = max(settings, key=lambda x: x[0])
-        if self.backend.can_featurize and self.backend.num_layers:
+        train = self.train
+        if self.backend.limit is not None:  # featurise what the budget allows
+            train = train[: max(0, self.backend.limit - self.backend.calls - len(self.select))]
+        if self.backend.can_featurize and self.backend.num_layers and len(train) >= 4 * len(self.labels):
             blocks = default_layers(self.backend.num_layers, (0.4, 0.5, 0.6, 0.7, 0.8))
-            try:
-                train_f = model_features(self.backend, texts, blocks).reshape(len(texts), len(blocks), -1)
-                select_f = model_features(self.backend, sel_texts, blocks).reshape(len(sel_texts), len(blocks), -1)
-            except BudgetExhausted:
-                self.notes.append("budget spent while featurising for the head stage")
-            else:
+            texts = [task.head_input(r, "model") for r in train]
+            sel_texts = [task.head_input(r, "model") for r in self.select]
+            for pooling in [p for p in ("mean", "last") if p in self.backend.feature_poolings]:
+                try:
+                    train_f = model_features(self.backend, texts, blocks, pooling).reshape(len(texts), len(blocks), -1)
+                    select_f = model_features(self.backend, sel_texts, blocks, pooling).reshape(
+                        len(sel_texts), len(blocks), -1)
+                except BudgetExhausted:
+                    self.notes.append("budget spent while featurising for the head stage")
+                    break
                 for j in range(len(blocks) - 1):  # two adjacent blocks side by side
                     pair = [j, j + 1]
-                    evaluate(train_f[:, pair].reshape(len(texts), -1), select_f[:, pair].reshape(len(sel_texts), -1),
-                             (0.003, 0.01, 0.03), {"features": "model", "layers": [blocks[j], blocks[j + 1]]})
-        pool = [self._demo(r) for r in train]
+                    evaluate(train, train_f[:, pair].reshape(len(texts), -1),
+                             select_f[:, pair].reshape(len(sel_texts), -1), (0.003, 0.01, 0.03),
+                             {"features": "model", "layers": [blocks[j], blocks[j + 1]], "pooling": pooling})
         out: list[tuple[str, Task]] = []
         winners = [max(settings, key=lambda x: x[0])]
         if winners[0] is not best_tfidf:
             winners.append(best_tfidf)
-        for s, cfg in winners:
+        for s, cfg, rows in winners:
             cfg = {**cfg, "C": cfg.get("C", DEFAULT_C[cfg["features"]])}
-            where = f"layers {cfg['layers']}" if cfg["features"] == "model" else "tfidf"
+            where = "tfidf"
+            if cfg["features"] == "model":
+                where = f"layers {cfg['layers']}" + (", last token" if cfg.get("pooling") == "last" else "")
+            pool = [self._demo(r) for r in rows]
             for weight in (1.0, 0.75, 0.5):
                 # the head alone uses no prompt: leave out demonstrations and retrieval it would not use
                 unused = {"examples": [], "retrieval": None, "calibrate": False, "label_bias": None} if weight == 1 else {}
-                out.append((f"head {where} C={cfg['C']:g} w={weight:g} (head alone on select: {s:.3f})",
-                            _variant(task, head={**cfg, "pool": pool, "weight": weight}, **unused)))
+                out.append((f"head {where} C={cfg['C']:g} w={weight:g} on {len(rows)} rows (head alone on select: "
+                            f"{s:.3f})", _variant(task, head={**cfg, "pool": pool, "weight": weight}, **unused)))
         return out
 
     def _calibration_candidates(self, task: Task) -> list[tuple[str, Task]]:
@@ -558,7 +577,7 @@ class Optimizer:
                 best = (pruned_score, pruned)
         # the head stage featurises train and select rows once: keep up to 60 % of the budget for it
         head_calls = len(self.train) + len(self.select) if self.backend.can_featurize else 0
-        reserve = min(head_calls, int(self.budget * HEAD_SHARE))
+        reserve = min(head_calls, int(self.budget * self.head_share))
         self.backend.limit = self.budget - reserve
         for stage, make in (("prompt", self._prompt_candidates), ("verbalizers", self._verbalizer_candidates),
                             ("demos", self._demo_candidates), ("knn", self._knn_candidates),

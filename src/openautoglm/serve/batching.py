@@ -30,6 +30,8 @@ from ..backends.base import Backend, Completion, GenerationRequest, ScoreRequest
 BatchHook = Callable[[str, int, float], None]
 #: the batching window applies when the model finished a batch this recently (traffic is flowing)
 RECENT_S = 0.25
+#: while waiting for the callers of the last batch to come back, wait at most this share of its duration
+WAIT_SHARE = 0.1
 
 
 @dataclass
@@ -64,10 +66,13 @@ class BatchingBackend(Backend):
         self.max_context = inner.max_context
         self.deterministic = inner.deterministic
         self.can_featurize, self.num_layers = inner.can_featurize, inner.num_layers
+        self.feature_poolings = inner.feature_poolings
         self._pending: list[_Item] = []
         self._cond = threading.Condition()
         self._busy = False  # a caller is running a batch on the model
         self._last_end = float("-inf")  # when the last batch finished (monotonic)
+        self._last_seconds = 0.0  # how long it ran
+        self._expect = 1  # requests expected in the next batch: the last one's plus those then waiting
         self._closed = False
         self._inflight = 0
         self.batches = 0  # backend calls made (for tests and metrics)
@@ -81,9 +86,9 @@ class BatchingBackend(Backend):
             return self.inner.score_batch(requests)  # raises the backend's own "cannot score"
         return self._submit("score", list(requests))
 
-    def features(self, texts: Sequence[str], layers: Sequence[int]) -> Any:
+    def features(self, texts: Sequence[str], layers: Sequence[int], pooling: str = "mean") -> Any:
         """Hidden-state features for label heads: passed straight through (not batched)."""
-        return self.inner.features(texts, layers)
+        return self.inner.features(texts, layers, pooling)
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
@@ -141,13 +146,16 @@ class BatchingBackend(Backend):
                     break
                 self._busy = True
                 batch = self._take()
+            t0 = time.monotonic()
             try:
                 self._run(batch)
             finally:
                 with self._cond:
                     self._busy = False
+                    self._expect = self._inflight + sum(len(i.requests) for i in self._pending)
                     self._inflight = 0
                     self._last_end = time.monotonic()
+                    self._last_seconds = self._last_end - t0
                     self._cond.notify_all()
         return item.future.result()
 
@@ -162,14 +170,22 @@ class BatchingBackend(Backend):
                 self.on_batch(kind, len(requests), time.perf_counter() - t0)
 
     def _take(self) -> list[_Item]:
-        """(Leader, lock held) the next batch: the oldest item's kind, up to ``max_batch`` requests."""
+        """(Leader, lock held) the next batch: the oldest item's kind, up to ``max_batch`` requests.
+
+        While traffic flows, the leader waits until as many requests are pending as the
+        last batch had plus those that were waiting when it ended (its callers usually send
+        their next request at once), for at most ``window`` or ``WAIT_SHARE`` of the last
+        batch's duration, whichever is longer.  So clients that arrived in two waves are
+        merged into one batch instead of alternating between two half batches.
+        """
         now = time.monotonic()
         if self.window_s and now - self._last_end < RECENT_S:
-            deadline = now + self.window_s
+            deadline = now + max(self.window_s, WAIT_SHARE * self._last_seconds)
+            want = min(self.max_batch, max(1, self._expect))
             while True:
                 size = sum(len(i.requests) for i in self._pending if i.kind == self._pending[0].kind)
                 left = deadline - time.monotonic()
-                if size >= self.max_batch or left <= 0:
+                if size >= want or left <= 0:
                     break
                 self._cond.wait(timeout=left)
         kind = self._pending[0].kind
