@@ -192,3 +192,26 @@ def test_generation_reports_text_between_decode_steps_and_never_a_stop_string(lo
     assert "".join(t for _, t, _ in seen) == comp.text and all(i == 0 for i, _, _ in seen)
     assert len({n for _, _, n in seen}) >= 3  # pieces arrived after different decode steps, not at the end
     assert all("seven" not in t for _, t, _ in seen)
+
+
+def test_prompts_prefilled_in_several_chunks_decode_together_and_match_one_by_one(local_backend, monkeypatch):
+    """Generation prefills in chunks of max_batch_tokens but decodes all rows in one step
+    (their caches padded side by side); answers equal those of one prompt at a time."""
+    monkeypatch.setitem(local_backend._gemm, "decode", "fp32")  # same precision whatever the row count
+    monkeypatch.setattr(local_backend, "max_batch_tokens", 64)
+    prompts = ["Name a colour.", "Write one word about the sea and nothing else, please.",
+               "Say hello.", "What is two plus two? Answer with a number only, no words at all."]
+    requests = [GenerationRequest([{"role": "user", "content": p}], max_tokens=6, temperature=0.0) for p in prompts]
+    steps: list[int] = []
+    forward = local_backend.net.forward
+
+    def counting_forward(ids, *args, **kwargs):  # type: ignore[no-untyped-def]
+        steps.append(int(ids.shape[0]) if ids.shape[1] == 1 else -1)
+        return forward(ids, *args, **kwargs)
+
+    monkeypatch.setattr(local_backend.net, "forward", counting_forward)
+    together = [c.text for c in local_backend.generate(requests)]
+    assert steps.count(-1) >= 2  # the prompts did not fit one prefill chunk
+    assert max(steps) == len(prompts)  # ...yet the first decode step carried every row
+    alone = [local_backend.generate([r])[0].text for r in requests]
+    assert together == alone

@@ -88,6 +88,25 @@ class KVCache:
             self.next_pos.expand(batch),
         )
 
+    @staticmethod
+    def concat(caches: list["KVCache"]) -> "KVCache":
+        """Caches side by side (rows of several prefill chunks, to decode together); shorter
+        ones are padded with invalid slots at the end, which attention never reads."""
+        if len(caches) == 1:
+            return caches[0]
+        slots = max(c.slots for c in caches)
+
+        def pad(t: torch.Tensor, n: int) -> torch.Tensor:  # [B, H, S, D]: extend S by n
+            return F.pad(t, (0, 0, 0, n)) if n else t
+
+        layers = range(len(caches[0].keys))
+        return KVCache(
+            [torch.cat([pad(c.keys[i], slots - c.slots) for c in caches]) for i in layers],
+            [torch.cat([pad(c.values[i], slots - c.slots) for c in caches]) for i in layers],
+            torch.cat([F.pad(c.valid, (0, slots - c.slots), value=False) for c in caches]),
+            torch.cat([c.next_pos for c in caches]),
+        )
+
     def truncate(self, n: int) -> "KVCache":
         """The first ``n`` positions of a batch-1 unpadded cache (views): a shorter shared prefix."""
         assert self.batch == 1 and 0 < n <= self.slots and bool(self.valid[:, :n].all())
@@ -170,16 +189,6 @@ def bf16_fast() -> bool:
     """Whether this CPU runs bf16 GEMMs natively (AVX512-BF16 or AMX), i.e. faster than fp32."""
     flags = _cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def fp16_fast() -> bool:
-    """Whether fp16 weights speed up memory-bound decode GEMVs on this CPU.
-
-    Measured 3x faster per GEMV than fp32 on an AVX-512 Xeon (2 cores); on an AVX2-only
-    EPYC the same fp16 GEMM was 1.2x slower at 1 row and 3x slower at 8 (no native fp16
-    path), so fp16 is used only where the CPU has AVX-512.
-    """
-    return "avx512f" in _cpu_flags()
 
 
 def int8_available() -> bool:

@@ -158,6 +158,8 @@ def describe(task: Task) -> str:
     if task.head:
         h = task.head
         where = f"layers {','.join(map(str, h.layers))}" if h.features == "model" and h.layers else h.features
+        if h.features == "model" and h.pooling == "last":
+            where += ", last token"
         strength = f", C={h.C:g}" if h.C else ""
         parts.append(f"head({where}{strength}, weight={h.weight:g}, {len(h.pool)} examples)")
     if task.retrieval:
