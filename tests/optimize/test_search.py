@@ -163,3 +163,23 @@ def test_the_head_stage_learns_a_head_when_prompting_cannot_help():
     assert result.task.head is not None and result.task.head.features == "tfidf"
     assert len(result.task.head.pool) == 60  # fitted on train rows only
     assert result.scores["best_holdout"] == 1.0 and result.scores["base_holdout"] < 0.8
+
+
+def test_candidates_with_the_same_retrieval_pool_share_one_embedding_of_it():
+    train = rows(40, 1)
+    opt = Optimizer(FakeBackend(), blind_task(), train, rows(40, 2), budget=5000, retrieval=True, rewrites=0)
+    pool = [{"text": r["text"], "output": r["label"]} for r in train]
+    first = Task(**{**blind_task().to_config(), "retrieval": {"pool": pool, "k": 4, "embedder": "char-ngram"}})
+    second = Task(**{**blind_task().to_config(), "retrieval": {"pool": pool, "k": 8, "knn_weight": 0.5,
+                                                                "embedder": "char-ngram"}})
+    other = Task(**{**blind_task().to_config(), "retrieval": {"pool": pool[:20], "k": 4, "embedder": "char-ngram"}})
+    for task in (first, second, other):
+        opt.measure(task, opt.select[:4])
+    assert second.retriever.matrix is first.retriever.matrix  # embedded once
+    assert second.retriever.config.k == 8 and first.retriever.config.k == 4  # each keeps its own settings
+    assert other.retriever.matrix is not first.retriever.matrix and len(other.retriever.pool) == 20
+    # the shared index answers as one built from scratch would
+    fresh = Task(**second.to_config())
+    contexts = [{"text": r["text"]} for r in opt.select[:3]]
+    assert [n.knn for n in second.retriever.query(contexts, LABELS)] == \
+        [n.knn for n in fresh.retriever.query(contexts, LABELS)]

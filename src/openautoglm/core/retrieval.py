@@ -57,6 +57,14 @@ class Retriever:
         self.embedder = get_embedder(config.embedder, corpus=texts)
         self.matrix = self.embedder.encode(texts)
 
+    def reconfigured(self, config: RetrievalConfig) -> "Retriever":
+        """This index (same pool, same embeddings) answering with ``config``'s k, neighbours and weights."""
+        import copy
+
+        clone = copy.copy(self)
+        clone.config = config
+        return clone
+
     def query(self, contexts: Sequence[dict[str, Any]], labels: Sequence[str]) -> list[Neighbours]:
         import numpy as np
 
