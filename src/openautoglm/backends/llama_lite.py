@@ -177,17 +177,13 @@ class Int8Linear:
         return torch.ops.quantized.linear_dynamic(x, self.packed)
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            return set(next((line for line in f if line.startswith("flags")), "").split())
-    except OSError:  # not Linux: be conservative
-        return set()
-
-
 def bf16_fast() -> bool:
     """Whether this CPU runs bf16 GEMMs natively (AVX512-BF16 or AMX), i.e. faster than fp32."""
-    flags = _cpu_flags()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:  # not Linux: be conservative
+        return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

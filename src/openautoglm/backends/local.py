@@ -80,13 +80,11 @@ class LocalBackend(Backend):
         self.precision = self._resolve_precision(precision)
         self.net = LiteLlama(lite_cfg, weights, int8=self.precision == "int8")
         # GEMM precision per kind of work (see llama_lite.Linear)
-        self.fp16_decode_rows = FP16_DECODE_ROWS
         self._gemm = {
             "fp32": {"score": "fp32", "prefill": "fp32", "decode": "fp32"},
             "bf16": {"score": "bf16", "prefill": "bf16", "decode": "bf16"},
             "int8": {"score": "fp32", "prefill": "fp32", "decode": "fp32"},  # Int8Linear ignores it
-            "auto": {"score": "bf16" if bf16_fast() else "fp32", "prefill": "fp32",
-                     "decode": "fp16"},
+            "auto": {"score": "bf16" if bf16_fast() else "fp32", "prefill": "fp32", "decode": "fp16"},
         }[self.precision]
         self.tokenizer = ChatTokenizer(self.files.directory, config)
         self.max_context = lite_cfg.max_position
@@ -395,7 +393,7 @@ class LocalBackend(Backend):
                 break
             ids = next_ids[:, None]
             gemm = self._gemm["decode"]
-            if gemm == "fp16" and len(active) > self.fp16_decode_rows:
+            if gemm == "fp16" and len(active) > FP16_DECODE_ROWS:
                 gemm = self._gemm["prefill"]  # many rows: compute-bound again
             hidden, cache = self.net.forward(ids, torch.ones_like(ids, dtype=torch.bool), cache, gemm)
             logits = self.net.logits(hidden[:, -1], gemm)

@@ -57,6 +57,13 @@ def default_layers(num_layers: int, depths: Sequence[float] = DEFAULT_DEPTHS) ->
     return sorted({min(num_layers - 1, round(d * num_layers)) for d in depths})
 
 
+def describe_features(features: str, layers: Sequence[int] | None, pooling: str = "mean") -> str:
+    """``layers 15,18`` (``, last token`` when so pooled) for model features, else the kind."""
+    if features != "model" or not layers:
+        return features
+    return f"layers {','.join(map(str, layers))}" + (", last token" if pooling == "last" else "")
+
+
 def model_features(backend: Any, texts: Sequence[str], layers: Sequence[int], pooling: str = "mean") -> "np.ndarray":
     """``[N, len(layers) * H]``: the backend's pooled hidden states of ``layers``, side by side."""
     if not getattr(backend, "can_featurize", False):
@@ -139,10 +146,7 @@ class LabelHead:
         return model_features(backend, texts, self.layers, self.config.pooling)
 
     def describe(self) -> str:
-        where = f"layers {','.join(map(str, self.layers))}" if self.layers else "tfidf"
-        if self.layers and self.config.pooling == "last":
-            where += ", last token"
-        return f"head({where})"
+        return f"head({describe_features(self.config.features, self.layers, self.config.pooling)})"
 
     def predict(self, backend: Any, texts: Sequence[str]) -> list[list[float]]:
         """Label distributions for ``texts`` (``backend``: the one whose features it was fitted on)."""

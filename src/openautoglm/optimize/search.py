@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from ..backends.base import Backend, GenerationRequest, ScoreRequest
+from ..core.head import describe_features
 from ..core.labels import distribution_from_logprobs
 from ..core.task import Task
 from ..errors import ConfigError, OpenAutoGLMError
@@ -157,9 +158,7 @@ def describe(task: Task) -> str:
         parts.append(f"{len(task.examples)} demos")
     if task.head:
         h = task.head
-        where = f"layers {','.join(map(str, h.layers))}" if h.features == "model" and h.layers else h.features
-        if h.features == "model" and h.pooling == "last":
-            where += ", last token"
+        where = describe_features(h.features, h.layers, h.pooling)
         strength = f", C={h.C:g}" if h.C else ""
         parts.append(f"head({where}{strength}, weight={h.weight:g}, {len(h.pool)} examples)")
     if task.retrieval:
@@ -540,9 +539,7 @@ class Optimizer:
             winners.append(best_tfidf)
         for s, cfg, rows in winners:
             cfg = {**cfg, "C": cfg.get("C", DEFAULT_C[cfg["features"]])}
-            where = "tfidf"
-            if cfg["features"] == "model":
-                where = f"layers {cfg['layers']}" + (", last token" if cfg.get("pooling") == "last" else "")
+            where = describe_features(cfg["features"], cfg.get("layers"), cfg.get("pooling", "mean"))
             pool = [self._demo(r) for r in rows]
             for weight in (1.0, 0.75, 0.5):
                 # the head alone uses no prompt: leave out demonstrations and retrieval it would not use
