@@ -135,10 +135,13 @@ def bench_dataset(name: str, args: argparse.Namespace, backend: Any, peer: Any) 
     budget = args.budget or feature_calls + PROMPT_CALLS
     opt = Optimizer(backend, base, split.train, split.select, budget=budget, holdout=0.0, seed=args.seed,
                     max_demos=8, rewrites=1, first_slice=min(64, len(split.select)),
-                    head_share=min(1.0, feature_calls / budget))
+                    head_share=min(1.0, feature_calls / budget),
+                    log=(lambda m: print(f"    [{time.perf_counter() - t0:6.1f}s] {m}", flush=True)) if args.verbose
+                    else None)
     result = opt.optimize()
     search_s = time.perf_counter() - t0
     print(f"  optimizer chose: {_short(result)}", flush=True)
+    print("  optimizer seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items()), flush=True)
     outs, calls, secs = run_task(backend, result.task, split.report)
     record("optimized", outs, gold, result.calls + calls, search_s + secs, search_calls=result.calls,
            search_seconds=search_s, chosen=_short(result), select_score=result.scores["best_select"])
@@ -226,6 +229,7 @@ def main() -> None:
     ap.add_argument("--no-student", action="store_true")
     ap.add_argument("--no-strategies", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--verbose", action="store_true", help="print the optimizer's trials as they finish")
     args = ap.parse_args()
     defaults = dict(report=60, slow=8, train=300, select=60, budget=900, unlabeled=200, report_all=0) if args.quick \
         else dict(report=200, slow=12, select=150, unlabeled=400, report_all=1000)

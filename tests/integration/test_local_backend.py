@@ -51,6 +51,31 @@ def test_batched_prefix_scoring_equals_one_by_one(local_backend, monkeypatch, ge
     assert all(lp < 0 for r in together for lp in r.logprobs)
 
 
+def test_continuations_sharing_leading_tokens_score_as_full_sequences(local_backend, monkeypatch):
+    """Continuations run as a trie of shared prefixes (one row per prompt, tree attention)
+    give the log-probs of running prompt + continuation as one plain sequence."""
+    torch = pytest.importorskip("torch")
+    from openautoglm.backends.local import _continuation_trie
+
+    monkeypatch.setitem(local_backend._gemm, "score", "fp32")
+    conts = (" card arrival", " card linking", " card", " cash withdrawal charge", " cash withdrawal not recognised")
+    tok = local_backend.tokenizer
+    nodes, _ = _continuation_trie([tok.encode(c) for c in conts])
+    assert len(nodes) < sum(len(tok.encode(c)) - 1 for c in conts)  # shared prefixes run once
+    prompts = ["Customer message: where is my new card?\nIntent:", "Customer message: the ATM kept my money\nIntent:"]
+    results = local_backend.score_batch([ScoreRequest(p, conts) for p in prompts])
+    net = local_backend.net
+    for prompt, res in zip(prompts, results):
+        p_ids = tok.encode(prompt)
+        for cont, got in zip(conts, res.logprobs):
+            c_ids = tok.encode(cont)
+            ids = torch.tensor([p_ids + c_ids])
+            hidden, _ = net.forward(ids, torch.ones_like(ids, dtype=torch.bool), gemm="fp32")
+            lp = net.logits(hidden, "fp32")[0].log_softmax(-1)
+            want = sum(float(lp[len(p_ids) - 1 + j, t]) for j, t in enumerate(c_ids))
+            assert math.isclose(got, want, abs_tol=1e-3), (cont, got, want)
+
+
 def test_scores_rank_sentiment(local_backend):
     pos, neg = local_backend.score_batch([
         ScoreRequest(REVIEW.format("an absolute delight , wonderful acting and a great story ."), (" positive", " negative")),

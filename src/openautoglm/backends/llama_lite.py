@@ -254,9 +254,15 @@ class LiteLlama:
         gemm: str = "fp32",
         pooled: dict[int, torch.Tensor] | None = None,
         pooling: str = "mean",
+        tree: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         """Run ``input_ids [B, T]`` (``token_valid [B, T]`` marks real tokens; padding
         must come after a row's real tokens) on top of ``cache``.
+
+        ``tree = (depths [B, T], sees [B, T, T])`` packs several token paths that branch
+        from the cache into one row (a trie of continuations): new token ``i`` sits at
+        position ``cache.next_pos + depths[i]`` and attends the cache plus the new tokens
+        ``j`` with ``sees[i, j]`` (its ancestors and itself) instead of every earlier one.
 
         ``gemm`` picks the precision of the matrix products (see :class:`Linear`).
         ``pooled``: for each layer index already in it as a key, its output is replaced by
@@ -278,15 +284,21 @@ class LiteLlama:
             start = cache.next_pos
             past_valid = cache.valid
             past_k, past_v = cache.keys, cache.values
-        positions = start[:, None] + torch.cumsum(token_valid.long(), dim=1) - 1
-        positions = positions.clamp(min=0)
-        cos, sin = self._rope(positions)
         valid = torch.cat([past_valid, token_valid], dim=1)  # [B, S]
         s = valid.shape[1]
         past = s - t
-        # query i (slot past+i) may attend key slot j if j <= past+i and key j is real
-        causal = torch.ones(t, s, dtype=torch.bool).tril(diagonal=past)
-        mask = causal[None, None, :, :] & valid[:, None, None, :]
+        if tree is None:
+            positions = start[:, None] + torch.cumsum(token_valid.long(), dim=1) - 1
+            # query i (slot past+i) may attend key slot j if j <= past+i and key j is real
+            causal = torch.ones(t, s, dtype=torch.bool).tril(diagonal=past)
+            mask = causal[None, None, :, :] & valid[:, None, None, :]
+        else:
+            depths, sees = tree
+            positions = start[:, None] + depths
+            new = sees & token_valid[:, None, :]
+            mask = torch.cat([past_valid[:, None, :].expand(bsz, t, past), new], dim=2)[:, None]
+        positions = positions.clamp(min=0)
+        cos, sin = self._rope(positions)
         # rows that are pure padding would attend nothing -> NaN; let them see slot 0
         mask[..., 0] |= ~mask.any(-1)
 

@@ -29,6 +29,8 @@ MAX_DECODE_ROWS = 32
 PREFIX_PASS_TOKENS = 32
 #: features() reads at most this many tokens of a text (its first and last halves)
 FEATURE_TOKENS = 256
+#: hidden states projected onto the vocabulary at once when scoring continuations
+LOGIT_ROWS = 256
 
 
 class LocalBackend(Backend):
@@ -265,7 +267,8 @@ class LocalBackend(Backend):
         results: list[ScoreResult | None] = [None] * len(requests)
         order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
         with self._lock:
-            for chunk in self._chunks(order, [len(p) for p in prompts]):
+            tree_sizes = [len(_continuation_trie(c)[0]) for c in conts]
+            for chunk in self._chunks(order, [len(p) + n for p, n in zip(prompts, tree_sizes)]):
                 t0 = time.perf_counter()
                 scores = self._score_chunk([prompts[i] for i in chunk], [conts[i] for i in chunk])
                 dt = (time.perf_counter() - t0) / len(chunk)
@@ -284,24 +287,41 @@ class LocalBackend(Backend):
         last_hidden, cache = self._prefill(prompts, gemm)
         first_lp = torch.log_softmax(self.net.logits(last_hidden, gemm), dim=-1)  # [B, V]
         scores = [[float(first_lp[b, c[0]]) for c in cs] for b, cs in enumerate(conts)]
-        # continuations longer than one token: run their tokens on top of each prompt's cache
-        rows = [(b, k) for b, cs in enumerate(conts) for k, c in enumerate(cs) if len(c) > 1]
-        if not rows:
+        # continuations longer than one token: each prompt's continuations, as a trie of their
+        # distinct prefixes, run in one row on top of that prompt's cache (labels sharing
+        # leading tokens, e.g. "card arrival" / "card linking", compute them once)
+        tries = [_continuation_trie(cs) for cs in conts]
+        width = max(len(nodes) for nodes, _ in tries)
+        if width == 0:
             return scores
-        width = max(len(conts[b][k]) - 1 for b, k in rows)
-        ids = torch.zeros(len(rows), width, dtype=torch.long)
-        valid = torch.zeros(len(rows), width, dtype=torch.bool)
-        for r, (b, k) in enumerate(rows):
-            toks = conts[b][k][:-1]
-            ids[r, : len(toks)] = torch.tensor(toks)
-            valid[r, : len(toks)] = True
-        sub = cache.select(torch.tensor([b for b, _ in rows]))
-        hidden, _ = self.net.forward(ids, valid, sub, gemm)
-        lp = torch.log_softmax(self.net.logits(hidden, gemm), dim=-1)  # [R, W, V]
-        for r, (b, k) in enumerate(rows):
-            targets = conts[b][k][1:]
-            idx = torch.arange(len(targets))
-            scores[b][k] += float(lp[r, idx, torch.tensor(targets)].sum())
+        ids = torch.zeros(len(conts), width, dtype=torch.long)
+        valid = torch.zeros(len(conts), width, dtype=torch.bool)
+        depths = torch.zeros(len(conts), width, dtype=torch.long)
+        sees = torch.zeros(len(conts), width, width, dtype=torch.bool)
+        picks: list[tuple[int, int, int, int]] = []  # (prompt, continuation, flat node, target token)
+        for b, (nodes, index) in enumerate(tries):
+            for i, (token, parent, depth) in enumerate(nodes):
+                ids[b, i], depths[b, i] = token, depth
+                if parent >= 0:
+                    sees[b, i] = sees[b, parent]
+                sees[b, i, i] = True
+            valid[b, : len(nodes)] = True
+            picks += [(b, k, b * width + index[tuple(c[:j])], c[j])
+                      for k, c in enumerate(conts[b]) for j in range(1, len(c))]
+        hidden, _ = self.net.forward(ids, valid, cache, gemm, tree=(depths, sees))
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        rows = torch.tensor([p[2] for p in picks])
+        targets = torch.tensor([p[3] for p in picks])
+        used, inverse = torch.unique(rows, return_inverse=True)
+        values = torch.empty(len(picks))
+        for lo in range(0, len(used), LOGIT_ROWS):  # full-vocabulary logits only where a target is read
+            logits = self.net.logits(flat[used[lo:lo + LOGIT_ROWS]], gemm).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            here = (inverse >= lo) & (inverse < lo + LOGIT_ROWS)
+            local = inverse[here] - lo
+            values[here] = logits[local, targets[here]] - lse[local]
+        for (b, k, _, _), value in zip(picks, values.tolist()):
+            scores[b][k] += value
         return scores
 
     def _check_length(self, n_tokens: int) -> None:
@@ -468,6 +488,24 @@ class _TextStream:
         if len(text) > len(self.sent) and text.startswith(self.sent):
             self.callback(self.index, text[len(self.sent):])
             self.sent = text
+
+
+def _continuation_trie(conts: Sequence[Sequence[int]]) -> tuple[list[tuple[int, int, int]], dict[tuple[int, ...], int]]:
+    """The tokens to run to score continuations past their first token, shared as a trie.
+
+    Continuation ``c`` reads ``c[j]`` (j >= 1) from the state after its prefix ``c[:j]``:
+    each distinct such prefix is one node ``(its last token, parent node or -1, depth)``,
+    parents before children; ``index`` maps a prefix to its node.
+    """
+    nodes: list[tuple[int, int, int]] = []
+    index: dict[tuple[int, ...], int] = {}
+    for c in conts:
+        for j in range(1, len(c)):
+            key = tuple(c[:j])
+            if key not in index:
+                index[key] = len(nodes)
+                nodes.append((c[j - 1], index[key[:-1]] if j > 1 else -1, j - 1))
+    return nodes, index
 
 
 def _common_length(a: Sequence[int], b: Sequence[int]) -> int:

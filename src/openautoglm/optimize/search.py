@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -127,6 +128,7 @@ class OptimizeResult:
     calls: int
     budget: int
     notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage
 
     def summary(self) -> str:
         s = self.scores
@@ -136,12 +138,14 @@ class OptimizeResult:
             lines.append(f"holdout ({self.metric}): base {s['base_holdout']:.3f} -> best {s['best_holdout']:.3f}"
                          f"  (rows never used for any choice)")
         lines.append("chosen: " + describe(self.task))
+        if self.seconds:
+            lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in self.seconds.items()))
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "scores": self.scores, "calls": self.calls, "budget": self.budget,
-                "chosen": describe(self.task), "notes": self.notes,
+                "chosen": describe(self.task), "notes": self.notes, "seconds": self.seconds,
                 "trials": [{"stage": t.stage, "candidate": t.description, "score": t.score, "rows": t.rows}
                            for t in self.trials]}
 
@@ -508,11 +512,13 @@ class Optimizer:
                 pred = [self.labels[max(range(len(p)), key=p.__getitem__)] for p in probs]
                 settings.append((score(sel_gold, pred, self.labels, self.metric), {**base, "C": c}, rows))
 
+        t0 = time.perf_counter()
         texts = [task.head_input(r, "tfidf") for r in self.train]
         vectorize = TfidfFeatures(texts)
         sel_x = vectorize([task.head_input(r, "tfidf") for r in self.select])
         evaluate(self.train, vectorize(texts), sel_x, (1.0, 3.0, 10.0, 30.0), {"features": "tfidf"})
         best_tfidf = max(settings, key=lambda x: x[0])
+        self.log(f"  head: {len(settings)} TF-IDF heads on {len(self.train)} rows, {time.perf_counter() - t0:.1f} s")
         train = self.train
         if self.backend.limit is not None:  # featurise what the budget allows
             train = train[: max(0, self.backend.limit - self.backend.calls - len(self.select))]
@@ -521,6 +527,7 @@ class Optimizer:
             texts = [task.head_input(r, "model") for r in train]
             sel_texts = [task.head_input(r, "model") for r in self.select]
             for pooling in [p for p in ("mean", "last") if p in self.backend.feature_poolings]:
+                t0 = time.perf_counter()
                 try:
                     train_f = model_features(self.backend, texts, blocks, pooling).reshape(len(texts), len(blocks), -1)
                     select_f = model_features(self.backend, sel_texts, blocks, pooling).reshape(
@@ -528,11 +535,14 @@ class Optimizer:
                 except BudgetExhausted:
                     self.notes.append("budget spent while featurising for the head stage")
                     break
+                t1 = time.perf_counter()
                 for j in range(len(blocks) - 1):  # two adjacent blocks side by side
                     pair = [j, j + 1]
                     evaluate(train, train_f[:, pair].reshape(len(texts), -1),
                              select_f[:, pair].reshape(len(sel_texts), -1), (0.003, 0.01, 0.03),
                              {"features": "model", "layers": [blocks[j], blocks[j + 1]], "pooling": pooling})
+                self.log(f"  head: {pooling} features of {len(texts)}+{len(sel_texts)} rows {t1 - t0:.1f} s, "
+                         f"{len(blocks) - 1} block pairs fitted {time.perf_counter() - t1:.1f} s")
         out: list[tuple[str, Task]] = []
         winners = [max(settings, key=lambda x: x[0])]
         if winners[0] is not best_tfidf:
@@ -566,6 +576,8 @@ class Optimizer:
     # -- the search -------------------------------------------------------------------------
     def optimize(self) -> OptimizeResult:
         base = self.task
+        seconds: dict[str, float] = {}
+        started = time.perf_counter()
         self.log(f"selection on {len(self.select)} dev rows, {len(self.holdout)} held out; budget {self.budget} calls")
         try:
             base_score = self.measure(base, self.select)
@@ -589,6 +601,7 @@ class Optimizer:
             self.log(f"  {'candidates':13s} {pruned_score:.3f}  kNN candidate pruning (top 10 labels)")
             if pruned_score >= base_score:  # no worse and ~8x cheaper per candidate: search from here
                 best = (pruned_score, pruned)
+        seconds["base"] = time.perf_counter() - started
         # the head stage featurises train and select rows once: keep up to 60 % of the budget for it
         head_calls = len(self.train) + len(self.select) if self.backend.can_featurize else 0
         reserve = min(head_calls, int(self.budget * self.head_share))
@@ -600,19 +613,24 @@ class Optimizer:
                 self.backend.limit = self.budget
             if self.backend.calls >= self.backend.limit:
                 continue
+            t0 = time.perf_counter()
             try:
                 candidates = make(best[1])
             except BudgetExhausted:
                 self.notes.append(f"budget spent while preparing stage {stage!r}")
                 continue
+            finally:
+                seconds[stage] = time.perf_counter() - t0
             best = self._try(stage, candidates, best)
+            seconds[stage] = time.perf_counter() - t0
+            self.log(f"  {stage} stage: {seconds[stage]:.1f} s, {self.backend.calls} calls so far")
         scores = {"base_select": base_score, "best_select": best[0]}
         if self.holdout:
             self.backend.limit = None  # the final measurement is not part of the search budget
             scores["base_holdout"] = self.measure(base, self.holdout)
             scores["best_holdout"] = self.measure(best[1], self.holdout) if best[1] is not base else scores["base_holdout"]
         return OptimizeResult(task=best[1], base_task=base, trials=self.trials, metric=self.metric, scores=scores,
-                              calls=self.backend.calls, budget=self.budget, notes=self.notes)
+                              calls=self.backend.calls, budget=self.budget, notes=self.notes, seconds=seconds)
 
 
 def fit_label_bias(probs: Sequence[Sequence[float]], prior: Sequence[float], iterations: int = 50) -> list[float]:
