@@ -151,3 +151,20 @@ def test_a_fitted_head_reads_features_from_the_backend_it_is_asked_with():
     fresh = CountingBackend(inner)
     out = run(t, rows(4, 2), fresh)
     assert len(out) == 4 and fresh.calls == 4 and spent.calls == spent.limit
+
+
+def test_a_warm_started_refit_matches_a_fresh_fit_with_the_new_strength():
+    np = pytest.importorskip("numpy")
+    from openautoglm.core.head import LinearHead
+
+    rng = np.random.default_rng(0)
+    labels = ["a", "b", "c"]
+    centres = rng.normal(size=(3, 20))
+    gold = [labels[i % 3] for i in range(300)]
+    x = np.stack([centres[i % 3] + rng.normal(scale=2.0, size=20) for i in range(300)])
+    weak = LinearHead(x, gold, labels, C=0.001)
+    refit = weak.refit(x, gold, C=1.0)
+    fresh = LinearHead(x, gold, labels, C=1.0)
+    assert refit.model.C == 1.0 and weak.model.C == 0.001  # the original head is left as it was
+    assert np.allclose(refit.proba(x), fresh.proba(x), atol=1e-3)
+    assert not np.allclose(weak.proba(x), fresh.proba(x), atol=1e-2)  # the strength really matters here

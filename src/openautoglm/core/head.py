@@ -107,6 +107,17 @@ class LinearHead:
         x = self.scaler.transform(features) if self.scaler is not None else features
         self.model = LogisticRegression(C=C, max_iter=2000).fit(x, list(gold))
 
+    def refit(self, features: Any, gold: Sequence[str], C: float) -> "LinearHead":
+        """This head fitted again on the same data with ``C``, starting from its weights
+        (a neighbouring ``C`` converges in a fraction of the iterations)."""
+        import copy
+
+        clone = copy.copy(self)
+        clone.model = copy.deepcopy(self.model).set_params(C=C, warm_start=True)
+        x = self.scaler.transform(features) if self.scaler is not None else features
+        clone.model.fit(x, list(gold))
+        return clone
+
     def proba(self, features: Any) -> list[list[float]]:
         x = self.scaler.transform(features) if self.scaler is not None else features
         probs = self.model.predict_proba(x)

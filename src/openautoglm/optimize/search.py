@@ -496,29 +496,38 @@ class Optimizer:
 
         TF-IDF heads cost no model calls and fit on every train row; model features (mean
         and last-token pooling from one pass) on as many train rows as the budget allows.
+        Model settings are searched coordinate-wise: every pooling and block pair at the
+        middle ``C``, then the other ``C`` values for the best of them, each fit warm-started
+        from its neighbour's weights.
         """
         from ..core.head import DEFAULT_C, LinearHead, TfidfFeatures, default_layers, model_features
 
         if len(self.train) < 4 * len(self.labels) or task.head is not None:
             return []
         sel_gold = [r[self.label_column] for r in self.select]
-        settings: list[tuple[float, dict[str, Any], list[dict[str, Any]]]] = []
+        # (select score, config, train rows, fitted head, train features, select features)
+        Setting = tuple[float, dict[str, Any], list[dict[str, Any]], Any, Any, Any]
 
         def evaluate(rows: list[dict[str, Any]], train_x: Any, select_x: Any, grid: Sequence[float],
-                     base: dict[str, Any]) -> None:
+                     base: dict[str, Any], start: Any = None) -> list[Setting]:
             gold = [r[self.label_column] for r in rows]
+            out = []
             for c in grid:
-                probs = LinearHead(train_x, gold, self.labels, c).proba(select_x)
+                start = LinearHead(train_x, gold, self.labels, c) if start is None else start.refit(train_x, gold, c)
+                probs = start.proba(select_x)
                 pred = [self.labels[max(range(len(p)), key=p.__getitem__)] for p in probs]
-                settings.append((score(sel_gold, pred, self.labels, self.metric), {**base, "C": c}, rows))
+                out.append((score(sel_gold, pred, self.labels, self.metric), {**base, "C": c}, rows, start,
+                            train_x, select_x))
+            return out
 
         t0 = time.perf_counter()
         texts = [task.head_input(r, "tfidf") for r in self.train]
         vectorize = TfidfFeatures(texts)
         sel_x = vectorize([task.head_input(r, "tfidf") for r in self.select])
-        evaluate(self.train, vectorize(texts), sel_x, (1.0, 3.0, 10.0, 30.0), {"features": "tfidf"})
-        best_tfidf = max(settings, key=lambda x: x[0])
-        self.log(f"  head: {len(settings)} TF-IDF heads on {len(self.train)} rows, {time.perf_counter() - t0:.1f} s")
+        tfidf = evaluate(self.train, vectorize(texts), sel_x, (1.0, 3.0, 10.0, 30.0), {"features": "tfidf"})
+        best_tfidf = max(tfidf, key=lambda x: x[0])
+        self.log(f"  head: {len(tfidf)} TF-IDF heads on {len(self.train)} rows, {time.perf_counter() - t0:.1f} s")
+        settings: list[Setting] = list(tfidf)
         train = self.train
         if self.backend.limit is not None:  # featurise what the budget allows
             train = train[: max(0, self.backend.limit - self.backend.calls - len(self.select))]
@@ -526,6 +535,7 @@ class Optimizer:
             blocks = default_layers(self.backend.num_layers, (0.4, 0.5, 0.6, 0.7, 0.8))
             texts = [task.head_input(r, "model") for r in train]
             sel_texts = [task.head_input(r, "model") for r in self.select]
+            model_settings: list[Setting] = []
             for pooling in [p for p in ("mean", "last") if p in self.backend.feature_poolings]:
                 t0 = time.perf_counter()
                 try:
@@ -538,16 +548,26 @@ class Optimizer:
                 t1 = time.perf_counter()
                 for j in range(len(blocks) - 1):  # two adjacent blocks side by side
                     pair = [j, j + 1]
-                    evaluate(train, train_f[:, pair].reshape(len(texts), -1),
-                             select_f[:, pair].reshape(len(sel_texts), -1), (0.003, 0.01, 0.03),
-                             {"features": "model", "layers": [blocks[j], blocks[j + 1]], "pooling": pooling})
+                    model_settings += evaluate(
+                        train, train_f[:, pair].reshape(len(texts), -1), select_f[:, pair].reshape(len(sel_texts), -1),
+                        (DEFAULT_C["model"],),
+                        {"features": "model", "layers": [blocks[j], blocks[j + 1]], "pooling": pooling})
                 self.log(f"  head: {pooling} features of {len(texts)}+{len(sel_texts)} rows {t1 - t0:.1f} s, "
                          f"{len(blocks) - 1} block pairs fitted {time.perf_counter() - t1:.1f} s")
+            if model_settings:
+                t0 = time.perf_counter()
+                _, cfg, rows, head, train_x, select_x = max(model_settings, key=lambda x: x[0])
+                base = {k: v for k, v in cfg.items() if k != "C"}
+                for c in (DEFAULT_C["model"] / 3, DEFAULT_C["model"] * 3):
+                    model_settings += evaluate(rows, train_x, select_x, (c,), base, start=head)
+                self.log(f"  head: C for {describe_features('model', cfg['layers'], cfg['pooling'])} "
+                         f"{time.perf_counter() - t0:.1f} s")
+                settings += model_settings
         out: list[tuple[str, Task]] = []
         winners = [max(settings, key=lambda x: x[0])]
         if winners[0] is not best_tfidf:
             winners.append(best_tfidf)
-        for s, cfg, rows in winners:
+        for s, cfg, rows, *_ in winners:
             cfg = {**cfg, "C": cfg.get("C", DEFAULT_C[cfg["features"]])}
             where = describe_features(cfg["features"], cfg.get("layers"), cfg.get("pooling", "mean"))
             pool = [self._demo(r) for r in rows]
