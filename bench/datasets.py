@@ -77,8 +77,9 @@ LABEL_NAMES: dict[str, dict[str, str]] = {
 
 DESCRIPTIONS = {
     "sst2": "SST-2 (GLUE): English movie-review sentence sentiment, 2 labels. train/select from "
-            "sst2/train.tsv (GLUE train, 67,349 rows, includes short phrases); report from sst2/dev.tsv "
-            "(GLUE dev minus 300 held-out rows, 572 full sentences).",
+            "the 6,885 whole sentences of sst2/train.tsv (GLUE train, 67,349 rows, is every phrase of the "
+            "treebank's training sentences: a row whose words lie inside a longer row's is left out); "
+            "report from sst2/dev.tsv (GLUE dev minus 300 held-out rows, 572 full sentences).",
     "trec": "TREC question classification, 6 coarse labels. train/select from trec/train.tsv (5,452); "
             "report from trec/test.tsv (TREC-10 test minus 300 held-out rows, 200).",
     "ag_news": "AG News topic, 4 labels. train/select from ag_news/train_subset_alps.tsv (10,001 rows of AG "
@@ -164,7 +165,25 @@ def _sst2() -> tuple[Raw, Raw]:
         assert rows[0] == ["sentence", "label"], rows[0]
         return [(s.strip(), lab.strip()) for s, lab in rows[1:]]
 
-    return read(DATA / "sst2" / "train.tsv"), read(DATA / "sst2" / "dev.tsv")
+    return _whole_sentences(read(DATA / "sst2" / "train.tsv")), read(DATA / "sst2" / "dev.tsv")
+
+
+def _whole_sentences(rows: Raw) -> Raw:
+    """The rows whose words are not a proper part of a longer row's words.
+
+    GLUE's SST-2 train file holds every labelled phrase of the treebank's training
+    sentences (67,349 rows, median 7 words), its dev file whole sentences (median 19).
+    Selecting on phrases picks settings for phrases; the rows no longer row contains are
+    the 6,885 whole training sentences (median 19 words), SST-2's sentence-level train set.
+    """
+    words = [tuple(text.split()) for text, _ in rows]
+    inner = set()
+    for w in words:
+        for i in range(len(w)):
+            for j in range(i + 1, len(w) + 1):
+                if j - i < len(w):
+                    inner.add(w[i:j])
+    return [row for row, w in zip(rows, words) if w not in inner]
 
 
 def _trec() -> tuple[Raw, Raw]:

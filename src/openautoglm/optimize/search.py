@@ -45,6 +45,8 @@ from ..errors import ConfigError, OpenAutoGLMError
 STOCK_PREFIXES = ("Answer:", "Label:", "Category:")
 #: at most this share of the budget is kept for the head stage's feature pass
 HEAD_SHARE = 0.6
+#: head settings are fitted without this share of the train rows and scored on it plus the select rows
+VALIDATION_SHARE = 0.2
 
 
 class BudgetExhausted(OpenAutoGLMError):
@@ -314,9 +316,11 @@ class Optimizer:
             scored_full = rescored
         else:
             scored_full = [(s, t) for s, _, t in scored]
-        # a change must win by at least two selection rows: smaller gains are mostly noise
+        # a change must win by at least two selection rows: smaller gains are mostly noise;
+        # the finalist that is cheaper at run time (a head alone: no model call) goes first,
+        # so a costlier one must beat it by that margin too
         margin = 2 / len(self.select) - 1e-9
-        for s, task in scored_full:
+        for s, task in sorted(scored_full, key=lambda x: _runtime_cost(x[1])):
             if s >= best[0] + margin and s > best[0]:
                 best = (s, task)
         return best
@@ -504,27 +508,37 @@ class Optimizer:
 
         if len(self.train) < 4 * len(self.labels) or task.head is not None:
             return []
-        sel_gold = [r[self.label_column] for r in self.select]
-        # (select score, config, train rows, fitted head, train features, select features)
+        # (validation score, config, train rows, fitted head, fit features, validation features)
         Setting = tuple[float, dict[str, Any], list[dict[str, Any]], Any, Any, Any]
 
-        def evaluate(rows: list[dict[str, Any]], train_x: Any, select_x: Any, grid: Sequence[float],
-                     base: dict[str, Any], start: Any = None) -> list[Setting]:
-            gold = [r[self.label_column] for r in rows]
+        def evaluate(rows: list[dict[str, Any]], x: Any, grid: Sequence[float], base: dict[str, Any],
+                     start: Any = None) -> list[Setting]:
+            """Heads fitted on the first ``VALIDATION_SHARE``-less part of ``rows`` (features ``x``:
+            rows then select rows), scored on the rest of them plus the select rows: settings
+            are compared on several times more rows than the select rows alone."""
+            n_fit = len(rows) - int(len(rows) * VALIDATION_SHARE)
+            fit_x, val_x = x[:n_fit], x[n_fit:]
+            fit_gold = [r[self.label_column] for r in rows[:n_fit]]
+            val_gold = [r[self.label_column] for r in rows[n_fit:] + self.select]
             out = []
             for c in grid:
-                start = LinearHead(train_x, gold, self.labels, c) if start is None else start.refit(train_x, gold, c)
-                probs = start.proba(select_x)
+                start = LinearHead(fit_x, fit_gold, self.labels, c) if start is None else start.refit(fit_x, fit_gold, c)
+                probs = start.proba(val_x)
                 pred = [self.labels[max(range(len(p)), key=p.__getitem__)] for p in probs]
-                out.append((score(sel_gold, pred, self.labels, self.metric), {**base, "C": c}, rows, start,
-                            train_x, select_x))
+                out.append((score(val_gold, pred, self.labels, self.metric), {**base, "C": c}, rows, start, fit_x, val_x))
             return out
+
+        def stack(a: Any, b: Any) -> Any:
+            import numpy as np
+            import scipy.sparse as sp
+
+            return sp.vstack([a, b]).tocsr() if sp.issparse(a) else np.concatenate([a, b])
 
         t0 = time.perf_counter()
         texts = [task.head_input(r, "tfidf") for r in self.train]
-        vectorize = TfidfFeatures(texts)
-        sel_x = vectorize([task.head_input(r, "tfidf") for r in self.select])
-        tfidf = evaluate(self.train, vectorize(texts), sel_x, (1.0, 3.0, 10.0, 30.0), {"features": "tfidf"})
+        vectorize = TfidfFeatures(texts[: len(texts) - int(len(texts) * VALIDATION_SHARE)])
+        x = stack(vectorize(texts), vectorize([task.head_input(r, "tfidf") for r in self.select]))
+        tfidf = evaluate(self.train, x, (1.0, 3.0, 10.0, 30.0), {"features": "tfidf"})
         best_tfidf = max(tfidf, key=lambda x: x[0])
         self.log(f"  head: {len(tfidf)} TF-IDF heads on {len(self.train)} rows, {time.perf_counter() - t0:.1f} s")
         settings: list[Setting] = list(tfidf)
@@ -533,33 +547,28 @@ class Optimizer:
             train = train[: max(0, self.backend.limit - self.backend.calls - len(self.select))]
         if self.backend.can_featurize and self.backend.num_layers and len(train) >= 4 * len(self.labels):
             blocks = default_layers(self.backend.num_layers, (0.4, 0.5, 0.6, 0.7, 0.8))
-            texts = [task.head_input(r, "model") for r in train]
-            sel_texts = [task.head_input(r, "model") for r in self.select]
+            texts = [task.head_input(r, "model") for r in train + self.select]
             model_settings: list[Setting] = []
             for pooling in [p for p in ("mean", "last") if p in self.backend.feature_poolings]:
                 t0 = time.perf_counter()
                 try:
-                    train_f = model_features(self.backend, texts, blocks, pooling).reshape(len(texts), len(blocks), -1)
-                    select_f = model_features(self.backend, sel_texts, blocks, pooling).reshape(
-                        len(sel_texts), len(blocks), -1)
+                    feats = model_features(self.backend, texts, blocks, pooling).reshape(len(texts), len(blocks), -1)
                 except BudgetExhausted:
                     self.notes.append("budget spent while featurising for the head stage")
                     break
                 t1 = time.perf_counter()
                 for j in range(len(blocks) - 1):  # two adjacent blocks side by side
-                    pair = [j, j + 1]
                     model_settings += evaluate(
-                        train, train_f[:, pair].reshape(len(texts), -1), select_f[:, pair].reshape(len(sel_texts), -1),
-                        (DEFAULT_C["model"],),
+                        train, feats[:, [j, j + 1]].reshape(len(texts), -1), (DEFAULT_C["model"],),
                         {"features": "model", "layers": [blocks[j], blocks[j + 1]], "pooling": pooling})
-                self.log(f"  head: {pooling} features of {len(texts)}+{len(sel_texts)} rows {t1 - t0:.1f} s, "
+                self.log(f"  head: {pooling} features of {len(texts)} rows {t1 - t0:.1f} s, "
                          f"{len(blocks) - 1} block pairs fitted {time.perf_counter() - t1:.1f} s")
             if model_settings:
                 t0 = time.perf_counter()
-                _, cfg, rows, head, train_x, select_x = max(model_settings, key=lambda x: x[0])
+                _, cfg, rows, head, fit_x, val_x = max(model_settings, key=lambda x: x[0])
                 base = {k: v for k, v in cfg.items() if k != "C"}
                 for c in (DEFAULT_C["model"] / 3, DEFAULT_C["model"] * 3):
-                    model_settings += evaluate(rows, train_x, select_x, (c,), base, start=head)
+                    model_settings += evaluate(rows, stack(fit_x, val_x), (c,), base, start=head)
                 self.log(f"  head: C for {describe_features('model', cfg['layers'], cfg['pooling'])} "
                          f"{time.perf_counter() - t0:.1f} s")
                 settings += model_settings
@@ -574,7 +583,7 @@ class Optimizer:
             for weight in (1.0, 0.75, 0.5):
                 # the head alone uses no prompt: leave out demonstrations and retrieval it would not use
                 unused = {"examples": [], "retrieval": None, "calibrate": False, "label_bias": None} if weight == 1 else {}
-                out.append((f"head {where} C={cfg['C']:g} w={weight:g} on {len(rows)} rows (head alone on select: "
+                out.append((f"head {where} C={cfg['C']:g} w={weight:g} on {len(rows)} rows (head alone on validation: "
                             f"{s:.3f})", _variant(task, head={**cfg, "pool": pool, "weight": weight}, **unused)))
         return out
 
@@ -651,6 +660,11 @@ class Optimizer:
             scores["best_holdout"] = self.measure(best[1], self.holdout) if best[1] is not base else scores["base_holdout"]
         return OptimizeResult(task=best[1], base_task=base, trials=self.trials, metric=self.metric, scores=scores,
                               calls=self.backend.calls, budget=self.budget, notes=self.notes, seconds=seconds)
+
+
+def _runtime_cost(task: Task) -> int:
+    """0 for a task answered by its head alone (no model call at run time), else 1."""
+    return 0 if task.head is not None and task.head.weight >= 1 else 1
 
 
 def fit_label_bias(probs: Sequence[Sequence[float]], prior: Sequence[float], iterations: int = 50) -> list[float]:
