@@ -183,3 +183,22 @@ def test_candidates_with_the_same_retrieval_pool_share_one_embedding_of_it():
     contexts = [{"text": r["text"]} for r in opt.select[:3]]
     assert [n.knn for n in second.retriever.query(contexts, LABELS)] == \
         [n.knn for n in fresh.retriever.query(contexts, LABELS)]
+
+
+def test_a_finalist_needing_model_calls_must_beat_one_that_needs_none_by_the_margin(monkeypatch):
+    base = blind_task()
+    opt = Optimizer(FakeBackend(), base, blind_rows(60, 0), blind_rows(60, 1), budget=600, holdout=0.0,
+                    rewrites=0, retrieval=False, first_slice=20)
+    head = {"features": "tfidf", "pool": [opt._demo(r) for r in opt.train]}
+    alone = Task(**{**base.to_config(), "head": {**head, "weight": 1.0}})
+    mixed = Task(**{**base.to_config(), "head": {**head, "weight": 0.5}})
+    n = len(opt.select)
+
+    def run(scores):
+        monkeypatch.setattr(Optimizer, "measure", lambda self, task, rows_: scores[task.head.weight])
+        return opt._try("head", [("mixed", mixed), ("alone", alone)], (0.5, base))[1]
+
+    # one row better is noise: the head alone (no model call at run time) is kept
+    assert run({0.5: 0.8 + 1 / n, 1.0: 0.8}).head.weight == 1.0
+    # two rows better is a win for the costlier mixture
+    assert run({0.5: 0.8 + 2 / n, 1.0: 0.8}).head.weight == 0.5
