@@ -301,3 +301,39 @@ def test_distill_command_prints_kept_rows_comparison_and_usage(tmp_path: Path) -
     assert "dev (2 records): teacher accuracy 1.000" in text and "ex/s" in text
     assert "openautoglm run" in text and f"--modelstudent:{out}" in "".join(res.output.split())  # rich wraps lines
     assert Student.load(out).labels == ["positive", "negative"]
+
+
+def test_many_labels_with_rare_ones_get_a_fitted_temperature_not_raw_probabilities():
+    """Stratified calibration needs >= 3 rows per label; with 60 labels of ~4 rows the
+    student falls back to temperature scaling on out-of-fold predictions, and is far
+    better calibrated than the plain (underconfident) regression."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import LogisticRegression
+
+    from openautoglm.evaluation.calibration import expected_calibration_error
+    from openautoglm.optimize.distill import _fit_classifier
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(60, 32))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+
+    def sample(n):
+        idx = rng.integers(0, 60, size=n)
+        x = centres[idx] + rng.normal(scale=0.08, size=(n, 32))
+        return x / np.linalg.norm(x, axis=1, keepdims=True), [f"label {i}" for i in idx]
+
+    X, y = sample(240)
+    X[-1], y[-1] = X[0], "rare label"  # one label with a single row: no stratified folds
+    clf, info = _fit_classifier(X, y, random_state=0)
+    assert info["calibration"].startswith("temperature")
+    Xt, yt = sample(600)
+
+    def ece(model):
+        probs = model.predict_proba(Xt)
+        pred = [str(model.classes_[i]) for i in probs.argmax(1)]
+        return expected_calibration_error(probs.max(1).tolist(), [p == g for p, g in zip(pred, yt)])
+
+    plain = LogisticRegression(C=info["C"], class_weight="balanced", max_iter=2000).fit(X, y)
+    assert np.allclose(clf.predict_proba(Xt).sum(1), 1.0)
+    assert ece(clf) < 0.5 * ece(plain) and ece(clf) < 0.1, (ece(clf), ece(plain))

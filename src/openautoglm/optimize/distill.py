@@ -306,10 +306,69 @@ def _fit_classifier(X: "np.ndarray", y: list[str], random_state: int) -> tuple[A
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
         clf = CalibratedClassifierCV(model(C), method=method, cv=cv).fit(X, y)
         info["calibration"] = f"{method} ({folds}-fold CalibratedClassifierCV)"
+    elif n >= CALIBRATION_MIN_ROWS:  # many labels, some with < 3 rows: stratified folds are impossible
+        clf = TemperatureScaled.fit(model(C), X, y, random_state)
+        info["calibration"] = (f"temperature {clf.temperature:.3g} from 5-fold out-of-fold predictions "
+                               f"(some labels have fewer than 3 rows)")
     else:
         clf = model(C).fit(X, y)
         info["calibration"] = f"none: plain logistic regression (fewer than {CALIBRATION_MIN_ROWS} rows)"
     return clf, info
+
+
+class TemperatureScaled:
+    """A classifier fitted on all rows whose log-probabilities are divided by one
+    temperature, chosen to minimise the log-loss of out-of-fold predictions (plain k-fold:
+    works when some labels have too few rows for stratified folds; a label missing from a
+    fold's training part gets a floor probability there)."""
+
+    def __init__(self, estimator: Any, temperature: float) -> None:
+        self.estimator, self.temperature = estimator, temperature
+        self.classes_ = estimator.classes_
+
+    @classmethod
+    def fit(cls, estimator: Any, X: "np.ndarray", y: list[str], random_state: int) -> "TemperatureScaled":
+        import numpy as np
+        from sklearn.base import clone
+        from sklearn.model_selection import KFold
+
+        classes = sorted(set(y))
+        index = {c: i for i, c in enumerate(classes)}
+        target = np.array([index[v] for v in y])
+        oof = np.full((len(y), len(classes)), 1e-6)
+        seen = np.zeros(len(y), dtype=bool)  # the row's label was in its fold's training part
+        for train, test in KFold(n_splits=5, shuffle=True, random_state=random_state).split(X):
+            part = [y[i] for i in train]
+            if len(set(part)) < 2:
+                continue
+            fold = clone(estimator).fit(X[train], part)
+            oof[np.ix_(test, [index[c] for c in fold.classes_])] = np.maximum(fold.predict_proba(X[test]), 1e-6)
+            seen[test] = [y[i] in set(part) for i in test]
+        if seen.sum() < 2:
+            return cls(clone(estimator).fit(X, y), 1.0)
+        # rows whose label a fold never saw say nothing about the temperature (their floor
+        # probability would only push it up): fit on the others
+        logp = np.log(oof / oof.sum(axis=1, keepdims=True))[seen]
+        target = target[seen]
+
+        def log_loss(t: float) -> float:
+            z = logp / t
+            z -= z.max(axis=1, keepdims=True)
+            return float(-(z[np.arange(len(target)), target] - np.log(np.exp(z).sum(axis=1))).mean())
+
+        best = min(np.geomspace(0.05, 20.0, 61), key=log_loss)
+        return cls(clone(estimator).fit(X, y), float(best))
+
+    def predict_proba(self, X: "np.ndarray") -> "np.ndarray":
+        import numpy as np
+
+        z = np.log(np.maximum(self.estimator.predict_proba(X), 1e-12)) / self.temperature
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, X: "np.ndarray") -> "np.ndarray":
+        return self.estimator.predict(X)
 
 
 # -- distillation ------------------------------------------------------------------------------
