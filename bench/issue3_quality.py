@@ -142,7 +142,7 @@ def bench_dataset(name: str, args: argparse.Namespace, backend: Any, peer: Any) 
     result = opt.optimize()
     search_s = time.perf_counter() - t0
     print(f"  optimizer chose: {_short(result)}", flush=True)
-    print("  optimizer seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items()), flush=True)
+    print(f"  optimizer seconds: {result.timing()}", flush=True)
     outs, calls, secs = run_task(backend, result.task, split.report)
     record("optimized", outs, gold, result.calls + calls, search_s + secs, search_calls=result.calls,
            search_seconds=search_s, chosen=_short(result), select_score=result.scores["best_select"])

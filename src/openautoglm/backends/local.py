@@ -267,10 +267,11 @@ class LocalBackend(Backend):
         results: list[ScoreResult | None] = [None] * len(requests)
         order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
         with self._lock:
-            tree_sizes = [len(_continuation_trie(c)[0]) for c in conts]
-            for chunk in self._chunks(order, [len(p) + n for p, n in zip(prompts, tree_sizes)]):
+            tries = [_continuation_trie(c) for c in conts]
+            for chunk in self._chunks(order, [len(p) + len(t[0]) for p, t in zip(prompts, tries)]):
                 t0 = time.perf_counter()
-                scores = self._score_chunk([prompts[i] for i in chunk], [conts[i] for i in chunk])
+                scores = self._score_chunk([prompts[i] for i in chunk], [conts[i] for i in chunk],
+                                           [tries[i] for i in chunk])
                 dt = (time.perf_counter() - t0) / len(chunk)
                 for j, i in enumerate(chunk):
                     results[i] = ScoreResult(
@@ -281,7 +282,8 @@ class LocalBackend(Backend):
                     )
         return [r for r in results if r is not None]
 
-    def _score_chunk(self, prompts: list[list[int]], conts: list[list[list[int]]]) -> list[list[float]]:
+    def _score_chunk(self, prompts: list[list[int]], conts: list[list[list[int]]],
+                     tries: list["Trie"]) -> list[list[float]]:
         torch = self._torch
         gemm = self._gemm["score"]
         last_hidden, cache = self._prefill(prompts, gemm)
@@ -290,7 +292,6 @@ class LocalBackend(Backend):
         # continuations longer than one token: each prompt's continuations, as a trie of their
         # distinct prefixes, run in one row on top of that prompt's cache (labels sharing
         # leading tokens, e.g. "card arrival" / "card linking", compute them once)
-        tries = [_continuation_trie(cs) for cs in conts]
         width = max(len(nodes) for nodes, _ in tries)
         if width == 0:
             return scores
@@ -490,7 +491,11 @@ class _TextStream:
             self.sent = text
 
 
-def _continuation_trie(conts: Sequence[Sequence[int]]) -> tuple[list[tuple[int, int, int]], dict[tuple[int, ...], int]]:
+#: trie nodes ``(token, parent or -1, depth)`` and the node of each token prefix
+Trie = tuple[list[tuple[int, int, int]], dict[tuple[int, ...], int]]
+
+
+def _continuation_trie(conts: Sequence[Sequence[int]]) -> Trie:
     """The tokens to run to score continuations past their first token, shared as a trie.
 
     Continuation ``c`` reads ``c[j]`` (j >= 1) from the state after its prefix ``c[:j]``:

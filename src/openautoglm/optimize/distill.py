@@ -339,11 +339,12 @@ class TemperatureScaled:
         seen = np.zeros(len(y), dtype=bool)  # the row's label was in its fold's training part
         for train, test in KFold(n_splits=5, shuffle=True, random_state=random_state).split(X):
             part = [y[i] for i in train]
-            if len(set(part)) < 2:
+            known = set(part)
+            if len(known) < 2:
                 continue
             fold = clone(estimator).fit(X[train], part)
             oof[np.ix_(test, [index[c] for c in fold.classes_])] = np.maximum(fold.predict_proba(X[test]), 1e-6)
-            seen[test] = [y[i] in set(part) for i in test]
+            seen[test] = [y[i] in known for i in test]
         if seen.sum() < 2:
             return cls(clone(estimator).fit(X, y), 1.0)
         # rows whose label a fold never saw say nothing about the temperature (their floor

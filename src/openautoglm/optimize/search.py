@@ -141,9 +141,13 @@ class OptimizeResult:
                          f"  (rows never used for any choice)")
         lines.append("chosen: " + describe(self.task))
         if self.seconds:
-            lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in self.seconds.items()))
+            lines.append("seconds: " + self.timing())
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def timing(self) -> str:
+        """``base 7, prompt 16, ...``: whole seconds per stage."""
+        return ", ".join(f"{k} {v:.0f}" for k, v in self.seconds.items())
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "scores": self.scores, "calls": self.calls, "budget": self.budget,
@@ -508,8 +512,8 @@ class Optimizer:
 
         if len(self.train) < 4 * len(self.labels) or task.head is not None:
             return []
-        # (validation score, config, train rows, fitted head, fit features, validation features)
-        Setting = tuple[float, dict[str, Any], list[dict[str, Any]], Any, Any, Any]
+        # (validation score, config, train rows, fitted head, features of the rows then the select rows)
+        Setting = tuple[float, dict[str, Any], list[dict[str, Any]], Any, Any]
 
         def evaluate(rows: list[dict[str, Any]], x: Any, grid: Sequence[float], base: dict[str, Any],
                      start: Any = None) -> list[Setting]:
@@ -525,7 +529,7 @@ class Optimizer:
                 start = LinearHead(fit_x, fit_gold, self.labels, c) if start is None else start.refit(fit_x, fit_gold, c)
                 probs = start.proba(val_x)
                 pred = [self.labels[max(range(len(p)), key=p.__getitem__)] for p in probs]
-                out.append((score(val_gold, pred, self.labels, self.metric), {**base, "C": c}, rows, start, fit_x, val_x))
+                out.append((score(val_gold, pred, self.labels, self.metric), {**base, "C": c}, rows, start, x))
             return out
 
         def stack(a: Any, b: Any) -> Any:
@@ -539,7 +543,7 @@ class Optimizer:
         vectorize = TfidfFeatures(texts[: len(texts) - int(len(texts) * VALIDATION_SHARE)])
         x = stack(vectorize(texts), vectorize([task.head_input(r, "tfidf") for r in self.select]))
         tfidf = evaluate(self.train, x, (1.0, 3.0, 10.0, 30.0), {"features": "tfidf"})
-        best_tfidf = max(tfidf, key=lambda x: x[0])
+        best_tfidf = max(tfidf, key=lambda setting: setting[0])
         self.log(f"  head: {len(tfidf)} TF-IDF heads on {len(self.train)} rows, {time.perf_counter() - t0:.1f} s")
         settings: list[Setting] = list(tfidf)
         train = self.train
@@ -565,15 +569,15 @@ class Optimizer:
                          f"{len(blocks) - 1} block pairs fitted {time.perf_counter() - t1:.1f} s")
             if model_settings:
                 t0 = time.perf_counter()
-                _, cfg, rows, head, fit_x, val_x = max(model_settings, key=lambda x: x[0])
+                _, cfg, rows, head, x = max(model_settings, key=lambda setting: setting[0])
                 base = {k: v for k, v in cfg.items() if k != "C"}
                 for c in (DEFAULT_C["model"] / 3, DEFAULT_C["model"] * 3):
-                    model_settings += evaluate(rows, stack(fit_x, val_x), (c,), base, start=head)
+                    model_settings += evaluate(rows, x, (c,), base, start=head)
                 self.log(f"  head: C for {describe_features('model', cfg['layers'], cfg['pooling'])} "
                          f"{time.perf_counter() - t0:.1f} s")
                 settings += model_settings
         out: list[tuple[str, Task]] = []
-        winners = [max(settings, key=lambda x: x[0])]
+        winners = [max(settings, key=lambda setting: setting[0])]
         if winners[0] is not best_tfidf:
             winners.append(best_tfidf)
         for s, cfg, rows, *_ in winners:
@@ -647,10 +651,8 @@ class Optimizer:
                 candidates = make(best[1])
             except BudgetExhausted:
                 self.notes.append(f"budget spent while preparing stage {stage!r}")
-                continue
-            finally:
-                seconds[stage] = time.perf_counter() - t0
-            best = self._try(stage, candidates, best)
+            else:
+                best = self._try(stage, candidates, best)
             seconds[stage] = time.perf_counter() - t0
             self.log(f"  {stage} stage: {seconds[stage]:.1f} s, {self.backend.calls} calls so far")
         scores = {"base_select": base_score, "best_select": best[0]}
