@@ -151,9 +151,10 @@ def bench_dataset(name: str, args: argparse.Namespace, backend: Any, peer: Any) 
         full = datasets.load(name, n_train=n_train, n_select=args.select, n_report=None, seed=args.seed).report
         full = full[: args.report_all]
         assert [r["text"] for r in full[: len(split.report)]] == [r["text"] for r in split.report]
-        if len(full) > len(split.report):
-            outs_all, calls_all, secs_all = run_task(backend, result.task, full)
-            record("optimized, more rows", outs_all, [r["label"] for r in full], calls_all, secs_all)
+        if len(full) > len(split.report):  # the report rows' outputs are reused (the pipeline is deterministic)
+            outs_more, calls_more, secs_more = run_task(backend, result.task, full[len(split.report):])
+            record("optimized, more rows", outs + outs_more, [r["label"] for r in full], calls + calls_more,
+                   secs + secs_more)
 
     if not args.no_student:
         bench_student(result.task, split, backend, gold, args, record)

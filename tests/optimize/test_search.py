@@ -202,3 +202,18 @@ def test_a_finalist_needing_model_calls_must_beat_one_that_needs_none_by_the_mar
     assert run({0.5: 0.8 + 1 / n, 1.0: 0.8}).head.weight == 1.0
     # two rows better is a win for the costlier mixture
     assert run({0.5: 0.8 + 2 / n, 1.0: 0.8}).head.weight == 0.5
+
+
+def test_head_candidates_that_differ_only_in_weight_share_one_fit():
+    base = Task(name="topic", template="Text: {text}", labels=LABELS, format="text", answer_prefix="Topic:")
+    opt = Optimizer(FakeBackend(), base, blind_rows(60, 0), blind_rows(60, 1), budget=600, rewrites=0,
+                    retrieval=False, first_slice=20)
+    candidates = [task for _, task in opt._head_candidates(base)]
+    assert {c.head.weight for c in candidates} == {1.0, 0.75, 0.5}
+    fits = {id(c.label_head(opt.backend)) for c in candidates}
+    assert len(fits) == len(candidates) // 3  # one fit per head setting, not per weight
+    # a head fitted on another pool is refused
+    other = Task(**{**base.to_config(), "head": {"features": "tfidf", "pool": [opt._demo(r) for r in opt.train[:30]]}})
+    with pytest.raises(ValueError, match="differ"):
+        other.adopt_head(opt.backend, candidates[0].label_head(opt.backend))
+

@@ -138,6 +138,15 @@ class Task(BaseModel):
                                          backend)
         return self._heads[key]
 
+    def adopt_head(self, backend: Any, head: LabelHead) -> None:
+        """Use ``head``, already fitted on this task's ``head.pool`` for ``backend``, instead of
+        fitting it again (tasks whose heads differ only in ``weight`` share one fit)."""
+        assert self.head is not None
+        same = {k: v for k, v in self.head.model_dump().items() if k != "weight"}
+        if same != {k: v for k, v in head.config.model_dump().items() if k != "weight"}:
+            raise ValueError("adopt_head: the fitted head's settings or pool differ from this task's head")
+        self._heads[backend.identity()] = head
+
     def _example_answer_label(self, example: dict[str, Any]) -> str:
         return str(example.get("output", example.get("label", example.get("answer"))))
 
