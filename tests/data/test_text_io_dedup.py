@@ -59,7 +59,7 @@ def test_read_formats_and_write_round_trip(tmp_path: Path) -> None:
 def test_bad_inputs_name_the_place(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match="not found"):
         read_table(tmp_path / "missing.csv")
-    with pytest.raises(InputDataError, match="unknown table format"):
+    with pytest.raises(InputDataError, match="unknown input format"):
         read_table(tmp_path / "x.xlsx")
     broken = tmp_path / "broken.csv"
     broken.write_text("text,label\nok,1\ntoo,many,fields\n", encoding="utf-8")
