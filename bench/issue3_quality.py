@@ -7,7 +7,7 @@
 For each dataset (splits from ``bench/datasets.py``: ``train`` and ``select`` come from the
 training file (for SST-2, its whole sentences: GLUE's train file is mostly phrases),
 ``report`` rows from the public dev/test file and are never used for any choice), with the
-embedded SmolLM2-135M on the CPU, in one process (62 minutes on 2 AVX2 cores, 2026-12-03):
+embedded SmolLM2-135M on the CPU, in one process (62–67 minutes on 2 AVX2 cores, 2026-12-03):
 
 * ``zero-shot``            – a hand-written prompt, labels scored (direct strategy);
 * ``chain-of-thought``     – the same task, reasoning first (slow: on the first ``--slow`` rows);
