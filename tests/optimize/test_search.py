@@ -217,3 +217,12 @@ def test_head_candidates_that_differ_only_in_weight_share_one_fit():
     with pytest.raises(ValueError, match="differ"):
         other.adopt_head(opt.backend, candidates[0].label_head(opt.backend))
 
+
+
+def test_model_proposed_instructions_that_repeat_the_example_are_dropped():
+    train = rows(20, 0)
+    example = blind_task().render_input(train[0])
+    real = "Label each text with the topic it is about: sports or politics."
+    backend = FakeBackend(responses=[example + " and more", real])
+    opt = Optimizer(backend, blind_task(), train, rows(20, 1), budget=500, rewrites=2)
+    assert opt._proposed_instructions() == [real]

@@ -362,7 +362,7 @@ class Optimizer:
         texts = []
         for t in comp.texts:
             line = t.strip().splitlines()[0].strip() if t.strip() else ""
-            if 10 <= len(line) <= 300 and line not in texts:
+            if 10 <= len(line) <= 300 and line not in texts and not _mostly_copied(line, example):
                 texts.append(line)
         return texts
 
@@ -694,6 +694,15 @@ class Optimizer:
             scores["best_holdout"] = self.measure(best[1], self.holdout) if best[1] is not base else scores["base_holdout"]
         return OptimizeResult(task=best[1], base_task=base, trials=self.trials, metric=self.metric, scores=scores,
                               calls=self.backend.calls, budget=self.budget, notes=self.notes, seconds=seconds)
+
+
+def _mostly_copied(line: str, source: str, share: float = 0.6) -> bool:
+    """Whether most of ``line``'s words come from ``source``: a small model asked for an
+    instruction often repeats the example text instead, which only costs a candidate's
+    evaluation."""
+    words = re.findall(r"\w+", line.lower())
+    seen = set(re.findall(r"\w+", source.lower()))
+    return bool(words) and sum(w in seen for w in words) / len(words) > share
 
 
 def _runtime_cost(task: Task) -> int:
