@@ -142,8 +142,7 @@ class Task(BaseModel):
         """Use ``head``, already fitted on this task's ``head.pool`` for ``backend``, instead of
         fitting it again (tasks whose heads differ only in ``weight`` share one fit)."""
         assert self.head is not None
-        same = {k: v for k, v in self.head.model_dump().items() if k != "weight"}
-        if same != {k: v for k, v in head.config.model_dump().items() if k != "weight"}:
+        if self.head.model_dump(exclude={"weight"}) != head.config.model_dump(exclude={"weight"}):
             raise ValueError("adopt_head: the fitted head's settings or pool differ from this task's head")
         self._heads[backend.identity()] = head
 
