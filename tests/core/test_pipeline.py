@@ -186,9 +186,9 @@ def test_callable_errors_are_per_record_and_non_dicts_wrapped() -> None:
     [("tests.core.no_such_module:f", "No module named"), ("tests.core.helpers_steps:nope", "nope")],
 )
 def test_callable_that_cannot_be_imported(call: str, message: str) -> None:
-    pipe = Pipeline(model="fake", steps=[{"name": "s", "call": call}], store=False, source="p.yaml")
+    # the reference is checked when the pipeline is built, before any record runs
     with pytest.raises(ConfigError) as info:
-        pipe.run(text="x")
+        Pipeline(model="fake", steps=[{"name": "s", "call": call}], store=False, source="p.yaml")
     assert message in str(info.value) and "steps.s.call" in str(info.value)
 
 

@@ -47,7 +47,7 @@ class PipelineConfig(BaseModel):
     model: str | dict[str, Any] = "local"
     steps: list[StepConfig] = Field(default_factory=list)
     output: str | None = None  # name of the step whose output is the result (default: last)
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=64, ge=1, le=100_000)
 
     @model_validator(mode="before")
     @classmethod
@@ -102,9 +102,27 @@ def _line_map(text: str) -> dict[tuple[Any, ...], int]:
     return lines
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (the YAML spec forbids
+    it; PyYAML silently keeps the last value, so a typo'd second ``labels:`` would win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: let PyYAML report it
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {first})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_pipeline_yaml(text: str, source: str = "<string>") -> PipelineConfig:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         message = f"malformed YAML: {getattr(exc, 'problem', None) or exc}"

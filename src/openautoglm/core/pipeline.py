@@ -16,7 +16,6 @@ HTTP).  ``run_batch`` checkpoints each chunk in the store (see :mod:`.batch`).
 from __future__ import annotations
 
 import atexit
-import importlib
 import time
 import weakref
 from pathlib import Path
@@ -26,6 +25,7 @@ from ..backends.base import Backend
 from ..errors import ConfigError, OpenAutoGLMError, TemplateError
 from .client import ModelClient
 from .config import PipelineConfig, StepConfig, load_pipeline_config, validate_pipeline_dict
+from .policy import LoadPolicy
 from .task import Task
 
 
@@ -70,7 +70,10 @@ class Pipeline:
         cache: bool = True,
         trace: bool = True,
         source: str | None = None,
+        policy: LoadPolicy | None = None,
+        base_dir: str | Path | None = None,
         _pool: BackendPool | None = None,
+        _chain: tuple[Path, ...] = (),
     ) -> None:
         if (task is None) == (steps is None):
             raise ConfigError("give a Pipeline either `task=` or `steps=`", source=source or "Pipeline(...)")
@@ -88,19 +91,22 @@ class Pipeline:
             batch_size=batch_size,
         )
         self.source = source
-        self.base_dir = Path(source).parent if source else Path.cwd()
+        self.base_dir = Path(base_dir) if base_dir is not None else Path(source).parent if source else Path.cwd()
+        self.policy = policy or LoadPolicy()
         self.cache = cache
         self.trace = trace
         self._store_arg = store
         self._store: Any = None
         self._pool = _pool or BackendPool()
         self._callables: dict[str, Callable[..., Any]] = {}
+        self._tasks: dict[str, Task] = {}  # steps whose task runs with resolved references
         self._subpipelines: dict[str, Pipeline] = {}
         self._pending_calls: list[Any] = []
         self._pending_cache: dict[str, Any] = {}
         self._last_flush = time.monotonic()
         self.log_every = 256
         self.log_interval_s = 2.0
+        self._resolve_references(_chain)
         atexit.register(_flush_at_exit, weakref.ref(self))
 
     # -- construction --------------------------------------------------------------
@@ -281,16 +287,17 @@ class Pipeline:
         self, step: StepConfig, contexts: list[dict[str, Any]], keys: list[str]
     ) -> tuple[list[Any], list[Any], dict[str, Any]]:
         if step.task is not None:
+            task = self._tasks.get(step.name, step.task)
             client = self.client_for(step)
             outs: list[Any] = []
             try:
-                outs = step.task.run_many(client, contexts, step=step.name, record_keys=keys)
+                outs = task.run_many(client, contexts, step=step.name, record_keys=keys)
             except TemplateError:
                 # isolate the record(s) whose template cannot be rendered
                 outs = []
                 for ctx, key in zip(contexts, keys):
                     try:
-                        outs += step.task.run_many(client, [ctx], step=step.name, record_keys=[key])
+                        outs += task.run_many(client, [ctx], step=step.name, record_keys=[key])
                     except TemplateError as exc:
                         outs.append(exc)
             calls, cache = client.drain()
@@ -309,32 +316,49 @@ class Pipeline:
         results, calls, cache = sub.process(contexts, keys)
         return results, calls, cache
 
+    def _resolve_references(self, chain: tuple[Path, ...]) -> None:
+        """Import the callables and build the sub-pipelines the steps name, under ``self.policy``
+        (so a forbidden or broken reference fails now, before any record runs)."""
+        for step in self.config.steps:
+            field = f"steps.{step.name}"
+            if step.call is not None:
+                self._callables[step.call] = self.policy.import_callable(step.call, source=self.source,
+                                                                         field=f"{field}.call")
+            verifier = step.task.strategy.verifier if step.task is not None else None
+            if verifier is not None and verifier.type == "python" and verifier.function is None:
+                assert step.task is not None and verifier.call is not None
+                func = self.policy.import_callable(verifier.call, source=self.source,
+                                                   field=f"{field}.task.strategy.verifier.call")
+                # the config stays plain data; the step runs a copy that holds the function
+                strategy = step.task.strategy.model_copy(update={"verifier": verifier.model_copy(
+                    update={"function": func})})
+                self._tasks[step.name] = step.task.model_copy(update={"strategy": strategy})
+            if step.pipeline is not None:
+                self._subpipelines[step.name] = self._build_subpipeline(step, chain, f"{field}.pipeline")
+
+    def _build_subpipeline(self, step: StepConfig, chain: tuple[Path, ...], field: str) -> "Pipeline":
+        assert step.pipeline is not None
+        path = self.policy.resolve_pipeline(self.base_dir, step.pipeline, source=self.source, field=field)
+        here = (Path(self.source).resolve(),) if self.source and not chain else ()
+        trail = chain or here
+        if path in trail:
+            names = " -> ".join(p.name for p in (*trail, path))
+            raise ConfigError(f"sub-pipelines form a cycle: {names}", source=self.source, field=field,
+                              hint="a pipeline cannot include itself, directly or through others")
+        if len(trail) >= self.policy.max_depth:
+            raise ConfigError(f"sub-pipelines nest deeper than {self.policy.max_depth} levels",
+                              source=self.source, field=field)
+        return Pipeline.from_config(
+            load_pipeline_config(path), source=str(path), store=False, cache=self.cache, trace=self.trace,
+            _pool=self._pool, policy=self.policy, _chain=(*trail, path),
+            model=step.model or self._backend_obj or self.config.model,
+        )
+
     def _callable(self, step: StepConfig) -> Callable[..., Any]:
         assert step.call is not None
-        if step.call not in self._callables:
-            module_name, _, attr = step.call.partition(":")
-            try:
-                module = importlib.import_module(module_name)
-                func = getattr(module, attr)
-            except (ImportError, AttributeError) as exc:
-                raise ConfigError(
-                    f"cannot import {step.call!r}: {exc}",
-                    source=self.source,
-                    field=f"steps.{step.name}.call",
-                    hint="the module must be importable (on PYTHONPATH or installed) and define the function",
-                ) from None
-            self._callables[step.call] = func
         return self._callables[step.call]
 
     def _subpipeline(self, step: StepConfig) -> "Pipeline":
-        assert step.pipeline is not None
-        if step.name not in self._subpipelines:
-            path = (self.base_dir / step.pipeline).resolve()
-            self._subpipelines[step.name] = Pipeline.from_config(
-                load_pipeline_config(path), source=str(path), store=False,
-                cache=self.cache, trace=self.trace, _pool=self._pool,
-                model=step.model or self._backend_obj or self.config.model,
-            )
         sub = self._subpipelines[step.name]
         sub._store = self.store  # share the cache lookups of the parent
         return sub

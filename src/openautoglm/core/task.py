@@ -31,6 +31,10 @@ from ..reasoning.config import StrategyConfig
 from .schema import OutputSchema, extract_json
 
 CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
+#: the most tokens one answer may ask for (larger values are typos, e.g. ``1e23``)
+MAX_TOKENS = 131_072
+#: the most samples one answer may ask for (votes, self-consistency)
+MAX_SAMPLES = 64
 #: context key under which retrieved demonstrations travel to the prompt builder
 DEMOS_KEY = "__demos__"
 
@@ -63,12 +67,12 @@ class Task(BaseModel):
     #: a linear classifier over features of the input, fitted on labelled examples (see core.head)
     head: HeadConfig | None = None
     #: samples for vote-share confidence when the backend cannot score
-    n_votes: int = 5
-    temperature: float = 0.0
-    max_tokens: int = 256
+    n_votes: int = Field(default=5, ge=1, le=MAX_SAMPLES)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=256, ge=1, le=MAX_TOKENS)
     stop: list[str] = Field(default_factory=list)  # text outputs: cut generation at these strings
     seed: int | None = None  # text outputs: sampling seed (temperature > 0 answers become reproducible)
-    max_retries: int = 2
+    max_retries: int = Field(default=2, ge=0, le=10)
     model: str | None = None
     #: "direct", "chain_of_thought", "self_consistency", "verify_revise" or a settings block
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)

@@ -71,13 +71,13 @@ class StrategyConfig(BaseModel):
     name: Literal["direct", "chain_of_thought", "self_consistency", "verify_revise"] = "direct"
     #: chain of thought: the cue that starts the reasoning, and its length
     trigger: str = DEFAULT_COT_TRIGGER
-    max_reasoning_tokens: int = Field(default=96, ge=1)
+    max_reasoning_tokens: int = Field(default=96, ge=1, le=131_072)
     #: self-consistency: samples and their temperature
-    n: int = Field(default=5, ge=1)
-    temperature: float = Field(default=0.7, ge=0.0)
+    n: int = Field(default=5, ge=1, le=64)
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     #: verify-and-revise: the checker, the attempt limit and how each attempt answers
     verifier: VerifierConfig | None = None
-    max_attempts: int = Field(default=3, ge=1)
+    max_attempts: int = Field(default=3, ge=1, le=10)
     inner: Literal["direct", "chain_of_thought"] = "direct"
 
     @model_validator(mode="before")

@@ -138,7 +138,8 @@ def run_verifier(task: "Task", client: "ModelClient", outputs: Sequence[dict[str
     if cfg.type == "llm":
         return check_with_judge(task, cfg, client, outputs, contexts, step=step, record_keys=record_keys,
                                 attempt=attempt)
-    func = cfg.function if cfg.type == "callable" else _import(cfg.call or "")
+    # a pipeline resolves ``call`` under its load policy when it is built (core.policy)
+    func = cfg.function if cfg.function is not None else _import(cfg.call or "")
     assert func is not None
     return check_with_function(func, outputs, contexts)
 
