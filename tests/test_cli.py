@@ -153,3 +153,68 @@ def test_import_is_light() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+# -- failures, concurrency, secrets ------------------------------------------------------
+
+SLOW_PIPELINE = """\
+name: slow
+model: {model: fake, delay_s: 0.01}
+steps:
+  - name: echo
+    task: {template: "Say: {text}", max_tokens: 4}
+"""
+
+
+def test_two_identical_runs_started_together_do_the_work_once(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(SLOW_PIPELINE, encoding="utf-8")
+    (tmp_path / "in.csv").write_text("text\n" + "".join(f"record {i}\n" for i in range(150)), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    args = [str(ENTRY), "run", "p.yaml", "-i", "in.csv", "-o", str(out), "--store", "store.db", "--no-progress"]
+    env = {**os.environ, **WIDE}
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    results = [(p.wait(timeout=120), p.stdout.read()) for p in procs]  # type: ignore[union-attr]
+    codes = sorted(code for code, _ in results)
+    # either the second was refused while the first ran, or it started after and found all done
+    assert codes in ([0, 0], [0, 2]), results
+    if codes == [0, 2]:
+        assert any("is already running" in text for code, text in results if code == 2)
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["idx"] for r in rows] == list(range(150))  # each record once, in order
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "store.db") as conn:
+        per_record = dict(conn.execute("SELECT record_key, COUNT(*) FROM calls GROUP BY record_key").fetchall())
+    assert len(per_record) == 150 and set(per_record.values()) == {1}  # the model was asked once per record
+
+
+def test_failed_records_are_reported_by_reason_and_retried_on_request(project: Path) -> None:
+    (project / "in.csv").write_text("text\nfine\nbad\nalso fine\n", encoding="utf-8")
+    (project / "p.yaml").write_text(
+        "name: p\nmodel: fake\nsteps:\n  - name: check\n    call: tests.core.helpers_steps:fail_on_bad\n",
+        encoding="utf-8")
+    env = {**os.environ, **WIDE, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = [str(ENTRY), *run_args(project, "-o", str(project / "o.jsonl"))]
+    result = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert "done: 2 ok, 1 failed" in result.stdout
+    assert "1 × step 'check'" in result.stderr and "cannot handle 'bad'" in result.stderr
+    assert "--retry-failed" in result.stderr
+    rows = [json.loads(line) for line in (project / "o.jsonl").read_text().splitlines()]
+    assert [("error" in r) for r in rows] == [False, True, False]
+    again = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 3 and "resumed: 3 records were already done" in again.stderr
+    retried = subprocess.run([*args, "--retry-failed"], cwd=project, env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert retried.returncode == 3 and "resumed: 2 records were already done" in retried.stderr
+
+
+def test_the_banner_masks_secrets(project: Path) -> None:
+    secret = "sk-live-SECRET-abcdef123456"
+    (project / "p.yaml").write_text(PIPELINE.replace("model: local", f"model: {{model: fake, api_key: {secret}}}"),
+                                    encoding="utf-8")
+    result = cli("run", str(project / "p.yaml"), "-i", str(project / "in.csv"), "--store",
+                 str(project / "store.db"), "--no-progress", cwd=project)
+    assert secret not in result.stdout + result.stderr
+    assert "'api_key': '***'" in result.stderr.replace("\n", "")

@@ -43,12 +43,20 @@ def run(
     batch_size: Optional[int] = typer.Option(None, help="records per checkpoint/batch"),
     run_id: Optional[str] = typer.Option(None, help="resume/name this run (default: derived from the command)"),
     fresh: bool = typer.Option(False, "--fresh", help="ignore earlier progress of the same run"),
+    retry_failed: bool = typer.Option(False, "--retry-failed",
+                                      help="redo the records that failed in an earlier attempt of this run"),
+    max_errors: Optional[int] = typer.Option(None, "--max-errors", min=0,
+                                             help="stop the run once more than N records have failed"),
     show: int = typer.Option(5, help="print this many predictions"),
     encoding: str = typer.Option("utf-8-sig", help="input file encoding"),
     store: Optional[Path] = typer.Option(None, help="SQLite store (default ./.openautoglm/store.db)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
 ) -> None:
-    """Run a pipeline over a file of records (resumable: rerun the same command to continue)."""
+    """Run a pipeline over a file of records (resumable: rerun the same command to continue).
+
+    A record that fails is saved with its reason and the run goes on; the exit status is 3
+    when the run finished with failed records (--retry-failed redoes them).
+    """
     from .core.batch import run_batch
     from .core.pipeline import Pipeline
     from .core.records import map_labels, parse_label_map, read_records, require_columns
@@ -58,23 +66,38 @@ def run(
     records = read_records(input, encoding=encoding, limit=limit)
     require_columns(records, pipe.required_inputs | ({gold_column} if gold_column else set()), str(input))
     rid = run_id or _run_id(pipe.config.fingerprint(), input, output, model) + (f"-n{limit}" if limit else "")
+    from rich.markup import escape
+
+    from .redact import redact
+
     con = _console(stderr=True)
-    con.print(f"[bold]{pipe.config.name}[/]: {len(records)} records from {input} · model {model or pipe.config.model} · run {rid}")
+    shown_model = redact(model or pipe.config.model)
+    con.print(escape(f"{pipe.config.name}: {len(records)} records from {input} · model {shown_model} · run {rid}"))
     result = run_batch(pipe, records, run_id=rid, output=output, batch_size=batch_size,
-                       progress=not no_progress, input_name=str(input), resume=not fresh)
+                       progress=not no_progress, input_name=str(input), resume=not fresh,
+                       retry_failed=retry_failed, max_errors=max_errors)
     out = _console()
     if result.skipped:
         con.print(f"resumed: {result.skipped} records were already done")
-    out.print(f"done: {result.done + result.skipped} ok, {result.failed} failed in {result.seconds:.1f} s")
+    if result.changed:
+        con.print(f"[yellow]{result.changed} stored results were for another version of the record or the "
+                  "pipeline: those records ran again[/]")
+    failed = len(result.errors)
+    ok = sum(1 for r in result.results if "error" not in r)
+    out.print(f"done: {ok} ok, {failed} failed in {result.seconds:.1f} s")
     if result.errors:
-        for idx, msg in result.errors[:3]:
-            con.print(f"[red]record {idx}:[/] {msg}")
+        con.print("[red]failed records, by reason:[/]")
+        for reason, count in result.failure_reasons[:5]:
+            con.print(f"  {count} × {escape(redact(reason))}")
+        con.print(f"  first: record {result.errors[0][0]}; rerun with --retry-failed to redo them")
     if gold_column:
         _print_accuracy(out, map_labels(records, gold_column, mapping), result.results, gold_column)
     _print_examples(out, records, result.results, pipe, show)
     if output:
         out.print(f"results written to {output}")
     pipe.close()
+    if result.errors:
+        raise typer.Exit(3)
 
 
 def _print_accuracy(out: Any, records: list[dict[str, Any]], results: list[dict[str, Any]], gold: str) -> None:
@@ -222,11 +245,12 @@ _register_subsystem_commands()
 
 def main() -> None:
     from .errors import OpenAutoGLMError
+    from .redact import redact_text
 
     try:
         app()
     except OpenAutoGLMError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)

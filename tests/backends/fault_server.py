@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 import socket
 import threading
 import time
@@ -55,6 +56,14 @@ class FaultController:
             self.required_key: str | None = None
             self.authorizations: list[str | None] = []
             self.bodies: list[dict[str, Any]] = []
+            self._random: tuple[float, list[Fault], random.Random] | None = None
+            self.reject_marker: str | None = None  # a body containing it gets HTTP 400, every time
+            self.injected: Counter[str] = Counter()
+
+    def random_faults(self, rate: float, faults: Sequence[Fault], seed: int = 0) -> None:
+        """From now on, each request meets one of ``faults`` (chosen at random) with probability ``rate``."""
+        with self._lock:
+            self._random = (rate, list(faults), random.Random(seed))
 
     def inject(self, kind: str, times: int = 1, **options: Any) -> None:
         with self._lock:
@@ -67,7 +76,15 @@ class FaultController:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.authorizations.append(authorization)
-            return self._faults.popleft() if self._faults else None
+            if self._faults:
+                return self._faults.popleft()
+            if self._random is not None:
+                rate, faults, rng = self._random
+                if rng.random() < rate:
+                    fault = rng.choice(faults)
+                    self.injected[fault.kind if fault.kind != "status" else str(fault.status)] += 1
+                    return fault
+            return None
 
     def leave(self) -> None:
         with self._lock:
@@ -108,7 +125,9 @@ class FaultMiddleware:
         ctl = self.controller
         fault = ctl.enter(scope["path"], headers.get("authorization"))
         try:
-            receive = await self._buffer_body(receive)
+            receive, body = await self._buffer_body(receive)
+            if ctl.reject_marker and ctl.reject_marker.encode() in body:
+                fault = Fault("status", status=400, message="content filter: this input was refused")
             if ctl.delay_s:
                 await asyncio.sleep(ctl.delay_s)
             if ctl.required_key and headers.get("authorization") != f"Bearer {ctl.required_key}":
@@ -141,7 +160,7 @@ class FaultMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        return replay
+        return replay, body
 
     async def _apply(self, fault: Fault, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if fault.kind == "status":

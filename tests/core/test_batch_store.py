@@ -15,7 +15,7 @@ from openautoglm.backends.fake import FakeBackend
 from openautoglm.core.batch import run_batch
 from openautoglm.core.pipeline import Pipeline
 from openautoglm.core.task import Task
-from openautoglm.errors import BackendError, OpenAutoGLMError
+from openautoglm.errors import BackendError, EndpointUnavailable, OpenAutoGLMError
 from openautoglm.store.sqlite import Store
 
 TASK = dict(name="sentiment", template="Review: {text}", labels=["positive", "negative"], format="text")
@@ -26,16 +26,19 @@ EXPECTED = ["positive" if i % 2 == 0 else "negative" for i in range(6)]
 class CountingFake(FakeBackend):
     """Counts score requests (records scored), and can fail on the Nth score_batch call."""
 
-    def __init__(self, fail_on_batch: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, fail_on_batch: int | None = None, reject: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fail_on_batch = fail_on_batch
+        self.reject = reject  # requests whose prompt contains this fail (like an HTTP 400 content filter)
         self.batches = 0
         self.scored: list[str] = []
 
     def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         self.batches += 1
         if self.fail_on_batch is not None and self.batches == self.fail_on_batch:
-            raise BackendError("endpoint went away", hint="check the server")
+            raise EndpointUnavailable("endpoint went away", hint="check the server")
+        if self.reject is not None and any(self.reject in str(r.prompt) for r in requests):
+            raise BackendError("HTTP 400: the content filter refused this input", hint="rephrase it")
         self.scored += [str(r.prompt) for r in requests]
         return super().score_batch(requests)
 
@@ -145,6 +148,7 @@ def test_resume_after_interruption(store: Store, tmp_path: Path) -> None:
     assert [r["output"]["label"] for r in rows] == EXPECTED
     assert store.get_run("job")["status"] == "done"  # type: ignore[index]
 
+    assert not out.with_name(out.name + ".partial").exists()
     # a third run of the same command has nothing left to do
     again = CountingFake()
     res = run_batch(pipeline(again, store), RECORDS, run_id="job", output=out, batch_size=2)
@@ -158,7 +162,7 @@ def test_fresh_run_ignores_earlier_progress(store: Store) -> None:
     assert res.skipped == 0 and res.done == 6
 
 
-def test_per_record_errors_are_saved_and_retried_on_resume(store: Store, tmp_path: Path) -> None:
+def test_per_record_errors_are_saved_and_changed_records_rerun(store: Store, tmp_path: Path) -> None:
     records = [{"text": "positive"}, {"review": "no text column"}, {"text": "negative"}]
     out = tmp_path / "o.jsonl"
     res = run_batch(pipeline(CountingFake(), store), records, run_id="e", output=out, batch_size=10)
@@ -168,7 +172,7 @@ def test_per_record_errors_are_saved_and_retried_on_resume(store: Store, tmp_pat
     assert store.get_run("e")["status"] == "done-with-errors"  # type: ignore[index]
     rows = read_jsonl(out)
     assert [r["idx"] for r in rows] == [0, 1, 2] and "error" in rows[1] and "output" not in rows[1]
-    # a resumed run redoes only the failed record
+    # a resumed run redoes only the record whose content changed
     backend = CountingFake()
     fixed = [records[0], {"text": "positive again"}, records[2]]
     res = run_batch(pipeline(backend, store), fixed, run_id="e", output=out, batch_size=10)
@@ -270,3 +274,75 @@ def test_store_query_and_extension_schema(tmp_path):
         store.query("INSERT INTO ext VALUES (?, ?)", ("a", 1))
         assert store.query("SELECT k, v FROM ext WHERE v > ?", (0,)) == [{"k": "a", "v": 1}]
         assert store.query("UPDATE ext SET v = 2") == []
+
+
+def test_one_rejected_request_fails_its_record_only(store: Store, tmp_path: Path) -> None:
+    records = [{"text": f"positive film {i}"} for i in range(10)]
+    records[3] = {"text": "FORBIDDEN words"}
+    backend = CountingFake(reject="FORBIDDEN")
+    out = tmp_path / "o.jsonl"
+    res = run_batch(pipeline(backend, store), records, run_id="f", output=out, batch_size=4)
+    assert (res.done, res.failed) == (9, 1)
+    assert res.errors == [(3, "HTTP 400: the content filter refused this input\n  hint: rephrase it")]
+    assert res.failure_reasons == [("HTTP 400: the content filter refused this input", 1)]
+    # the other three records of the failed batch were answered once, then replayed, not re-sent
+    assert sorted(backend.scored) == sorted(f"Review: positive film {i}\nAnswer:" for i in range(10) if i != 3)
+    rows = read_jsonl(out)
+    assert [r["idx"] for r in rows] == list(range(10)) and "content filter" in rows[3]["error"]
+    calls = store.recent_calls(limit=100, run_id="f")
+    assert sum(1 for c in calls if c["error"]) == 1 and len(calls) == 10
+    assert store.get_run("f")["status"] == "done-with-errors"  # type: ignore[index]
+
+    # rerunning the same command does not call the model again: failed records are final...
+    again = CountingFake()
+    res = run_batch(pipeline(again, store), records, run_id="f", output=out, batch_size=4)
+    assert (res.skipped, res.done, res.failed, again.calls) == (10, 0, 0, 0)
+    assert res.errors and res.errors[0][0] == 3
+    # ...until asked to retry them: then only they run
+    fixed = CountingFake()
+    res = run_batch(pipeline(fixed, store), records, run_id="f", output=out, batch_size=4, retry_failed=True)
+    assert (res.skipped, res.done, res.failed) == (9, 1, 0) and fixed.scored == ["Review: FORBIDDEN words\nAnswer:"]
+    assert [r["idx"] for r in read_jsonl(out)] == list(range(10))
+    assert all("output" in r for r in read_jsonl(out))
+
+
+def test_max_errors_stops_a_broken_run(store: Store) -> None:
+    records = [{"text": f"FORBIDDEN {i}" if i % 2 else f"positive {i}"} for i in range(20)]
+    with pytest.raises(OpenAutoGLMError, match="more than max_errors=2") as info:
+        run_batch(pipeline(CountingFake(reject="FORBIDDEN"), store), records, run_id="m", batch_size=4, max_errors=2)
+    assert "content filter" in str(info.value) and "--retry-failed" in (info.value.hint or "")
+    assert store.get_run("m")["status"] == "failed"  # type: ignore[index]
+    assert len(list(store.iter_records("m"))) == 8  # stopped after the chunk that crossed the limit
+
+
+def test_edited_input_under_the_same_run_id_is_not_answered_by_position(store: Store) -> None:
+    records = [{"text": f"{'positive' if i < 3 else 'negative'} film {i}"} for i in range(6)]
+    first = run_batch(pipeline(CountingFake(), store), records, run_id="same")
+    backend = CountingFake()
+    second = run_batch(pipeline(backend, store), list(reversed(records)), run_id="same")
+    assert second.changed == 6 and second.skipped == 0 and backend.calls == 0  # all six from the cache
+    assert [r["label"] for r in second.results] == [r["label"] for r in reversed(first.results)]
+
+
+def test_edited_pipeline_under_the_same_run_id_reruns(store: Store) -> None:
+    run_batch(pipeline(CountingFake(), store), RECORDS, run_id="cfg")
+    other = Pipeline(model=CountingFake(), task=Task(**{**TASK, "labels": ["negative", "positive"]}), store=store)
+    res = run_batch(other, RECORDS, run_id="cfg")
+    assert (res.changed, res.skipped, res.done) == (6, 0, 6)
+
+
+def test_a_second_run_of_the_same_job_is_refused_while_the_first_holds_it(store: Store, tmp_path: Path) -> None:
+    from openautoglm.store.lock import RunLock, RunLocked
+
+    out = tmp_path / "o.jsonl"
+    with RunLock(store.path.parent / "locks", ["run:busy"], "run busy"):
+        with pytest.raises(RunLocked, match="already running") as info:
+            run_batch(pipeline(CountingFake(), store), RECORDS, run_id="busy", output=out)
+        assert "wait for it" in (info.value.hint or "")
+        # another run writing the same output file is refused too
+        with RunLock(store.path.parent / "locks", [f"output:{out.resolve()}"], "writer"):
+            with pytest.raises(RunLocked):
+                run_batch(pipeline(CountingFake(), store), RECORDS, run_id="other", output=out)
+    assert not out.exists() and store.get_run("busy") is None
+    res = run_batch(pipeline(CountingFake(), store), RECORDS, run_id="busy", output=out)
+    assert res.done == 6 and not out.with_name(out.name + ".partial").exists()

@@ -14,10 +14,24 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Sequence, TypeVar, Union
+
+from ..errors import BackendError, EndpointUnavailable
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 Prompt = Union[str, list[Message]]
+R = TypeVar("R")
+
+#: a prompt with more characters than this many per context token cannot fit: it is
+#: refused before tokenising (a 50 MB record once exhausted the tokenizer's memory)
+MAX_PROMPT_CHARS_PER_TOKEN = 32
+
+
+def prompt_chars(prompt: Prompt) -> int:
+    """Characters in a prompt (all messages' contents for a chat prompt)."""
+    if isinstance(prompt, str):
+        return len(prompt)
+    return sum(len(str(m.get("content", ""))) for m in prompt)
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,25 @@ class Backend:
     def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         raise NotImplementedError(f"backend {self.name!r} cannot score continuations")
 
+    # -- per-request outcomes ----------------------------------------------------------
+    def check_request(self, request: GenerationRequest | ScoreRequest) -> None:
+        """Refuse, before any work, a request that cannot succeed (raise :class:`BackendError`)."""
+        chars, limit = prompt_chars(request.prompt), self.max_context * MAX_PROMPT_CHARS_PER_TOKEN
+        if chars > limit:
+            raise BackendError(
+                f"prompt of {chars:,} characters cannot fit {self.name}'s context of {self.max_context:,} tokens",
+                hint="shorten the input (or split it) before running",
+            )
+
+    def generate_each(self, requests: Sequence[GenerationRequest]) -> list[Completion | BackendError]:
+        """:meth:`generate`, with each request's failure returned in its place instead of
+        failing the batch.  :class:`EndpointUnavailable` still raises: nothing can succeed."""
+        return run_each(self.generate, self.check_request, requests)
+
+    def score_each(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult | BackendError]:
+        """:meth:`score_batch` with per-request failures (see :meth:`generate_each`)."""
+        return run_each(self.score_batch, self.check_request, requests)
+
     def score(self, prompt: Prompt, continuations: Sequence[str]) -> list[float]:
         """Total log-probability of each continuation given ``prompt``."""
         return self.score_batch([ScoreRequest(prompt, tuple(continuations))])[0].logprobs
@@ -206,6 +239,45 @@ class Backend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def as_backend_error(exc: Exception) -> BackendError:
+    """``exc`` as a :class:`BackendError` (a record's stored failure reason)."""
+    if isinstance(exc, BackendError):
+        return exc
+    return BackendError(f"{type(exc).__name__}: {exc}")
+
+
+def run_each(run: Callable[[list[Any]], list[R]], check: Callable[[Any], None],
+             requests: Sequence[Any]) -> list[R | BackendError]:
+    """Run ``requests`` as one batch; if the batch fails, run each alone, so that one bad
+    request fails alone.  Requests ``check`` refuses never reach ``run``."""
+    out: list[R | BackendError | None] = [None] * len(requests)
+    ok: list[int] = []
+    for i, req in enumerate(requests):
+        try:
+            check(req)
+            ok.append(i)
+        except BackendError as exc:
+            out[i] = exc
+    if ok:
+        try:
+            for i, res in zip(ok, run([requests[i] for i in ok]), strict=True):
+                out[i] = res
+        except EndpointUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolated below, one request at a time
+            if len(ok) == 1:
+                out[ok[0]] = as_backend_error(exc)
+            else:
+                for i in ok:
+                    try:
+                        (out[i],) = run([requests[i]])
+                    except EndpointUnavailable:
+                        raise
+                    except Exception as one:  # noqa: BLE001 - this request's own failure
+                        out[i] = as_backend_error(one)
+    return out  # type: ignore[return-value]
 
 
 def request_key(backend_identity: str, kind: str, payload: dict[str, Any]) -> str:

@@ -52,6 +52,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import email.utils
+import functools
+import hashlib
+import json
 import math
 import os
 import random
@@ -59,7 +62,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Awaitable, Coroutine, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence, TypeVar
 
 import httpx
 
@@ -197,21 +200,78 @@ def _server_message(response: httpx.Response) -> str:
     return str(body)[:300]
 
 
+def _shape_checked(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Turn any error from reading a response of the wrong shape into a :class:`BackendError`
+    (the request fails alone, with the reason; it never crashes the run)."""
+
+    @functools.wraps(method)
+    async def checked(self: "OpenAICompatBackend", *args: Any) -> T:
+        try:
+            return await method(self, *args)
+        except (MalformedResponse, TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+            raise self._malformed(self.base_url, exc) from None
+
+    return checked
+
+
+def _message_text(choice: Mapping[str, Any]) -> str:
+    """The text of a chat choice (``content`` as a string, or as a list of text parts)."""
+    message = _expect(choice.get("message") or {}, Mapping, "choices[].message")
+    content = message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        parts = [_expect(p, Mapping, "a content part") for p in content]
+        return "".join(str(p.get("text", "")) for p in parts if p.get("type", "text") == "text")
+    return str(_expect(content, str, "choices[].message.content"))
+
+
+class MalformedResponse(ValueError):
+    """A response whose JSON does not have the shape the OpenAI API documents."""
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise MalformedResponse(f"{what} is {type(value).__name__} {str(value)[:60]!r}")
+    return value
+
+
+def _logprob(value: Any, what: str) -> float:
+    """A log-probability: a finite number <= 0 (a little above 0 is rounding)."""
+    number = float(_expect(value, (int, float), what))
+    if not math.isfinite(number) or number > 1e-3:
+        raise MalformedResponse(f"{what} is {number!r}, not a log-probability")
+    return min(number, 0.0)
+
+
 def _usage(data: Mapping[str, Any]) -> tuple[int, int]:
     usage = data.get("usage") or {}
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    if not isinstance(usage, Mapping):
+        return 0, 0  # usage is informational: a strange one is ignored, not fatal
+    counts = []
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = usage.get(name)
+        counts.append(int(value) if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 else 0)
+    return counts[0], counts[1]
 
 
 def _chat_logprobs(choice: Mapping[str, Any]) -> list[TokenLogprob]:
-    content = (choice.get("logprobs") or {}).get("content") or []
-    return [
-        TokenLogprob(
-            token=str(item.get("token", "")),
-            logprob=float(item.get("logprob", 0.0)),
-            top={str(t["token"]): float(t["logprob"]) for t in item.get("top_logprobs") or []},
-        )
-        for item in content
-    ]
+    """A chat choice's token logprobs; :class:`MalformedResponse` for any shape the API does not send."""
+    logprobs = choice.get("logprobs")
+    if logprobs is None:
+        return []
+    content = _expect(logprobs, Mapping, "choices[].logprobs").get("content")
+    tokens = []
+    for item in _expect(content or [], list, "choices[].logprobs.content"):
+        item = _expect(item, Mapping, "a logprobs.content item")
+        top = {}
+        for alt in _expect(item.get("top_logprobs") or [], list, "top_logprobs"):
+            alt = _expect(alt, Mapping, "a top_logprobs item")
+            top[str(_expect(alt.get("token"), str, "top_logprobs[].token"))] = _logprob(alt.get("logprob"),
+                                                                                    "top_logprobs[].logprob")
+        tokens.append(TokenLogprob(token=str(_expect(item.get("token"), str, "logprobs.content[].token")),
+                                   logprob=_logprob(item.get("logprob"), "logprobs.content[].logprob"), top=top))
+    return tokens
 
 
 def _echo_continuation_logprob(logprobs: Mapping[str, Any], start: int, end: int) -> tuple[float, int, int]:
@@ -223,10 +283,13 @@ def _echo_continuation_logprob(logprobs: Mapping[str, Any], start: int, end: int
     When the server sends segments rather than tokens, the extension field
     ``token_counts`` says how many model tokens each segment stands for.
     """
-    tokens = [str(t) for t in logprobs.get("tokens") or []]
-    values = list(logprobs.get("token_logprobs") or [])
-    offsets = list(logprobs.get("text_offset") or [])
-    counts = list(logprobs.get("token_counts") or [])
+    tokens = [str(t) for t in _expect(logprobs.get("tokens") or [], list, "logprobs.tokens")]
+    values = [None if v is None else _logprob(v, "logprobs.token_logprobs[]")
+              for v in _expect(logprobs.get("token_logprobs") or [], list, "logprobs.token_logprobs")]
+    offsets = [int(_expect(o, int, "logprobs.text_offset[]"))
+               for o in _expect(logprobs.get("text_offset") or [], list, "logprobs.text_offset")]
+    counts = [int(_expect(c, int, "logprobs.token_counts[]"))
+              for c in _expect(logprobs.get("token_counts") or [], list, "logprobs.token_counts")]
     if len(offsets) != len(tokens):
         offsets, pos = [], 0
         for tok in tokens:
@@ -367,6 +430,19 @@ class _Rejected(Exception):
         self.error = error
 
 
+async def _gather_each(aws: Sequence[Awaitable[T]]) -> list[T | BackendError]:
+    """Await all; each failure (a :class:`BackendError`, or any other exception, wrapped)
+    takes its request's place."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    out: list[T | BackendError] = []
+    for res in results:
+        if isinstance(res, BaseException) and not isinstance(res, Exception):
+            raise res  # cancellation, KeyboardInterrupt
+        out.append(res if not isinstance(res, Exception) or isinstance(res, BackendError)
+                   else BackendError(f"{type(res).__name__}: {res}"))
+    return out
+
+
 async def _gather_fail_fast(aws: Sequence[Awaitable[T]]) -> list[T]:
     """``asyncio.gather`` that cancels the remaining tasks when one fails."""
     tasks = [asyncio.ensure_future(a) for a in aws]
@@ -485,7 +561,10 @@ class OpenAICompatBackend(Backend):
 
     # -- info ------------------------------------------------------------------------
     def identity(self) -> str:
-        return f"{self.name}:{self.base_url}:{self.model}"
+        """Everything that changes an answer: endpoint, model, how scores are read, extra headers."""
+        headers = hashlib.sha256(json.dumps(sorted(self._extra_headers.items())).encode()).hexdigest()[:12]
+        scoring = f"{self.score_mode}/top{SCORE_TOP_LOGPROBS}/penalty{MISSING_TOKEN_PENALTY:g}"
+        return f"{self.name}:{self.base_url}:{self.model}:{scoring}:{headers}"
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
@@ -531,6 +610,32 @@ class OpenAICompatBackend(Backend):
     def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         self._check_can_score()
         return self._run(self._score_all(list(requests)))
+
+    def generate_each(self, requests: Sequence[GenerationRequest]) -> list[Completion | BackendError]:
+        """Every request runs to its own end (no fail-fast): one refused request fails alone."""
+        return self._each(self._generate_one, requests)
+
+    def score_each(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult | BackendError]:
+        self._check_can_score()
+        return self._each(self._score_echo if self.score_mode == "echo" else self._score_top_logprobs, requests)
+
+    def _each(self, one: Any, requests: Sequence[Any]) -> list[Any]:
+        out: list[Any] = [None] * len(requests)
+        todo = []
+        for i, req in enumerate(requests):
+            try:
+                self.check_request(req)
+                todo.append(i)
+            except BackendError as exc:
+                out[i] = exc
+        if todo:
+            answers = self._run(_gather_each([one(requests[i]) for i in todo]))
+            for i, answer in zip(todo, answers):
+                out[i] = answer
+        unavailable = [a for a in out if isinstance(a, EndpointUnavailable)]
+        if unavailable:
+            raise unavailable[0]  # nothing can succeed: stop, do not mark records as failed
+        return out
 
     async def ascore_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         self._check_can_score()
@@ -697,11 +802,20 @@ class OpenAICompatBackend(Backend):
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices:
             raise self._error(BackendError, f"{url} returned no choices: {str(data)[:200]}")
+        for choice in choices:
+            _expect(choice, Mapping, "choices[]")
+            index = choice.get("index", 0)
+            _expect(index, int, "choices[].index")
         return sorted(choices, key=lambda c: c.get("index", 0))
+
+    def _malformed(self, url: str, exc: Exception) -> BackendError:
+        return self._error(BackendError, f"{url} returned a malformed response: {exc}",
+                           "the server does not follow the OpenAI API here; check base_url and the server's version")
 
     async def _generate_all(self, requests: list[GenerationRequest]) -> list[Completion]:
         return await _gather_fail_fast([self._generate_one(r) for r in requests])
 
+    @_shape_checked
     async def _generate_one(self, req: GenerationRequest) -> Completion:
         t0 = time.perf_counter()
         url = self.base_url + "/chat/completions"
@@ -724,7 +838,7 @@ class OpenAICompatBackend(Backend):
         usage = [_usage(d) for d in responses]
         logprobs = [_chat_logprobs(c) for c in choices] if req.logprobs else None
         return Completion(
-            texts=[str((c.get("message") or {}).get("content") or "") for c in choices],
+            texts=[_message_text(c) for c in choices],
             finish_reasons=[str(c.get("finish_reason") or "unknown") for c in choices],
             prompt_tokens=sum(p for p, _ in usage),
             completion_tokens=sum(c for _, c in usage),
@@ -737,6 +851,7 @@ class OpenAICompatBackend(Backend):
         one = self._score_echo if self.score_mode == "echo" else self._score_top_logprobs
         return await _gather_fail_fast([one(r) for r in requests])
 
+    @_shape_checked
     async def _score_top_logprobs(self, req: ScoreRequest) -> ScoreResult:
         t0 = time.perf_counter()
         payload = {
@@ -777,6 +892,7 @@ class OpenAICompatBackend(Backend):
             exact=True,
         )
 
+    @_shape_checked
     async def _echo_one(self, prompt: Prompt, continuation: str) -> tuple[float, int, int]:
         text, offset = echo_text(prompt, continuation)
         payload = {

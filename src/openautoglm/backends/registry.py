@@ -16,9 +16,10 @@ loaded when a prefix is not built in, so start-up stays fast.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Callable, Mapping
 
-from ..errors import UnknownModelError
+from ..errors import ConfigError, UnknownModelError
 from .base import Backend
 
 ENTRY_POINT_GROUP = "openautoglm.backends"
@@ -47,6 +48,17 @@ def create_backend(spec: str | Mapping[str, Any] | Backend | None, **options: An
     if not isinstance(spec, str):
         raise UnknownModelError(f"model must be a string like 'local' or 'openai:gpt-4o-mini', got {spec!r}")
     prefix, rest = split_model_string(spec)
+    try:
+        return _create(spec, prefix, rest, options)
+    except TypeError as exc:  # an option the backend's constructor does not take
+        match = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if match is None:
+            raise
+        raise ConfigError(f"model {spec!r} does not take the option {match.group(1)!r}", field="model",
+                          hint="see docs/backends.md for each backend's options") from None
+
+
+def _create(spec: str, prefix: str, rest: str, options: dict[str, Any]) -> Backend:
     if prefix == "local":
         from .local import LocalBackend
 

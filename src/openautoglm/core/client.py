@@ -4,7 +4,10 @@ Steps never call a backend directly; they call a :class:`ModelClient`, which
 
 * answers deterministic requests from the cache when it can (``cache=True``),
 * records every call (prompt, response, params, tokens, latency, error, step,
-  record, attempt) as a :class:`CallRecord` in an in-memory buffer.
+  record, attempt) as a :class:`CallRecord` in an in-memory buffer,
+* lets one failing request fail alone: the backend answers each request or gives its
+  error; if any failed, :class:`CallFailed` is raised and the outcomes are kept, so the
+  pipeline can rerun the batch's records one by one without calling the model again.
 
 The buffer is drained by whoever owns the store (the pipeline driver), so a step's
 work stays a pure function of (config, record) → (result, call records) and can run
@@ -20,6 +23,18 @@ from typing import Any, Callable, Sequence
 
 from ..backends.base import Backend, Completion, GenerationRequest, ScoreRequest, ScoreResult, request_key
 from ..errors import BackendError
+
+
+class CallFailed(BackendError):
+    """Some requests of a call failed (``failures``: request index -> error); the rest succeeded."""
+
+    def __init__(self, failures: dict[int, BackendError], total: int) -> None:
+        self.failures = failures
+        first = failures[min(failures)]
+        if total == 1:
+            super().__init__(first.message, hint=first.hint)
+        else:
+            super().__init__(f"{len(failures)} of {total} requests failed; first: {first.message}", hint=first.hint)
 
 
 @dataclass
@@ -58,6 +73,9 @@ class ModelClient:
         self.trace = trace
         self.calls: list[CallRecord] = []
         self.new_cache: dict[str, tuple[str, dict[str, Any]]] = {}  # key -> (kind, payload)
+        #: outcomes of batches in which some request failed, by request key: the pipeline then
+        #: retries that batch's records one by one, and their requests are answered from here
+        self._memo: dict[str, Any] = {}
 
     def drain(self) -> tuple[list[CallRecord], dict[str, tuple[str, dict[str, Any]]]]:
         """Hand over (and forget) the buffered call records and new cache entries."""
@@ -65,16 +83,52 @@ class ModelClient:
         self.calls, self.new_cache = [], {}
         return calls, cache
 
-    # -- cache helpers ---------------------------------------------------------
-    def _lookup(self, kind: str, payloads: list[dict[str, Any]], cacheable: list[bool]) -> tuple[list[str], dict]:
-        if self.cache_get is None:  # caching off: no keys, no lookups, nothing stored
-            return [""] * len(payloads), {}
-        keys = [request_key(self.backend.identity(), kind, p) for p in payloads]
-        wanted = [k for k, ok in zip(keys, cacheable) if ok]
-        found = dict(self.cache_get(wanted)) if wanted else {}
-        for k, (_, payload) in self.new_cache.items():
-            found.setdefault(k, payload)
-        return keys, found
+    # -- the one path every call takes ---------------------------------------------------
+    def _call(self, kind: str, requests: Sequence[Any], cacheable: list[bool], run_each: Callable[..., list[Any]],
+              from_dict: Callable[[dict[str, Any]], Any], trace: Callable[..., CallRecord], step: str | None,
+              record_keys: Sequence[str | None] | None, attempt: int) -> list[Any]:
+        """Answer ``requests`` from the cache, from this client's memo of a failed batch, or
+        from the backend; trace each; raise :class:`CallFailed` if any request failed."""
+        record_keys = list(record_keys) if record_keys is not None else [None] * len(requests)
+        identity = self.backend.identity()
+        keys = [request_key(identity, kind, r.cache_payload()) for r in requests]
+        wanted = [k for k, ok in zip(keys, cacheable) if ok and k not in self._memo]
+        found = dict(self.cache_get(wanted)) if wanted and self.cache_get is not None else {}
+        results: list[Any] = [None] * len(requests)
+        fresh_from_memo = [False] * len(requests)
+        todo = []
+        for i, key in enumerate(keys):
+            if key in self._memo:
+                results[i], fresh_from_memo[i] = self._memo[key], True
+            elif cacheable[i] and (key in found or key in self.new_cache):
+                results[i] = from_dict(found[key] if key in found else self.new_cache[key][1])
+                results[i].cached = True
+            else:
+                todo.append(i)
+        if todo:
+            answers = run_each([requests[i] for i in todo])
+            some_failed = any(isinstance(a, BackendError) for a in answers)
+            for i, answer in zip(todo, answers):
+                results[i] = answer
+                if some_failed:  # the records of this batch will be retried one by one: answer them from here
+                    self._memo[keys[i]] = answer
+                if cacheable[i] and not isinstance(answer, BackendError):
+                    self.new_cache[keys[i]] = (kind, answer.to_dict())
+        failures = {i: r for i, r in enumerate(results) if isinstance(r, BackendError)}
+        if self.trace:
+            for i, (req, res, rk) in enumerate(zip(requests, results, record_keys)):
+                if fresh_from_memo[i]:
+                    continue  # traced when it was answered
+                if isinstance(res, BackendError):
+                    self.calls.append(CallRecord(kind=kind, backend=self.backend.name, model=self.backend.model,
+                                                 params=_params(req.cache_payload()), prompt=req.prompt,
+                                                 response=None, error=str(res), step=step, record_key=rk,
+                                                 attempt=attempt))
+                else:
+                    self.calls.append(trace(req, res, step=step, record_key=rk, attempt=attempt))
+        if failures:
+            raise CallFailed(failures, len(requests))
+        return results
 
     # -- public API --------------------------------------------------------------
     def generate(
@@ -85,50 +139,10 @@ class ModelClient:
         record_keys: Sequence[str | None] | None = None,
         attempt: int = 0,
     ) -> list[Completion]:
-        record_keys = list(record_keys) if record_keys is not None else [None] * len(requests)
         cacheable = [self.cache_get is not None and r.temperature == 0 and self.backend.deterministic
                      for r in requests]
-        keys, found = self._lookup("generate", [r.cache_payload() for r in requests], cacheable)
-        results: list[Completion | None] = [None] * len(requests)
-        todo = []
-        for i, (k, ok) in enumerate(zip(keys, cacheable)):
-            if ok and k in found:
-                results[i] = Completion.from_dict(found[k])
-                results[i].cached = True  # type: ignore[union-attr]
-            else:
-                todo.append(i)
-        if todo:
-            try:
-                fresh = self.backend.generate([requests[i] for i in todo])
-            except Exception as exc:
-                self._record_failure("generate", [requests[i] for i in todo], exc, step,
-                                     [record_keys[i] for i in todo], attempt)
-                raise
-            for i, comp in zip(todo, fresh):
-                results[i] = comp
-                if cacheable[i]:
-                    self.new_cache[keys[i]] = ("generate", comp.to_dict())
-        out = [r for r in results if r is not None]
-        if self.trace:
-            for req, comp, rk in zip(requests, out, record_keys):
-                self.calls.append(
-                    CallRecord(
-                        kind="generate",
-                        backend=self.backend.name,
-                        model=self.backend.model,
-                        params=_params(req.cache_payload()),
-                        prompt=req.prompt,
-                        response=comp.texts if len(comp.texts) > 1 else comp.text,
-                        prompt_tokens=comp.prompt_tokens,
-                        completion_tokens=comp.completion_tokens,
-                        latency_s=comp.latency_s,
-                        cached=comp.cached,
-                        step=step,
-                        record_key=rk,
-                        attempt=attempt,
-                    )
-                )
-        return out
+        return self._call("generate", requests, cacheable, self.backend.generate_each, Completion.from_dict,
+                          self._trace_generation, step, record_keys, attempt)
 
     def score(
         self,
@@ -138,49 +152,27 @@ class ModelClient:
         record_keys: Sequence[str | None] | None = None,
         attempt: int = 0,
     ) -> list[ScoreResult]:
-        record_keys = list(record_keys) if record_keys is not None else [None] * len(requests)
         cacheable = [self.cache_get is not None and self.backend.deterministic] * len(requests)
-        keys, found = self._lookup("score", [r.cache_payload() for r in requests], cacheable)
-        results: list[ScoreResult | None] = [None] * len(requests)
-        todo = []
-        for i, k in enumerate(keys):
-            if cacheable[i] and k in found:
-                results[i] = ScoreResult.from_dict(found[k])
-                results[i].cached = True  # type: ignore[union-attr]
-            else:
-                todo.append(i)
-        if todo:
-            try:
-                fresh = self.backend.score_batch([requests[i] for i in todo])
-            except Exception as exc:
-                self._record_failure("score", [requests[i] for i in todo], exc, step,
-                                     [record_keys[i] for i in todo], attempt)
-                raise
-            for i, res in zip(todo, fresh):
-                results[i] = res
-                if cacheable[i]:
-                    self.new_cache[keys[i]] = ("score", res.to_dict())
-        out = [r for r in results if r is not None]
-        if self.trace:
-            for req, res, rk in zip(requests, out, record_keys):
-                self.calls.append(
-                    CallRecord(
-                        kind="score",
-                        backend=self.backend.name,
-                        model=self.backend.model,
-                        params={"continuations": list(req.continuations)},
-                        prompt=req.prompt,
-                        response=dict(zip(req.continuations, res.logprobs)),
-                        prompt_tokens=res.prompt_tokens,
-                        completion_tokens=sum(res.lengths),
-                        latency_s=res.latency_s,
-                        cached=res.cached,
-                        step=step,
-                        record_key=rk,
-                        attempt=attempt,
-                    )
-                )
-        return out
+        return self._call("score", requests, cacheable, self.backend.score_each, ScoreResult.from_dict,
+                          self._trace_score, step, record_keys, attempt)
+
+    def _trace_generation(self, req: GenerationRequest, comp: Completion, **where: Any) -> CallRecord:
+        return CallRecord(
+            kind="generate", backend=self.backend.name, model=self.backend.model,
+            params=_params(req.cache_payload()), prompt=req.prompt,
+            response=comp.texts if len(comp.texts) > 1 else comp.text,
+            prompt_tokens=comp.prompt_tokens, completion_tokens=comp.completion_tokens,
+            latency_s=comp.latency_s, cached=comp.cached, **where,
+        )
+
+    def _trace_score(self, req: ScoreRequest, res: ScoreResult, **where: Any) -> CallRecord:
+        return CallRecord(
+            kind="score", backend=self.backend.name, model=self.backend.model,
+            params={"continuations": list(req.continuations)}, prompt=req.prompt,
+            response=dict(zip(req.continuations, res.logprobs)),
+            prompt_tokens=res.prompt_tokens, completion_tokens=sum(res.lengths),
+            latency_s=res.latency_s, cached=res.cached, **where,
+        )
 
     def note(self, kind: str, *, source: str, prompt: Any, response: Any, step: str | None,
              record_key: str | None, attempt: int, error: str | None = None) -> None:
@@ -196,18 +188,6 @@ class ModelClient:
         for call in self.calls[since:]:
             totals[call.record_key] = totals.get(call.record_key, 0) + call.prompt_tokens + call.completion_tokens
         return totals
-
-    def _record_failure(self, kind: str, requests: Sequence[Any], exc: Exception, step: str | None,
-                        record_keys: Sequence[str | None], attempt: int) -> None:
-        if not self.trace:
-            return
-        message = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
-        for req, rk in zip(requests, record_keys):
-            self.calls.append(
-                CallRecord(kind=kind, backend=self.backend.name, model=self.backend.model,
-                           params=_params(req.cache_payload()), prompt=req.prompt, response=None,
-                           error=message, step=step, record_key=rk, attempt=attempt)
-            )
 
 
 def _params(payload: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..backends.base import Backend
-from ..errors import ConfigError, OpenAutoGLMError, TemplateError
+from ..errors import ConfigError, EndpointUnavailable, OpenAutoGLMError, TemplateError
 from .client import ModelClient
 from .config import PipelineConfig, StepConfig, load_pipeline_config, validate_pipeline_dict
 from .policy import LoadPolicy
@@ -292,14 +292,13 @@ class Pipeline:
             outs: list[Any] = []
             try:
                 outs = task.run_many(client, contexts, step=step.name, record_keys=keys)
-            except TemplateError:
-                # isolate the record(s) whose template cannot be rendered
-                outs = []
-                for ctx, key in zip(contexts, keys):
-                    try:
-                        outs += task.run_many(client, [ctx], step=step.name, record_keys=[key])
-                    except TemplateError as exc:
-                        outs.append(exc)
+            except EndpointUnavailable:
+                raise  # nothing can succeed now: the run stops, resumable
+            except Exception as exc:  # noqa: BLE001 - isolated below, so that a bad record fails alone
+                if len(contexts) == 1:
+                    outs = [_as_record_error(step, exc)]
+                else:  # requests already answered are replayed from the client's memo, not re-sent
+                    outs = [self._run_one(task, client, step, ctx, key) for ctx, key in zip(contexts, keys)]
             calls, cache = client.drain()
             return outs, calls, cache
         if step.call is not None:
@@ -315,6 +314,17 @@ class Pipeline:
         sub = self._subpipeline(step)
         results, calls, cache = sub.process(contexts, keys)
         return results, calls, cache
+
+    @staticmethod
+    def _run_one(task: Task, client: ModelClient, step: StepConfig, context: dict[str, Any], key: str) -> Any:
+        """One record's output of a task step, or the exception that failed it."""
+        try:
+            (out,) = task.run_many(client, [context], step=step.name, record_keys=[key])
+            return out
+        except EndpointUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this record's own failure
+            return _as_record_error(step, exc)
 
     def _resolve_references(self, chain: tuple[Path, ...]) -> None:
         """Import the callables and build the sub-pipelines the steps name, under ``self.policy``
@@ -362,6 +372,14 @@ class Pipeline:
         sub = self._subpipelines[step.name]
         sub._store = self.store  # share the cache lookups of the parent
         return sub
+
+
+def _as_record_error(step: StepConfig, exc: Exception) -> Exception:
+    """A step's failure on one record, as stored with it: our errors say what happened; anything
+    else is wrapped with its type and the step (it is a bug somewhere, but only this record's)."""
+    if isinstance(exc, OpenAutoGLMError):
+        return exc
+    return RecordError(f"step {step.name!r} failed: {type(exc).__name__}: {exc}")
 
 
 def _flush_at_exit(ref: "weakref.ReferenceType[Pipeline]") -> None:

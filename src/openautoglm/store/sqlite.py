@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS records (
     output TEXT,
     error TEXT,
     ts REAL NOT NULL,
+    input_hash TEXT,
     PRIMARY KEY (run_id, idx)
 );
 """
@@ -110,11 +111,18 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(SCHEMA)
+        self._migrate()
         try:
             self._conn.executescript(FTS_SCHEMA)
             self.has_fts = True
         except sqlite3.OperationalError:  # SQLite built without FTS5
             self.has_fts = False
+
+    def _migrate(self) -> None:
+        """Bring a store written by an older version up to this schema."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(records)")}
+        if "input_hash" not in columns:  # added with content-checked resume
+            self._conn.execute("ALTER TABLE records ADD COLUMN input_hash TEXT")
 
     def close(self) -> None:
         self._conn.close()
@@ -165,19 +173,19 @@ class Store:
     def commit_chunk(
         self,
         run_id: str,
-        records: Sequence[tuple[int, str, str, Any, str | None]],
+        records: Sequence[tuple[Any, ...]],
         calls: Sequence[CallRecord],
         cache: dict[str, tuple[str, dict[str, Any]]],
     ) -> None:
-        """Checkpoint: records ``(idx, key, status, output, error)`` + their calls, atomically."""
+        """Checkpoint: records ``(idx, key, status, output, error[, input_hash])`` + their calls, atomically."""
         now = time.time()
         with self._transaction():
             self._insert_calls(calls, run_id)
             self._insert_cache(cache)
             self._conn.executemany(
-                "INSERT OR REPLACE INTO records (run_id, idx, record_key, status, output, error, ts)"
-                " VALUES (?,?,?,?,?,?,?)",
-                [(run_id, i, k, s, _dumps(o), e, now) for i, k, s, o, e in records],
+                "INSERT OR REPLACE INTO records (run_id, idx, record_key, status, output, error, ts, input_hash)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                [(run_id, i, k, s, _dumps(o), e, now, h) for i, k, s, o, e, h in ((*r, None)[:6] for r in records)],
             )
             self._conn.execute(
                 "UPDATE runs SET done = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status = 'done'),"
@@ -250,14 +258,14 @@ class Store:
         }
 
     def iter_records(self, run_id: str, status: str | None = None) -> Iterator[dict[str, Any]]:
-        sql = "SELECT idx, record_key, status, output, error FROM records WHERE run_id = ?"
+        sql = "SELECT idx, record_key, status, output, error, input_hash FROM records WHERE run_id = ?"
         args: list[Any] = [run_id]
         if status:
             sql += " AND status = ?"
             args.append(status)
-        for idx, key, st, output, error in self._conn.execute(sql + " ORDER BY idx", args):
+        for idx, key, st, output, error, input_hash in self._conn.execute(sql + " ORDER BY idx", args):
             yield {"idx": idx, "record_key": key, "status": st,
-                   "output": json.loads(output) if output else None, "error": error}
+                   "output": json.loads(output) if output else None, "error": error, "input_hash": input_hash}
 
     # -- reading calls -------------------------------------------------------------
     def _sync_fts(self) -> None:
