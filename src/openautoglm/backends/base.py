@@ -250,8 +250,9 @@ def as_backend_error(exc: Exception) -> BackendError:
 
 def run_each(run: Callable[[list[Any]], list[R]], check: Callable[[Any], None],
              requests: Sequence[Any]) -> list[R | BackendError]:
-    """Run ``requests`` as one batch; if the batch fails, run each alone, so that one bad
-    request fails alone.  Requests ``check`` refuses never reach ``run``."""
+    """Run ``requests`` as one batch; if the batch fails, split it in halves until each failing
+    request is alone, so that one bad request fails alone and the others still run batched.
+    Requests ``check`` refuses never reach ``run``."""
     out: list[R | BackendError | None] = [None] * len(requests)
     ok: list[int] = []
     for i, req in enumerate(requests):
@@ -260,23 +261,23 @@ def run_each(run: Callable[[list[Any]], list[R]], check: Callable[[Any], None],
             ok.append(i)
         except BackendError as exc:
             out[i] = exc
-    if ok:
+
+    def attempt(indices: list[int]) -> None:
         try:
-            for i, res in zip(ok, run([requests[i] for i in ok]), strict=True):
+            for i, res in zip(indices, run([requests[i] for i in indices]), strict=True):
                 out[i] = res
         except EndpointUnavailable:
             raise
-        except Exception as exc:  # noqa: BLE001 - isolated below, one request at a time
-            if len(ok) == 1:
-                out[ok[0]] = as_backend_error(exc)
+        except Exception as exc:  # noqa: BLE001 - narrowed down below
+            if len(indices) == 1:
+                out[indices[0]] = as_backend_error(exc)
             else:
-                for i in ok:
-                    try:
-                        (out[i],) = run([requests[i]])
-                    except EndpointUnavailable:
-                        raise
-                    except Exception as one:  # noqa: BLE001 - this request's own failure
-                        out[i] = as_backend_error(one)
+                half = len(indices) // 2
+                attempt(indices[:half])
+                attempt(indices[half:])
+
+    if ok:
+        attempt(ok)
     return out  # type: ignore[return-value]
 
 
