@@ -346,3 +346,4 @@ def test_a_second_run_of_the_same_job_is_refused_while_the_first_holds_it(store:
     assert not out.exists() and store.get_run("busy") is None
     res = run_batch(pipeline(CountingFake(), store), RECORDS, run_id="busy", output=out)
     assert res.done == 6 and not out.with_name(out.name + ".partial").exists()
+    assert list((store.path.parent / "locks").glob("*.lock")) == []  # released and removed

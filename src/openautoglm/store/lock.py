@@ -2,7 +2,8 @@
 started together do not both run and both write the same output.
 
 The lock is ``flock`` on a small file under the store's folder: the kernel releases it
-when its process ends, even by ``kill -9``, so a crashed run never leaves a stale lock.
+when its process ends, even by ``kill -9``, so a crashed run never leaves a stale lock
+(only an unlocked file, reused by the next run).  A run removes its files when it ends.
 (On systems without ``fcntl`` an ``O_EXCL`` file is used, and a stale one names its PID.)
 """
 
@@ -20,6 +21,14 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (a releasing holder unlinks it)."""
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
 
 
 class RunLocked(OpenAutoGLMError):
@@ -52,12 +61,16 @@ class RunLock:
             except FileExistsError:
                 raise self._busy(path) from None
         else:
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise self._busy(path) from None
+            while True:
+                fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    raise self._busy(path) from None
+                if _same_file(fd, path):
+                    break
+                os.close(fd)  # the holder removed the file as we opened it: lock the new one
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {time.time():.0f}\n".encode())
         return fd
@@ -78,7 +91,8 @@ class RunLock:
             if fcntl is None:  # pragma: no cover - Windows
                 os.close(fd)
                 path.unlink(missing_ok=True)
-            else:
+            else:  # remove the file while still holding it (see _same_file), then let go
+                path.unlink(missing_ok=True)
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
         self._handles.clear()
