@@ -156,3 +156,124 @@ def test_every_public_name_resolves() -> None:
     assert all(getattr(data, name) is not None for name in data.__all__)
     with pytest.raises(AttributeError):
         data.no_such_thing  # noqa: B018
+
+
+# -- linear time, whatever the number of matches ------------------------------------------
+def _line_with_matches(units: int) -> str:
+    """One long line with 5 matches per unit (email, mobile, ID, card, IPv4)."""
+    return "".join(f"mail u{i}@example.com tel 13812345678 id 11010519491231002X "
+                   f"card 4111 1111 1111 1111 ip 10.0.0.{i % 250} ok. " for i in range(units))
+
+
+def _span_reads(monkeypatch: pytest.MonkeyPatch, text: str) -> tuple[int, int]:
+    """(reads of match.start/.end while finding and redacting, matches found)."""
+    import openautoglm.data.pii as pii
+
+    reads = [0]
+
+    class CountedMatch(pii.PIIMatch):
+        def __getattribute__(self, name: str) -> object:
+            if name in ("start", "end"):
+                reads[0] += 1
+            return super().__getattribute__(name)
+
+    monkeypatch.setattr(pii, "PIIMatch", CountedMatch)
+    redacted, found = PIIDetector().redact_with_matches(text)
+    assert all(type(m) is CountedMatch for m in found)
+    assert redacted.count("[EMAIL]") == len(found) // 5
+    return reads[0], len(found)
+
+
+def test_find_does_constant_work_per_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    # counts operations, not seconds: resolving overlaps used to compare each candidate with every
+    # match taken so far (a 1 MB line took 21 s, 4 MB over 200 s)
+    small_reads, small = _span_reads(monkeypatch, _line_with_matches(60))
+    large_reads, large = _span_reads(monkeypatch, _line_with_matches(240))
+    assert (small, large) == (300, 1200)
+    assert large_reads <= 30 * large
+    assert large_reads / small_reads <= 4.5  # 4x the matches, 4x the work (quadratic: 16x)
+
+
+def test_url_trim_keeps_a_balanced_parenthesis_only() -> None:
+    text = "see http://example.org/a(b)" + ")" * 2_000 + "。 end"
+    found = PIIDetector(["url"]).find(text)
+    assert [m.value for m in found] == ["http://example.org/a(b)"]
+
+
+# -- NFKC folding: full-width digits, ideographic spaces; spans in the original text ------
+@pytest.mark.parametrize("text, kind, value", [
+    ("手机：１３８１２３４５６７８，谢谢", "cn_mobile", "１３８１２３４５６７８"),
+    ("电话＋８６　１３８　１２３４　５６７８。", "cn_mobile", "＋８６　１３８　１２３４　５６７８"),
+    ("卡号６２２２０２１２３４５６７８９０１２８已绑定", "bank_card", "６２２２０２１２３４５６７８９０１２８"),
+    ("卡号４１１１　１１１１　１１１１　１１１１。", "bank_card", "４１１１　１１１１　１１１１　１１１１"),
+    ("邮箱ａ．ｂ＠ｅｘａｍｐｌｅ．ｃｏｍ。", "email", "ａ．ｂ＠ｅｘａｍｐｌｅ．ｃｏｍ"),
+])
+def test_full_width_forms_are_found(text: str, kind: str, value: str) -> None:
+    found = PIIDetector().find(text)
+    assert [(m.type, m.value) for m in found] == [(kind, value)]
+    assert text[found[0].start:found[0].end] == value
+    assert PIIDetector().redact(text) == text.replace(value, f"[{kind.upper()}]")
+
+
+def test_spans_map_back_when_nfkc_changes_the_length() -> None:
+    # ﬁ → fi, … → ..., ㍻ → 平成, ½ → 1⁄2: every fold before the number shifts the offsets
+    prefix = "ﬁle… ㍻ ½ "
+    text = prefix + "手机１３８１２３４５６７８ and ﬃ a@example.com…"
+    found = PIIDetector().find(text)
+    assert [(m.type, m.value) for m in found] == [("cn_mobile", "１３８１２３４５６７８"), ("email", "a@example.com")]
+    assert [text[m.start:m.end] for m in found] == [m.value for m in found]
+    assert PIIDetector().redact(text) == prefix + "手机[CN_MOBILE] and ﬃ [EMAIL]…"
+
+
+def test_full_width_url_punctuation_still_ends_a_url() -> None:
+    text = "见http://a.example.cn/x，tel 13812345678"
+    assert [(m.type, m.value) for m in PIIDetector().find(text)] == [
+        ("url", "http://a.example.cn/x"), ("cn_mobile", "13812345678")]
+
+
+def _grouped(digits: str, sizes: tuple[int, ...], sep: str) -> str:
+    parts, at = [], 0
+    for size in sizes:
+        parts.append(digits[at:at + size])
+        at += size
+    return sep.join(parts)
+
+
+@pytest.mark.parametrize("body", ["11010119900307123", "11010519491231002", "44030519900307871"])
+@pytest.mark.parametrize("sizes, sep", [((6, 8, 4), " "), ((6, 8, 4), "-"), ((4, 4, 4, 4, 2), " "),
+                                         ((6, 4, 4, 4), " "), ((6, 8, 4), "\u3000")])
+def test_grouped_resident_ids(body: str, sizes: tuple[int, ...], sep: str) -> None:
+    number = body + cn_id_check_char(body)
+    written = _grouped(number, sizes, sep)
+    text = f"身份证号：{written}。"
+    found = PIIDetector().find(text)
+    assert [(m.type, m.value) for m in found] == [("cn_id", written)]
+    assert PIIDetector().redact(text) == "身份证号：[CN_ID]。"
+    full_width = written.translate({ord(c): ord(c) + 0xFEE0 for c in "0123456789X-"})
+    assert [m.value for m in PIIDetector().find(f"ID {full_width} ok")] == [full_width]
+
+
+def test_grouped_resident_id_negatives() -> None:
+    body = "11010119900307123"
+    good = body + cn_id_check_char(body)
+    bad = body + ("0" if good[-1] != "0" else "1")
+    det = PIIDetector(["cn_id"])
+    assert det.find(_grouped(bad, (6, 8, 4), " ")) == []                   # wrong check character
+    assert det.find(good[:6] + " " + good[6:14] + "-" + good[14:]) == []     # mixed separators
+    assert det.find(_grouped(good, (3, 15), " ")) == []                     # not an ID grouping
+
+
+def test_folded_offsets_map_every_character_back() -> None:
+    import unicodedata
+
+    from openautoglm.data.pii import FoldedText
+
+    text = "a１ﬁ…b㍻ c\u3000ｘ"
+    folded = FoldedText.of(text)
+    assert folded.text == "".join(unicodedata.normalize("NFKC", ch) for ch in text)
+    pos = 0
+    for i, ch in enumerate(text):
+        width = len(unicodedata.normalize("NFKC", ch))
+        assert (folded.start(pos), folded.end(pos + width)) == (i, i + 1), ch
+        pos += width
+    assert FoldedText.of("plain ascii 123").text == "plain ascii 123"

@@ -6,8 +6,9 @@ Structured types, each a regular expression for candidates plus a validator:
 ``email``      local@domain.tld (domain labels and a 2+ letter TLD)
 ``url``        http(s)/ftp URLs and ``www.`` hosts; trailing punctuation (also CJK) trimmed
 ``ip``         IPv4 and IPv6, validated with :mod:`ipaddress`
-``cn_id``      Chinese resident ID (18 characters): region code, a real birth date and the
-               GB 11643 check character (ISO 7064 MOD 11-2)
+``cn_id``      Chinese resident ID (18 characters, plain or grouped 6-8-4, 6-4-4-4 or 4-4-4-4-2 by
+               spaces/dashes): region code, a real birth date and the GB 11643 check character
+               (ISO 7064 MOD 11-2)
 ``bank_card``  13–19 digits (plain or grouped by spaces/dashes), a known issuer prefix (IIN) and
                a valid Luhn check digit
 ``cn_mobile``  Chinese mobile numbers: 1[3-9]x xxxx xxxx, optional +86/0086
@@ -18,8 +19,13 @@ Structured types, each a regular expression for candidates plus a validator:
 Person and organization names come from an optional NER backend: any callable
 ``ner(text) -> [(start, end, type), ...]`` (e.g. a spaCy or Open-AutoGLM pipeline wrapper).
 
+All types but ``url`` are matched on the NFKC form of the text (full-width digits ``１３８…``, the
+ideographic space and full-width ``＠``/``－`` fold to ASCII) and the spans are mapped back to the
+original text, so offsets, values and redaction always refer to the original characters.
+
 Overlapping candidates are resolved by type priority (the order above) then length, so an
-ID number is never also reported as a bank card or a phone number.
+ID number is never also reported as a bank card or a phone number.  Finding is linear in the
+text length and the number of matches (one regex scan per type, one pass to resolve overlaps).
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import unicodedata
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import OpenAutoGLMError
 
@@ -56,7 +64,9 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
                       r"[^\s<>\"'\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\u3000-\u303f]+"),
     "ip": re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]*\d)"
                      r"|(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])"),
-    "cn_id": re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])"),
+    # plain, or grouped 6-8-4 / 6-4-4-4 / 4-4-4-4-2 with one kind of separator
+    "cn_id": re.compile(r"(?<![0-9A-Za-z])(?:\d{17}|\d{6}([ -])\d{8}\1\d{3}|\d{6}([ -])\d{4}\2\d{4}\2\d{3}"
+                        r"|\d{4}([ -])\d{4}\3\d{4}\3\d{4}\3\d)[\dXx](?![0-9A-Za-z])"),
     "bank_card": re.compile(r"(?<![\d-])(?:\d{4}[ -]){4}\d{3}(?!\d)|(?<![\d-])(?:\d{4}[ -]){3}\d{4}(?!\d)|(?<![\d-])\d{4}[ -]\d{6}[ -]\d{5}(?!\d)"
                             r"|(?<![\d-])\d{13,19}(?!\d)"),
     "cn_mobile": re.compile(r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)"),
@@ -122,8 +132,11 @@ def luhn_check_digit(partial: str) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+_SEPARATORS = re.compile(r"[ -]")
+
+
 def _bank_card_valid(value: str) -> bool:
-    digits = re.sub(r"[ -]", "", value)
+    digits = _SEPARATORS.sub("", value)
     if not 13 <= len(digits) <= 19 or not _IIN.match(digits):
         return False
     if len(set(digits)) == 1:  # 0000 0000 … — a placeholder, not a card
@@ -147,11 +160,15 @@ def _phone_valid(value: str) -> bool:
 
 
 def _url_trim(value: str) -> str:
-    while value and value[-1] in _URL_TRAIL:
-        if value[-1] == ")" and value.count("(") >= value.count(")"):
-            break
-        value = value[:-1]
-    return value
+    """Drop trailing punctuation, keeping a ``)`` that closes a ``(`` inside the URL (one pass)."""
+    end, opens, closes = len(value), value.count("("), value.count(")")
+    while end and value[end - 1] in _URL_TRAIL:
+        if value[end - 1] == ")":
+            if opens >= closes:
+                break
+            closes -= 1
+        end -= 1
+    return value[:end]
 
 
 #: words right before a candidate that say it is not PII of that type (a version, an order number)
@@ -170,7 +187,7 @@ _VALIDATORS: dict[str, Callable[[str], bool]] = {
     "email": lambda v: ".." not in v and len(v) <= 254,
     "url": lambda v: len(v) > 7,
     "ip": _ip_valid,
-    "cn_id": cn_id_valid,
+    "cn_id": lambda v: cn_id_valid(_SEPARATORS.sub("", v)),
     "bank_card": _bank_card_valid,
     "cn_mobile": lambda v: len(re.sub(r"\D", "", v)) in (11, 13, 15),
     "phone": _phone_valid,
@@ -217,6 +234,104 @@ def _may_contain(kind: str, text: str, has_digit: bool) -> bool:
     return has_digit
 
 
+#: runs of characters NFKC may change: everything but ASCII, CJK ideographs and Hangul syllables
+_MAY_CHANGE = re.compile(r"[^\x00-\x7f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3]+")
+#: types matched on the original text: NFKC would fold full-width commas and brackets into ASCII
+#: characters that a URL may contain, so ``http://a.cn，tel`` would swallow ``，tel``
+_ORIGINAL_TEXT_TYPES = frozenset({"url"})
+
+
+@dataclass(frozen=True)
+class FoldedText:
+    """The NFKC form of each character of ``original``, with offsets mapped back to it.
+
+    Only the characters that NFKC changes are recorded (``norm_pos``: where the character's
+    form starts in ``text``, ``orig_pos``: its index in ``original``, ``width``: the form's
+    length); between them the two texts differ by a constant shift, so mapping an offset is a
+    binary search.
+    """
+
+    original: str
+    text: str
+    norm_pos: tuple[int, ...] = ()
+    orig_pos: tuple[int, ...] = ()
+    width: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, original: str) -> "FoldedText":
+        """Fold ``original`` character by character (linear; ASCII and CJK text are skipped)."""
+        parts: list[str] = []
+        norm_pos: list[int] = []
+        orig_pos: list[int] = []
+        width: list[int] = []
+        last = shift = 0
+        for run in _MAY_CHANGE.finditer(original):
+            if unicodedata.is_normalized("NFKC", run.group()):
+                continue
+            for i in range(run.start(), run.end()):
+                form = unicodedata.normalize("NFKC", original[i])
+                if form == original[i]:
+                    continue
+                parts += [original[last:i], form]
+                norm_pos.append(i + shift)
+                orig_pos.append(i)
+                width.append(len(form))
+                shift += len(form) - 1
+                last = i + 1
+        if not parts:
+            return cls(original, original)
+        parts.append(original[last:])
+        return cls(original, "".join(parts), tuple(norm_pos), tuple(orig_pos), tuple(width))
+
+    def start(self, pos: int) -> int:
+        """The original offset where a span starting at ``pos`` in :attr:`text` starts."""
+        k = bisect_right(self.norm_pos, pos) - 1
+        if k < 0:
+            return pos
+        inside = pos < self.norm_pos[k] + self.width[k]
+        return self.orig_pos[k] if inside else self.orig_pos[k] + 1 + pos - self.norm_pos[k] - self.width[k]
+
+    def end(self, pos: int) -> int:
+        """The original offset where a span ending at ``pos`` in :attr:`text` ends."""
+        k = bisect_left(self.norm_pos, pos) - 1
+        if k < 0:
+            return pos
+        return self.orig_pos[k] + 1 + max(0, pos - self.norm_pos[k] - self.width[k])
+
+
+def _candidates(priority: int, kind: str, folded: FoldedText, has_digit: bool) -> Iterator[tuple[int, PIIMatch]]:
+    """Validated matches of one type, with offsets and values in the original text."""
+    original = kind in _ORIGINAL_TEXT_TYPES
+    scanned = folded.original if original else folded.text
+    if not _may_contain(kind, scanned, has_digit):
+        return
+    for m in _PATTERNS[kind].finditer(scanned):
+        value = _url_trim(m.group(0)) if kind == "url" else m.group(0)
+        if not value or not _VALIDATORS[kind](value) or _negative_context(kind, scanned, m.start()):
+            continue
+        end = m.start() + len(value)
+        start, end = (m.start(), end) if original else (folded.start(m.start()), folded.end(end))
+        yield priority, PIIMatch(kind, start, end, folded.original[start:end])
+
+
+def resolve_overlaps(candidates: Iterable[tuple[int, PIIMatch]], length: int) -> list[PIIMatch]:
+    """Non-overlapping matches in text order: lower priority number first, then longer, then earlier.
+
+    A byte per character of the text marks what is taken, so a candidate costs its own length
+    (not a comparison with every match taken so far, which was quadratic in the matches).
+    """
+    ranked = sorted(candidates, key=lambda c: (c[0], c[1].start - c[1].end, c[1].start))
+    taken = bytearray(length)
+    kept: list[PIIMatch] = []
+    for _, match in ranked:
+        start, end = match.start, match.end
+        if taken.find(1, start, end) < 0:
+            taken[start:end] = b"\x01" * (end - start)
+            kept.append(match)
+    kept.sort(key=lambda m: m.start)
+    return kept
+
+
 class PIIDetector:
     """Find, count and redact PII in text.
 
@@ -242,30 +357,18 @@ class PIIDetector:
         self.salt = salt
 
     def find(self, text: str) -> list[PIIMatch]:
-        """Non-overlapping matches, in text order."""
+        """Non-overlapping matches, in text order (offsets and values in ``text``)."""
         if not text:
             return []
-        candidates: list[tuple[int, PIIMatch]] = []
-        has_digit = _DIGIT.search(text) is not None
-        for priority, kind in enumerate(self.types):
-            if not _may_contain(kind, text, has_digit):
-                continue
-            for m in _PATTERNS[kind].finditer(text):
-                value = m.group(0)
-                if kind == "url":
-                    value = _url_trim(value)
-                if value and _VALIDATORS[kind](value) and not _negative_context(kind, text, m.start()):
-                    candidates.append((priority, PIIMatch(kind, m.start(), m.start() + len(value), value)))
+        folded = FoldedText.of(text)
+        has_digit = _DIGIT.search(folded.text) is not None
+        candidates = [c for priority, kind in enumerate(self.types)
+                      for c in _candidates(priority, kind, folded, has_digit)]
         if self.ner is not None:
             for start, end, kind in self.ner(text):
                 if 0 <= start < end <= len(text):
                     candidates.append((len(self.types), PIIMatch(str(kind), start, end, text[start:end], "ner")))
-        candidates.sort(key=lambda c: (c[0], -(c[1].end - c[1].start), c[1].start))
-        taken: list[PIIMatch] = []
-        for _, match in candidates:
-            if all(match.end <= t.start or match.start >= t.end for t in taken):
-                taken.append(match)
-        return sorted(taken, key=lambda m: m.start)
+        return resolve_overlaps(candidates, len(text)) if candidates else []
 
     def count(self, text: str) -> Counter[str]:
         """Matches per type."""
