@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 
-from openautoglm.core.records import read_records, require_columns, write_jsonl
+from openautoglm.core.records import (MAX_COLUMNS, MAX_HEADER_BYTES, iter_records, read_records, require_columns,
+                                      write_jsonl)
 from openautoglm.errors import InputDataError
 
 
@@ -128,3 +130,115 @@ def test_write_jsonl_append(tmp_path: Path) -> None:
     assert lines == ['{"a": "é"}', '{"b": 2}']
     write_jsonl(path, [{"c": 3}])
     assert path.read_text(encoding="utf-8").splitlines() == ['{"c": 3}']
+
+
+def test_non_utf8_byte_offset_counts_the_bom(tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbftext\nfine\n" + "坏".encode("gbk") + b"\n")
+    with pytest.raises(InputDataError, match=r"line 3 \(byte 13\)"):  # 3 (BOM) + 5 + 5
+        read_records(path)
+
+
+def test_utf16_file_gets_a_utf16_hint(tmp_path: Path) -> None:
+    path = tmp_path / "u16.csv"
+    path.write_bytes("text\nhi\n".encode("utf-16"))
+    with pytest.raises(InputDataError, match=r"line 1 \(byte 0\)") as info:
+        read_records(path)
+    assert "UTF-16" in (info.value.hint or "") and "iconv" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("name, header", [("dup.csv", "text,label, text,id,label"),
+                                          ("dup.tsv", "text\tlabel\t text\tid\tlabel")])
+def test_repeated_header_names_are_an_error(tmp_path: Path, name: str, header: str) -> None:
+    path = tmp_path / name
+    sep = "," if name.endswith(".csv") else "\t"
+    path.write_text(header + "\n" + sep.join("abcde") + "\n", encoding="utf-8")
+    with pytest.raises(InputDataError) as info:
+        read_records(path)
+    msg = str(info.value)
+    assert name in msg
+    assert "'text' at columns 1, 3" in msg and "'label' at columns 2, 5" in msg and "'id'" not in msg
+    assert "rename" in (info.value.hint or "")
+
+
+def test_header_only_file_is_an_error_unless_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "only_header.csv"
+    path.write_text("text,label\n\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match=r"only_header.csv: the header is followed by no data rows") as info:
+        read_records(path)
+    assert "allow_empty=True" in (info.value.hint or "")
+    assert read_records(path, allow_empty=True) == []
+    assert list(iter_records(path, allow_empty=True)) == []
+    assert read_records(path, limit=0) == []  # nothing was asked for
+
+
+@pytest.mark.parametrize("name, content", [("e.jsonl", "\n\n"), ("e.jsonl", ""), ("e.json", "[]"),
+                                           ("e.tsv", "text\tlabel\n")])
+def test_files_without_records_are_an_error(tmp_path: Path, name: str, content: str) -> None:
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(InputDataError, match=r"e\.\w+: .*\(0 records\)"):
+        read_records(path)
+    assert read_records(path, allow_empty=True) == []
+
+
+def test_one_record_is_enough(tmp_path: Path) -> None:
+    path = tmp_path / "one.csv"
+    path.write_text("text\nhi\n", encoding="utf-8")
+    assert read_records(path) == [{"text": "hi"}]
+    assert read_records(path, limit=1) == [{"text": "hi"}]
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch, path: Path) -> list[int]:
+    """Bytes read from ``path`` (through Path.open) go into the returned one-element list."""
+    read = [0]
+    real_open = Path.open
+
+    class CountingFile(io.FileIO):
+        def readinto(self, buffer: bytearray) -> int | None:  # type: ignore[override]
+            n = super().readinto(buffer)
+            read[0] += n or 0
+            return n
+
+    def counting_open(self: Path, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if self == path and mode == "rb":
+            return io.BufferedReader(CountingFile(self, "rb"))
+        return real_open(self, mode, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    return read
+
+
+@pytest.mark.parametrize("chunk, cause", [(b"col,", "not a table"), (b"text,label\r", "CR only"),
+                                          (b"a\x00b\x00", "NUL bytes")])
+def test_huge_header_line_is_an_error_read_in_bounded_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             chunk: bytes, cause: str) -> None:
+    path = tmp_path / "huge.csv"
+    size = 8 * MAX_HEADER_BYTES
+    path.write_bytes(chunk * (size // len(chunk)))
+    read = _count_reads(monkeypatch, path)
+    with pytest.raises(InputDataError) as info:
+        read_records(path)
+    msg = str(info.value)
+    assert "huge.csv" in msg and "header line is over 1.0 MiB" in msg and "8.0 MiB file" in msg and cause in msg
+    assert 0 < read[0] <= 2 * MAX_HEADER_BYTES  # the other 6+ MiB were never read
+
+
+def test_cr_only_line_endings_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b"text,label\rhello,pos\rbye,neg\r")
+    with pytest.raises(InputDataError, match="CR-only") as info:
+        read_records(path)
+    assert "tr '\\r' '\\n'" in (info.value.hint or "")
+    path.write_bytes(b"text,label\r\nhello,pos\r\n")  # Windows line endings are fine
+    assert read_records(path) == [{"text": "hello", "label": "pos"}]
+
+
+def test_thousands_of_columns_are_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "wide.tsv"
+    path.write_text("\t".join(f"w{i}" for i in range(MAX_COLUMNS + 1)) + "\nx\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match=rf"wide.tsv: the header has {MAX_COLUMNS + 1:,} columns") as info:
+        read_records(path)
+    assert "tabs" in (info.value.hint or "")
+    path.write_text("\t".join(f"w{i}" for i in range(50)) + "\n" + "\t".join("x" * 50) + "\n", encoding="utf-8")
+    assert len(read_records(path)[0]) == 50

@@ -7,6 +7,13 @@
   hint (``errors="strict"``, the default) or are replaced with U+FFFD and counted
   (``errors="replace"``; :class:`ReadStats` keeps the lines); a CSV row with the wrong
   number of fields names its line; a missing column lists the columns that exist.
+* A CSV/TSV header is checked before any row is read: a repeated column name, a header line
+  over :data:`MAX_HEADER_BYTES` (read with a bounded ``readline``, so a multi-gigabyte file
+  without line breaks is never loaded) or over :data:`MAX_COLUMNS` columns, and old-Mac (CR)
+  line endings are errors naming the file and the likely cause.
+* A file without records (a header and no rows, an empty JSONL file, ``[]``) is an error
+  unless ``allow_empty=True``: an export that stopped after the header should not look like
+  a successful run over zero rows.
 * Parquet needs pandas with pyarrow (or fastparquet); without them the error says so.
 """
 
@@ -17,13 +24,18 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 from ..errors import ConfigError, InputDataError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "json", ".parquet": "parquet"}
 REPLACEMENT = "\ufffd"
+#: a CSV/TSV header line longer than this is not a header (wrong line endings, binary data, not a table)
+MAX_HEADER_BYTES = 1 << 20
+#: a CSV/TSV header with more columns than this is not a header either (wrong delimiter, not a table)
+MAX_COLUMNS = 10_000
+_BOM = b"\xef\xbb\xbf"
 
 
 def detect_format(path: Path, role: str = "input") -> str:
@@ -44,43 +56,93 @@ class ReadStats:
     invalid_bytes: int = 0
 
 
-def _lines(path: Path, encoding: str, errors: str, stats: ReadStats) -> Iterator[str]:
-    """Decoded lines (with their newline), one at a time; strict errors name line and byte."""
+def _open(path: Path) -> BinaryIO:
     try:
-        fh = path.open("rb")
+        return path.open("rb")
     except FileNotFoundError:
         raise InputDataError(f"input file not found: {path}", hint="check the path") from None
     except IsADirectoryError:
         raise InputDataError(f"{path} is a directory, not a file", hint="pass a .csv/.tsv/.jsonl file") from None
+
+
+def _size(num: int) -> str:
+    """``52428800`` → ``'50.0 MiB'``."""
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB")
+    power = 0
+    while power < len(units) - 1 and num >= 1024 ** (power + 1):
+        power += 1
+    return f"{num} bytes" if power == 0 else f"{num / 1024 ** power:.1f} {units[power]}"
+
+
+def _not_a_header(path: Path, head: bytes, limit: int) -> InputDataError:
+    """The error for a first line over ``limit`` bytes, with its likely cause."""
+    if b"\x00" in head:
+        cause = "it holds NUL bytes: binary data, or UTF-16 text"
+        hint = f"convert UTF-16 with `iconv -f UTF-16 -t UTF-8 {path.name}`; binary files cannot be read as a table"
+    elif b"\r" in head:
+        cause = "its lines end in CR only (old Mac line endings)"
+        hint = f"convert the line endings, e.g. `tr '\\r' '\\n' < {path.name} > fixed{path.suffix}`"
+    else:
+        cause = "not a table (minified JSON? then use a .json suffix)"
+        hint = "the first line of a CSV/TSV must name the columns"
+    return InputDataError(f"{path}: the header line is over {_size(limit)} (no line break in the first {limit:,} "
+                          f"bytes of this {_size(path.stat().st_size)} file): {cause}", hint=hint)
+
+
+def _raw_lines(fh: BinaryIO, path: Path, first_line_limit: int | None) -> Iterator[bytes]:
+    """The file's lines as bytes; the first read with a bounded ``readline`` when a limit is given."""
+    if first_line_limit is not None:
+        first = fh.readline(first_line_limit + 1)
+        if len(first) > first_line_limit:
+            raise _not_a_header(path, first, first_line_limit)
+        if b"\r" in first.rstrip(b"\r\n"):
+            raise InputDataError(f"{path}: line 1 holds a CR (\\r) that does not end the line: the file has old "
+                                 "Mac (CR-only) line endings",
+                                 hint=f"convert them, e.g. `tr '\\r' '\\n' < {path.name} > fixed{path.suffix}`")
+        if first:
+            yield first
+    yield from fh
+
+
+def _decode_hint(path: Path, raw: bytes) -> str:
+    """How to fix undecodable bytes: UTF-16 (a BOM or NUL bytes) or a legacy encoding."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw:
+        return f"the file looks like UTF-16: convert it with `iconv -f UTF-16 -t UTF-8 {path.name}`"
+    return (f"convert it (e.g. `iconv -f GB18030 -t UTF-8 {path.name}`) or pass --encoding gb18030/latin-1 "
+            "(the data toolkit's commands also take --encoding-errors replace, to keep going and count them)")
+
+
+def _lines(path: Path, encoding: str, errors: str, stats: ReadStats,
+           first_line_limit: int | None = None) -> Iterator[str]:
+    """Decoded lines (with their newline), one at a time; strict errors name line and byte."""
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf-8-sig", "utf8")
+    enc = "utf-8" if utf8 else encoding
     offset = 0
-    with fh:
-        for n, raw in enumerate(fh, start=1):
-            if n == 1 and encoding.lower().replace("_", "-") in ("utf-8", "utf-8-sig", "utf8"):
-                raw = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
-                enc = "utf-8"
-            else:
-                enc = "utf-8" if encoding.lower() in ("utf-8-sig", "utf8") else encoding
+    with _open(path) as fh:
+        for n, raw in enumerate(_raw_lines(fh, path, first_line_limit), start=1):
+            start, offset = offset, offset + len(raw)
+            if n == 1 and utf8 and raw.startswith(_BOM):
+                raw, start = raw[len(_BOM):], start + len(_BOM)
             try:
                 text = raw.decode(enc)
             except UnicodeDecodeError as exc:
                 if errors == "strict":
-                    raise InputDataError(
-                        f"{path}: line {n} (byte {offset + exc.start}) is not valid {encoding}: "
-                        f"{raw[exc.start:exc.start + 4]!r}",
-                        hint=f"convert it (e.g. `iconv -f GB18030 -t UTF-8 {path.name}`) or pass --encoding "
-                        "gb18030/latin-1 (the data toolkit's commands also take --encoding-errors replace, "
-                        "to keep going and count them)",
-                    ) from None
+                    raise InputDataError(f"{path}: line {n} (byte {start + exc.start}) is not valid {encoding}: "
+                                         f"{raw[exc.start:exc.start + 4]!r}", hint=_decode_hint(path, raw)) from None
                 text = raw.decode(enc, errors="replace")
                 stats.invalid_byte_lines.append(n)
                 stats.invalid_bytes += text.count(REPLACEMENT)
-            offset += len(raw)
             yield text
 
 
 def iter_records(path: str | Path, *, encoding: str = "utf-8", errors: str = "strict",
-                 stats: ReadStats | None = None, limit: int | None = None) -> Iterator[dict[str, Any]]:
-    """Yield records (dicts) from a table file; CSV/TSV/JSONL stream, JSON/Parquet load whole."""
+                 stats: ReadStats | None = None, limit: int | None = None,
+                 allow_empty: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield records (dicts) from a table file; CSV/TSV/JSONL stream, JSON/Parquet load whole.
+
+    A file without records raises :class:`InputDataError` once the reading ends, unless
+    ``allow_empty`` (or ``limit=0``).
+    """
     path = Path(path)
     fmt = detect_format(path)
     stats = stats if stats is not None else ReadStats()
@@ -94,28 +156,44 @@ def iter_records(path: str | Path, *, encoding: str = "utf-8", errors: str = "st
         rows = _iter_jsonl(path, encoding, errors, stats)
     else:
         rows = _iter_delimited(path, fmt, encoding, errors, stats)
+    count = 0
     for row in rows:
-        if limit is not None and stats.rows >= limit:
+        if limit is not None and count >= limit:
             return
+        count += 1
         stats.rows += 1
         yield row
+    if count == 0 and not allow_empty and limit != 0:
+        raise _no_records(path, fmt)
+
+
+def _no_records(path: Path, fmt: str) -> InputDataError:
+    if fmt in ("csv", "tsv"):
+        where, check = "the header is followed by no data rows", "did the export stop after the header?"
+    else:
+        where, check = "it holds no records", "did the export write anything?"
+    return InputDataError(f"{path}: {where} (0 records)",
+                          hint=f"check that the file is complete ({check}); to accept an empty input, "
+                          "pass allow_empty=True")
 
 
 def read_records(path: str | Path, *, encoding: str = "utf-8", errors: str = "strict",
-                 limit: int | None = None) -> list[dict[str, Any]]:
-    """All records of a table file as a list of dicts (``errors``: see :func:`iter_records`)."""
-    return list(iter_records(path, encoding=encoding, errors=errors, limit=limit))
+                 limit: int | None = None, allow_empty: bool = False) -> list[dict[str, Any]]:
+    """All records of a table file as a list of dicts (``errors``, ``allow_empty``: see :func:`iter_records`)."""
+    return list(iter_records(path, encoding=encoding, errors=errors, limit=limit, allow_empty=allow_empty))
 
 
 def _iter_delimited(path: Path, fmt: str, encoding: str, errors: str, stats: ReadStats) -> Iterator[dict[str, Any]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    reader = csv.reader(_lines(path, encoding, errors, stats), delimiter="," if fmt == "csv" else "\t",
+    reader = csv.reader(_lines(path, encoding, errors, stats, first_line_limit=MAX_HEADER_BYTES),
+                        delimiter="," if fmt == "csv" else "\t",
                         quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE)
     try:
         header = next(reader, None)
         if not header:
             raise InputDataError(f"{path}: empty file or no header row", hint="the first line must name the columns")
         header = [h.strip() for h in header]
+        _check_header(path, fmt, header)
         for row in reader:
             if not row:
                 continue
@@ -125,6 +203,24 @@ def _iter_delimited(path: Path, fmt: str, encoding: str, errors: str, stats: Rea
             yield dict(zip(header, row))
     except csv.Error as exc:
         raise InputDataError(f"{path}: line {reader.line_num}: {exc}", hint="check quoting on that line") from None
+
+
+def _check_header(path: Path, fmt: str, header: Sequence[str]) -> None:
+    """Too many columns, or a repeated name (whose values would silently overwrite each other)."""
+    if len(header) > MAX_COLUMNS:
+        raise InputDataError(f"{path}: the header has {len(header):,} columns (more than {MAX_COLUMNS:,}): "
+                             "not a table, or the wrong delimiter",
+                             hint=f"a {path.suffix} file is split at {'commas' if fmt == 'csv' else 'tabs'}; "
+                             "give it the suffix of its delimiter (.csv for commas, .tsv for tabs)")
+    columns: dict[str, list[int]] = {}
+    for position, name in enumerate(header, start=1):
+        columns.setdefault(name, []).append(position)
+    repeated = [(name, positions) for name, positions in columns.items() if len(positions) > 1]
+    if repeated:
+        listing = "; ".join(f"{name!r} at columns {', '.join(map(str, positions))}" for name, positions in repeated)
+        raise InputDataError(f"{path}: the header repeats column names: {listing}",
+                             hint="rename them so that each column has its own name (e.g. text, text_2); an "
+                             "empty name comes from a stray delimiter")
 
 
 def _iter_jsonl(path: Path, encoding: str, errors: str, stats: ReadStats) -> Iterator[dict[str, Any]]:
