@@ -55,7 +55,12 @@ class BackendError(OpenAutoGLMError):
     """A backend failed to answer."""
 
 
-class EndpointUnavailable(BackendError):
+class StopRun(OpenAutoGLMError):
+    """Nothing more can succeed now (an endpoint is down, a call budget is spent): the work
+    stops, resumable, instead of failing the remaining records one by one."""
+
+
+class EndpointUnavailable(BackendError, StopRun):
     """An HTTP endpoint is unreachable, or its circuit breaker is open."""
 
 

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, TypeVar, Union
 
-from ..errors import BackendError, EndpointUnavailable
+from ..errors import BackendError, StopRun
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 Prompt = Union[str, list[Message]]
@@ -195,7 +195,7 @@ class Backend:
 
     def generate_each(self, requests: Sequence[GenerationRequest]) -> list[Completion | BackendError]:
         """:meth:`generate`, with each request's failure returned in its place instead of
-        failing the batch.  :class:`EndpointUnavailable` still raises: nothing can succeed."""
+        failing the batch.  :class:`~openautoglm.errors.StopRun` still raises: nothing can succeed."""
         return run_each(self.generate, self.check_request, requests)
 
     def score_each(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult | BackendError]:
@@ -266,7 +266,7 @@ def run_each(run: Callable[[list[Any]], list[R]], check: Callable[[Any], None],
         try:
             for i, res in zip(indices, run([requests[i] for i in indices]), strict=True):
                 out[i] = res
-        except EndpointUnavailable:
+        except StopRun:
             raise
         except Exception as exc:  # noqa: BLE001 - narrowed down below
             if len(indices) == 1:

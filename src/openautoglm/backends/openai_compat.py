@@ -66,7 +66,7 @@ from typing import Any, Awaitable, Callable, Coroutine, Iterable, Mapping, Seque
 
 import httpx
 
-from ..errors import BackendError, ConfigError, EndpointUnavailable, UnknownModelError
+from ..errors import BackendError, ConfigError, EndpointUnavailable, StopRun, UnknownModelError
 from .base import (
     Backend,
     Completion,
@@ -632,7 +632,7 @@ class OpenAICompatBackend(Backend):
             answers = self._run(_gather_each([one(requests[i]) for i in todo]))
             for i, answer in zip(todo, answers):
                 out[i] = answer
-        unavailable = [a for a in out if isinstance(a, EndpointUnavailable)]
+        unavailable = [a for a in out if isinstance(a, StopRun)]
         if unavailable:
             raise unavailable[0]  # nothing can succeed: stop, do not mark records as failed
         return out

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from ..errors import BackendError, OpenAutoGLMError
+from ..errors import BackendError, OpenAutoGLMError, StopRun
 from .records import write_jsonl
 
 if TYPE_CHECKING:
@@ -180,10 +180,10 @@ class _Run:
                 self._chunk(todo[start:start + self.size], summary)
                 bar.advance(min(self.size, len(todo) - start))
                 self._check_errors(summary)
-        except (BackendError, KeyboardInterrupt) as exc:
+        except (BackendError, StopRun, KeyboardInterrupt) as exc:
             status = "interrupted"
             self._finish(status, todo, kept)
-            if isinstance(exc, BackendError):
+            if isinstance(exc, (BackendError, StopRun)):
                 raise BackendError(
                     f"{exc.message} (run {self.run_id}: {summary.done + summary.skipped} of {len(records)} records "
                     "are saved)",

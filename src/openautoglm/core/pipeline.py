@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..backends.base import Backend
-from ..errors import ConfigError, EndpointUnavailable, OpenAutoGLMError, TemplateError
+from ..errors import ConfigError, OpenAutoGLMError, StopRun, TemplateError
 from .client import ModelClient
 from .config import PipelineConfig, StepConfig, load_pipeline_config, validate_pipeline_dict
 from .policy import LoadPolicy
@@ -292,7 +292,7 @@ class Pipeline:
             outs: list[Any] = []
             try:
                 outs = task.run_many(client, contexts, step=step.name, record_keys=keys)
-            except EndpointUnavailable:
+            except StopRun:
                 raise  # nothing can succeed now: the run stops, resumable
             except Exception as exc:  # noqa: BLE001 - isolated below, so that a bad record fails alone
                 if len(contexts) == 1:
@@ -321,7 +321,7 @@ class Pipeline:
         try:
             (out,) = task.run_many(client, [context], step=step.name, record_keys=[key])
             return out
-        except EndpointUnavailable:
+        except StopRun:
             raise
         except Exception as exc:  # noqa: BLE001 - this record's own failure
             return _as_record_error(step, exc)

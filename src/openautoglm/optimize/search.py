@@ -40,7 +40,7 @@ from ..backends.base import Backend, GenerationRequest, ScoreRequest
 from ..core.head import describe_features
 from ..core.labels import distribution_from_logprobs
 from ..core.task import Task
-from ..errors import ConfigError, OpenAutoGLMError
+from ..errors import ConfigError, OpenAutoGLMError, StopRun
 
 STOCK_PREFIXES = ("Answer:", "Label:", "Category:")
 #: at most this share of the budget is kept for the head stage's feature pass
@@ -52,7 +52,7 @@ VALIDATION_SHARE = 0.2
 Setting = tuple[float, dict[str, Any], list[dict[str, Any]], Any, Any]
 
 
-class BudgetExhausted(OpenAutoGLMError):
+class BudgetExhausted(StopRun):
     """The optimizer spent its budget of model calls."""
 
 
