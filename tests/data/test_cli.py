@@ -47,7 +47,7 @@ def test_profile_and_clean(app: typer.Typer, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert [r["text"] for r in read_table(tmp_path / "out.jsonl")] == [
         "mail [EMAIL] now", "手机[CN_MOBILE]", "a calm and quiet evening by the sea"]
-    assert (tmp_path / "out.audit.jsonl").is_file()
+    assert (tmp_path / "out.jsonl.audit.jsonl").is_file()
 
 
 def test_errors_are_clean(app: typer.Typer, tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def test_clean_end_to_end_with_audit(table: Path, tmp_path: Path) -> None:
     texts = [r["text"] for r in kept]
     assert texts[:3] == ["hello world, mail me at [EMAIL]", "我的手机是[CN_MOBILE]，身份证[CN_ID]", "café is nice"]
     assert len(kept) == 5 and result.rows_in == 9 and result.rows_out == 5
-    audit = [json.loads(line) for line in (tmp_path / "clean.audit.jsonl").read_text(encoding="utf-8").splitlines()]
+    audit = [json.loads(line) for line in (tmp_path / "clean.csv.audit.jsonl").read_text(encoding="utf-8").splitlines()]
     reasons = {(a["row"], a["reason"]) for a in audit if a["action"] == "drop"}
     assert reasons == {(1, "exact_duplicate"), (5, "near_duplicate"), (6, "language"), (7, "empty")}
     assert [a["row"] for a in audit] == sorted(a["row"] for a in audit)
@@ -81,3 +81,24 @@ def test_clean_in_memory_options() -> None:
         clean(ROWS, pii="erase")
     with pytest.raises(OpenAutoGLMError, match="outside"):
         CleanConfig(near_threshold=1.5).validate()
+
+
+def test_clean_audit_defaults_to_the_output_name_plus_audit_jsonl(table: Path, tmp_path: Path) -> None:
+    # docs/data.md and `data clean --help`: <output>.audit.jsonl, so out/clean.csv → out/clean.csv.audit.jsonl
+    for name in ("clean.csv", "clean.jsonl"):
+        result = clean(table, tmp_path / "out" / name, near_dedup=False)
+        expected = tmp_path / "out" / f"{name}.audit.jsonl"
+        assert result.audit == expected and result.summary()["audit"] == str(expected)
+        assert expected.read_text(encoding="utf-8").count("\n") >= 3
+    assert not (tmp_path / "out" / "clean.audit.jsonl").exists()
+    custom = tmp_path / "elsewhere.jsonl"
+    assert clean(table, tmp_path / "o.csv", audit=custom).audit == custom and custom.is_file()
+
+
+def test_clean_header_only_input(tmp_path: Path) -> None:
+    src = tmp_path / "only_header.csv"
+    src.write_text("text,label\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match="no data rows"):
+        clean(src, tmp_path / "o.csv")
+    result = clean(src, tmp_path / "o2.csv", allow_empty=True)
+    assert (result.rows_in, result.rows_out) == (0, 0)

@@ -11,7 +11,8 @@ Per row, in this order (each step can be switched off):
 7. ``dedup`` – drop exact duplicates (casefolded, whitespace-collapsed);
 8. ``near_dedup`` – drop near duplicates (MinHash LSH, verified Jaccard ≥ ``near_threshold``).
 
-The audit file (JSONL) has one line per change or drop: ``row`` (0-based input row),
+The audit file (JSONL; by default ``<output>.audit.jsonl``, e.g. ``out/clean.csv`` →
+``out/clean.csv.audit.jsonl``, see :func:`default_audit_path`) has one line per change or drop: ``row`` (0-based input row),
 ``action`` (``repair``/``redact``/``drop``), ``reason`` and details.  It never contains the
 PII values themselves, only their types and offsets (and pseudonyms when pseudonymizing).
 """
@@ -164,13 +165,25 @@ class Cleaner:
         return out
 
 
+def default_audit_path(output: str | Path) -> Path:
+    """Where the audit goes without ``audit=``: the output's full name plus ``.audit.jsonl``.
+
+    Keeping the suffix means ``clean.csv`` and ``clean.jsonl`` in one folder get separate audits.
+    """
+    out = Path(output)
+    return out.with_name(out.name + ".audit.jsonl")
+
+
 def clean(data: str | Path | Iterable[Mapping[str, Any]], output: str | Path | None = None, *,
           audit: str | Path | None = None, config: CleanConfig | None = None, encoding: str = "utf-8",
-          encoding_errors: str = "strict", progress: bool = False, **options: Any) -> CleanResult:
+          encoding_errors: str = "strict", progress: bool = False, allow_empty: bool = False,
+          **options: Any) -> CleanResult:
     """Clean a table file (or records) into ``output`` (CSV/TSV/JSONL), writing the audit JSONL.
 
     Options are the fields of :class:`CleanConfig` (``text_column="text"``, ``pii="mask"``,
     ``near_threshold=0.8`` …).  Without ``output`` the kept records are returned in memory.
+    The audit defaults to :func:`default_audit_path` of ``output``.  A file without records is
+    an error unless ``allow_empty`` (see :func:`~openautoglm.core.records.iter_records`).
     """
     from ._progress import progress_bar
 
@@ -179,13 +192,12 @@ def clean(data: str | Path | Iterable[Mapping[str, Any]], output: str | Path | N
     stats = ReadStats()
     if isinstance(data, (str, Path)):
         records: Iterable[Mapping[str, Any]] = iter_records(data, encoding=encoding, errors=encoding_errors,
-                                                            stats=stats)
+                                                            stats=stats, allow_empty=allow_empty)
         source = str(data)
     else:
         records, source = data, "<records>"
     if output is not None and audit is None:
-        out = Path(output)
-        audit = out.with_name(out.stem + ".audit.jsonl")
+        audit = default_audit_path(output)
     result = CleanResult(output=Path(output) if output else None, audit=Path(audit) if audit else None)
     writer = TableWriter(output) if output is not None else None
     audit_fh = None
