@@ -69,9 +69,14 @@ def robust_fake(**options: Any) -> Any:
     return RobustFake(**options)
 
 
+#: the Host name Starlette's TestClient sends (an operator would list it with --allowed-host)
+TEST_HOST = "testserver"
+
+
 def make_app(tmp_path: Path, backend: Any = None, **options: Any) -> Any:
     from openautoglm.serve import ServerConfig, create_app
 
+    options.setdefault("allowed_hosts", [TEST_HOST])
     config = ServerConfig(model="fake", home=tmp_path, **options)
     return create_app(config, backend=backend or robust_fake())
 

@@ -17,11 +17,13 @@ from typing import Any
 from ..backends.base import Backend
 from ..errors import ConfigError, OpenAutoGLMError
 from .batching import BatchingBackend
+from .guards import ANY_HOST, HostPolicy, RequestGuard, header_map, is_wildcard_bind
 from .jobs import JobManager, JobNotFound
 from .metrics import Metrics
 from .openai_api import APIError, OpenAIService, add_openai_routes, install_error_handlers
 from .pipelines import PipelineNotFound, PipelineRegistry
-from .security import Authenticator, BodySizeLimit, KeyStore, RateLimiter, is_loopback
+from .redact import mask_text
+from .security import Authenticator, BodySizeLimit, BodyTooLarge, KeyStore, RateLimiter, is_loopback
 from .traces import ServerStore
 
 try:
@@ -48,6 +50,14 @@ class ServerConfig:
     #: folder of pipeline YAML files listed by the API and the editor (default: <home>/pipelines)
     pipelines_dir: Path | None = None
     host: str = "127.0.0.1"
+    #: the port the server listens on (when known, a port in the Host header must match it)
+    port: int | None = None
+    #: Host names the server answers besides the bind address (and loopback names on a
+    #: loopback or wildcard bind); "*" answers any (behind a proxy that checks Host)
+    allowed_hosts: list[str] = field(default_factory=list)
+    #: "module:function" callables that submitted pipelines may name (call steps, python
+    #: verifiers); none by default - YAML that arrives over HTTP is data, not code
+    allow_calls: list[str] = field(default_factory=list)
     #: keys accepted in addition to those in the store (kept only as hashes in memory)
     api_keys: list[str] = field(default_factory=list)
     #: "auto" (required when binding beyond loopback or when --api-key is given), "on", "off"
@@ -75,6 +85,16 @@ class ServerConfig:
 
         return default_store_path().parent
 
+    def host_policy(self) -> HostPolicy:
+        """The Host names this server answers; a wildcard bind needs them listed."""
+        if is_wildcard_bind(self.host) and not self.allowed_hosts:
+            raise OpenAutoGLMError(
+                f"serving on {self.host} (every interface) needs the names clients use to reach the server",
+                hint="list them with --allowed-host NAME (repeatable), e.g. --allowed-host myserver.lan; "
+                f"--allowed-host '{ANY_HOST}' accepts any name (only behind a proxy that checks Host)",
+            )
+        return HostPolicy.for_bind(self.host, self.port, self.allowed_hosts)
+
     def auth_required(self) -> bool:
         if self.auth not in ("auto", "on", "off"):
             raise ConfigError(f"auth must be auto, on or off, got {self.auth!r}", source="ServerConfig")
@@ -93,6 +113,7 @@ class ServerState:
     store: ServerStore
     keys: KeyStore
     auth: Authenticator
+    guard: RequestGuard
     limiter: RateLimiter
     registry: PipelineRegistry
     jobs: JobManager
@@ -122,6 +143,12 @@ def build_state(config: ServerConfig, backend: Backend | None = None) -> ServerS
             hint="create one with `openautoglm serve keys add NAME`, or pass --api-key; "
             "--auth off disables the check (only behind a trusted proxy)",
         )
+    try:
+        guard = RequestGuard(config.host_policy(), config.cors_origins)
+        _check_allow_calls(config.allow_calls)
+    except OpenAutoGLMError:
+        keys.close()
+        raise
     metrics = Metrics()
     inner = backend if backend is not None else create_backend(config.model)
 
@@ -133,9 +160,9 @@ def build_state(config: ServerConfig, backend: Backend | None = None) -> ServerS
     batcher = BatchingBackend(inner, window_ms=config.batch_window_ms, max_batch=config.max_batch,
                               enabled=config.micro_batching, on_batch=on_batch)
     store = ServerStore(store_path)
-    registry = PipelineRegistry(config.pipelines_dir or home / "pipelines", batcher)
+    registry = PipelineRegistry(config.pipelines_dir or home / "pipelines", batcher, allowed_calls=config.allow_calls)
     jobs = JobManager(store, registry, home, chunk_size=config.job_chunk_size)
-    model_name = config.model if isinstance(config.model, str) else "local"
+    model_name = mask_text(config.model) if isinstance(config.model, str) else "local"
     service = OpenAIService(batcher, model_name, config.max_concurrency, streaming=True,
                             tracer=store.trace if config.trace else None)
     metrics.gauge("queue_depth", "Requests waiting for or inside the current backend call",
@@ -144,13 +171,22 @@ def build_state(config: ServerConfig, backend: Backend | None = None) -> ServerS
     metrics.gauge("micro_batching_enabled", "1 when concurrent requests are batched", lambda: float(batcher.enabled))
     metrics.gauge("uptime_seconds", "Seconds since the server started", lambda: time.time() - state.started)
     state = ServerState(config=config, backend=batcher, model_name=model_name, store=store, keys=keys,
-                        auth=Authenticator(required, config.api_keys, keys, config.rate_per_min),
+                        auth=Authenticator(required, config.api_keys, keys, config.rate_per_min), guard=guard,
                         limiter=RateLimiter(), registry=registry, jobs=jobs, metrics=metrics, service=service)
     return state
 
 
+def _check_allow_calls(calls: list[str]) -> None:
+    """Each ``--allow-call`` must name one function as ``module:function``."""
+    for ref in calls:
+        module, _, name = ref.partition(":")
+        if not module or not name.isidentifier():
+            raise ConfigError(f"--allow-call {ref!r} is not 'module:function'", source="openautoglm serve",
+                              hint="e.g. --allow-call mypkg.routing:route")
+
+
 class Gate:
-    """ASGI middleware: API keys, per-key rate limits, request metrics."""
+    """ASGI middleware: Host and cross-site checks, API keys, per-key rate limits, request metrics."""
 
     def __init__(self, app: Any, state: ServerState) -> None:
         self.app = app
@@ -188,6 +224,10 @@ class Gate:
 
     def _refuse(self, scope: dict[str, Any], path: str) -> Any:
         """A response to send instead of the app's, or None to let the request through."""
+        refusal = self.state.guard.refusal(scope.get("method", ""), header_map(scope.get("headers") or []))
+        if refusal is not None:
+            status, code, message = refusal
+            return APIError(status, message, code=code).response()
         auth = self.state.auth
         if not auth.required:
             return None
@@ -241,7 +281,7 @@ def _install_app_errors(app: FastAPI) -> None:
     async def _project_error(_: Request, exc: OpenAutoGLMError) -> JSONResponse:
         status = 404 if isinstance(exc, (JobNotFound, PipelineNotFound)) else 400
         code = type(exc).__name__
-        message = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+        message = mask_text(exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
         body = {"error": {"message": message, "type": "invalid_request_error", "param": getattr(exc, "field", None),
                           "code": code, "line": getattr(exc, "line", None)}}
         return JSONResponse(body, status_code=status)
@@ -270,6 +310,10 @@ def create_app(config: ServerConfig | None = None, *, backend: Backend | None = 
     app.state.openai_service = state.service
     install_error_handlers(app)
     _install_app_errors(app)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        return APIError(413, exc.detail, code="request_too_large").response()
 
     @app.get("/healthz", tags=["monitoring"])
     async def healthz() -> dict[str, Any]:

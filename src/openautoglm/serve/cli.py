@@ -39,6 +39,15 @@ def register(app: typer.Typer) -> None:
         rate_limit: float = typer.Option(600.0, help="requests per minute per API key (0: unlimited)"),
         max_body_mb: float = typer.Option(10.0, help="largest request body in MiB"),
         cors_origin: List[str] = typer.Option([], "--cors-origin", help="allow this browser origin (CORS is off by default)"),
+        allow_call: List[str] = typer.Option(
+            [], "--allow-call", metavar="MODULE:FUNCTION",
+            help="let submitted pipelines run this Python callable in `call:` steps and `python` verifiers "
+                 "(repeatable; default none: YAML sent to the server cannot run code)"),
+        allowed_host: List[str] = typer.Option(
+            [], "--allowed-host", metavar="NAME",
+            help="also answer requests whose Host header names NAME (repeatable); requests for other names "
+                 "are refused (DNS rebinding).  Loopback binds answer localhost/127.0.0.1/[::1]; a 0.0.0.0 "
+                 "bind needs the names clients use; '*' answers any name (only behind a proxy that checks Host)"),
         no_batching: bool = typer.Option(False, "--no-batching", help="turn micro-batching of concurrent requests off"),
         batch_window_ms: float = typer.Option(8.0, help="how long the first request waits for others to batch with"),
         max_batch: int = typer.Option(32, help="most requests per batched model call"),
@@ -52,7 +61,8 @@ def register(app: typer.Typer) -> None:
         from .app import ServerConfig, create_app
 
         config = ServerConfig(
-            model=model, store=store, pipelines_dir=pipelines, host=host, api_keys=list(api_key), auth=auth,
+            model=model, store=store, pipelines_dir=pipelines, host=host, port=port, allowed_hosts=list(allowed_host),
+            allow_calls=list(allow_call), api_keys=list(api_key), auth=auth,
             rate_per_min=rate_limit or None, max_body_bytes=int(max_body_mb * 1024 * 1024),
             cors_origins=list(cors_origin), micro_batching=not no_batching, batch_window_ms=batch_window_ms,
             max_batch=max_batch,
@@ -61,7 +71,8 @@ def register(app: typer.Typer) -> None:
         state = application.state.server
         typer.echo(f"serving {state.model_name} on http://{host}:{port}/  (UI /, API /docs, OpenAI /v1, metrics /metrics;"
                    f" API keys {'required' if state.auth.required else 'off'};"
-                   f" micro-batching {'on' if config.micro_batching else 'off'})", err=True)
+                   f" micro-batching {'on' if config.micro_batching else 'off'};"
+                   f" callables allowed in pipelines: {', '.join(config.allow_calls) or 'none'})", err=True)
         # access logs hold method, path and status only: no headers, so no keys
         uvicorn.run(application, host=host, port=port, log_level=log_level)
 

@@ -21,7 +21,9 @@ from typing import Any, Mapping, Sequence
 from ..core.records import FORMATS, read_records
 from ..errors import InputDataError, OpenAutoGLMError
 from .pipelines import PipelineRegistry
+from .redact import mask_text
 from .traces import ServerStore
+from .validation import lone_surrogate_path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS serve_jobs (
@@ -114,6 +116,11 @@ class JobManager:
         if not records:
             path.unlink(missing_ok=True)
             raise InputDataError(f"upload {filename!r} has no records", hint="the file needs a header and rows")
+        bad = lone_surrogate_path(records)
+        if bad is not None:
+            path.unlink(missing_ok=True)
+            raise InputDataError(f"upload {filename!r}: record {bad} holds a lone UTF-16 surrogate (e.g. \\ud800)",
+                                 hint="the file must hold valid Unicode text")
         if len(records) > self.max_upload_rows:
             path.unlink(missing_ok=True)
             raise InputDataError(f"upload {filename!r} has {len(records)} records, more than {self.max_upload_rows}",
@@ -238,7 +245,8 @@ class JobManager:
             "label_column": job["label_column"], "column_map": json.loads(job["column_map"] or "{}"),
             "total": total, "done": done, "failed": failed,
             "progress": (done + failed) / total if total else 0.0,
-            "error": job["error"], "created": job["created"], "started": job["started"], "finished": job["finished"],
+            "error": mask_text(job["error"]) if job["error"] else None, "created": job["created"],
+            "started": job["started"], "finished": job["finished"],
         }
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:

@@ -3,6 +3,13 @@
 
 The server runs every pipeline on the model it serves (as ``openautoglm run --model``
 does), so one copy of the model is loaded and all requests share its micro-batcher.
+
+YAML that reaches the server is data: every pipeline is built under
+:meth:`LoadPolicy.untrusted <openautoglm.core.policy.LoadPolicy.untrusted>`, so ``call:``
+steps and ``python`` verifiers may only name the callables the operator allowed at
+start-up (``--allow-call``) and ``pipeline:`` steps only files inside the pipelines
+folder.  Validation builds the pipeline too, so a forbidden reference is reported as a
+problem of the YAML (with its line), never run.
 """
 
 from __future__ import annotations
@@ -12,14 +19,15 @@ import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import yaml
 
 from ..backends.base import Backend
 from ..core.config import PipelineConfig, parse_pipeline_yaml
 from ..core.pipeline import BackendPool, Pipeline
-from ..errors import ConfigError, OpenAutoGLMError
+from ..core.policy import LoadPolicy
+from ..errors import ConfigError, OpenAutoGLMError, TemplateError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -42,14 +50,49 @@ class SharedPool(BackendPool):
         pass
 
 
-def problems(text: str, source: str = "pipeline.yaml") -> list[dict[str, Any]]:
-    """Validation problems of a pipeline YAML text: ``[]`` when it is valid."""
+def _problem(exc: OpenAutoGLMError, line: int | None = None) -> dict[str, Any]:
+    """A problem entry (line, field, message, hint) for a configuration error."""
+    return {"line": getattr(exc, "line", None) or line, "field": getattr(exc, "field", None),
+            "message": exc.message.split(": ", 1)[-1], "hint": exc.hint}
+
+
+def field_line(text: str, config: PipelineConfig, field: str | None) -> int | None:
+    """The YAML line of a build error's ``field`` (``steps.<step name>.call`` ...), if found."""
+    if not field:
+        return None
+    parts = field.split(".")
+    if parts[0] != "steps" or len(parts) < 2:
+        return None
+    index = next((i for i, s in enumerate(config.steps) if s.name == parts[1]), None)
+    candidates = [("steps", index, *parts[2:])] if index is not None else []
+    if len(parts) > 2 and parts[2] == "task":
+        candidates.append(("task", *parts[3:]))
+    for path in candidates:
+        line = _yaml_line(text, path)
+        if line is not None:
+            return line
+    return None
+
+
+def _yaml_line(text: str, path: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest node along ``path`` (mapping keys / list indices) that exists."""
     try:
-        parse_pipeline_yaml(text, source=source)
-    except ConfigError as exc:
-        return [{"line": exc.line, "field": exc.field, "message": exc.message.split(": ", 1)[-1],
-                 "hint": exc.hint}]
-    return []
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            found = next(((k, v) for k, v in node.value if k.value == part), None)
+            if found is None:
+                break
+            line, node = found[0].start_mark.line + 1, found[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 def task_yaml(name: str, labels: list[str], instruction: str, model: str | None = None,
@@ -80,11 +123,14 @@ _BlockDumper.add_representer(str, _str_block)
 
 
 class PipelineRegistry:
-    """YAML pipelines in ``directory``; builds pipelines on ``backend`` (cached by text)."""
+    """YAML pipelines in ``directory``; builds pipelines on ``backend`` (cached by text) under
+    the untrusted-YAML policy: only ``allowed_calls`` may run, sub-pipelines only from ``directory``."""
 
-    def __init__(self, directory: str | Path, backend: Backend, cache_size: int = 32) -> None:
+    def __init__(self, directory: str | Path, backend: Backend, cache_size: int = 32,
+                 allowed_calls: Iterable[str] = ()) -> None:
         self.directory = Path(directory)
         self.backend = backend
+        self.policy = LoadPolicy.untrusted(self.directory, allowed_calls)
         self._pool = SharedPool(backend)
         self._cache: OrderedDict[str, Pipeline] = OrderedDict()
         self._cache_size = cache_size
@@ -107,17 +153,18 @@ class PipelineRegistry:
                     continue
                 try:
                     text = path.read_text(encoding="utf-8")
-                    found = problems(text, path.name)
+                    found = self.problems(text, path.name)
                     config = parse_pipeline_yaml(text, source=path.name) if not found else None
                 except (OSError, UnicodeDecodeError) as exc:
-                    found, config = [{"line": None, "field": None, "message": str(exc), "hint": None}], None
+                    found, config = [{"line": None, "field": None, "message": f"cannot read the file: {type(exc).__name__}",
+                                      "hint": None}], None
                 out.append({
                     "name": path.stem,
                     "path": str(path),
                     "valid": not found,
                     "problems": found,
                     "description": config.description if config else None,
-                    "inputs": sorted(self.build_config(config).required_inputs) if config else [],
+                    "inputs": sorted(self.pipeline(text, path.name).required_inputs) if config else [],
                     "labels": _labels(config) if config else [],
                 })
         return out
@@ -134,7 +181,7 @@ class PipelineRegistry:
 
     def save(self, name: str, text: str) -> Path:
         path = self._path(name)
-        found = problems(text, f"{name}.yaml")
+        found = self.problems(text, f"{name}.yaml")
         if found:
             first = found[0]
             raise ConfigError(first["message"], source=f"{name}.yaml", line=first["line"], field=first["field"],
@@ -150,8 +197,22 @@ class PipelineRegistry:
         return parse_pipeline_yaml(text, source=source)
 
     def build_config(self, config: PipelineConfig, **kwargs: Any) -> Pipeline:
-        return Pipeline.from_config(config, model=self.backend, _pool=self._pool,
-                                    **{"store": False, "cache": False, **kwargs})
+        """``config`` as a pipeline on the served model, its references checked against the policy."""
+        return Pipeline.from_config(config, model=self.backend, _pool=self._pool, policy=self.policy,
+                                    base_dir=self.directory, **{"store": False, "cache": False, **kwargs})
+
+    def problems(self, text: str, source: str = "pipeline.yaml") -> list[dict[str, Any]]:
+        """Problems of a pipeline YAML text - its schema, then what building it finds (forbidden or
+        missing callables and sub-pipelines, invalid templates): ``[]`` when it is valid."""
+        try:
+            config = self.config(text, source)
+        except ConfigError as exc:
+            return [_problem(exc)]
+        try:
+            self.pipeline(text, source)
+        except (ConfigError, TemplateError) as exc:
+            return [_problem(exc, field_line(text, config, getattr(exc, "field", None)))]
+        return []
 
     def pipeline(self, text: str, source: str = "pipeline.yaml") -> Pipeline:
         """A store-less pipeline for ``text`` (reused while the text is unchanged)."""

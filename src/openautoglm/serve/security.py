@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 from ..errors import OpenAutoGLMError
 
 KEY_PREFIX = "oag-"
@@ -173,12 +175,22 @@ class RateLimiter:
             return False, (1.0 - tokens) / per_s if per_s > 0 else 60.0
 
 
-class BodyTooLarge(Exception):
-    pass
+def _too_large_message(max_bytes: int) -> str:
+    return f"request body larger than {max_bytes} bytes"
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while a body streams in past the limit.  An HTTP exception, so that FastAPI's
+    body parsing passes it on (it turns other exceptions into "error parsing the body", 400)
+    and the app answers 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, _too_large_message(max_bytes))
 
 
 class BodySizeLimit:
-    """ASGI middleware: requests whose body exceeds ``max_bytes`` get 413 (checked as it streams)."""
+    """ASGI middleware: requests whose body exceeds ``max_bytes`` get 413, whether they declare
+    their length or not (a chunked body is counted as it streams)."""
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app = app
@@ -201,7 +213,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: dict[str, Any]) -> None:
@@ -219,7 +231,7 @@ class BodySizeLimit:
     async def _reject(self, send: Any) -> None:
         import json
 
-        body = json.dumps({"error": {"message": f"request body larger than {self.max_bytes} bytes",
+        body = json.dumps({"error": {"message": _too_large_message(self.max_bytes),
                                      "type": "invalid_request_error", "param": None,
                                      "code": "request_too_large"}}).encode()
         await send({"type": "http.response.start", "status": 413,

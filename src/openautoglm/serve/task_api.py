@@ -14,12 +14,14 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, File, Path, Query, UploadFile
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..errors import InputDataError
+from ..errors import InputDataError, TemplateError
 from . import reports
 from .openai_api import APIError
-from .pipelines import final_labels, missing_inputs, problems, task_yaml
+from .pipelines import final_labels, missing_inputs, task_yaml
+from .redact import mask_secrets
+from .validation import require_valid_unicode
 
 if TYPE_CHECKING:
     from .app import ServerState
@@ -29,11 +31,29 @@ MAX_TEXT = 100_000
 SQLITE_MAX_INT = 2**63 - 1  # larger ids cannot exist (and SQLite cannot bind them)
 
 
+EXAMPLE_YAML = """name: sentiment
+task:
+  name: sentiment
+  template: "Review: {text}"
+  labels: [positive, negative]
+"""
+EXAMPLE_INPUTS = {"text": "A wonderful film with a great story."}
+
+
 class _Strict(BaseModel):
+    """Request bodies of the task API: unknown fields and invalid text are refused (400)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text(cls, data: Any) -> Any:
+        return require_valid_unicode(data)
 
 
 class ValidateRequest(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"yaml": EXAMPLE_YAML}]})
+
     yaml: str = Field(max_length=MAX_YAML, description="pipeline YAML text")
 
 
@@ -46,15 +66,21 @@ class FormTask(_Strict):
 
 
 class TryRequest(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"yaml": EXAMPLE_YAML, "inputs": EXAMPLE_INPUTS}]})
+
     yaml: str = Field(max_length=MAX_YAML, description="pipeline YAML text")
     inputs: dict[str, Any] = Field(description="the record, e.g. {\"text\": \"...\"}")
 
 
 class RunOneRequest(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"inputs": EXAMPLE_INPUTS}]})
+
     inputs: dict[str, Any]
 
 
 class SaveRequest(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"yaml": EXAMPLE_YAML}]})
+
     yaml: str = Field(max_length=MAX_YAML)
 
 
@@ -70,6 +96,11 @@ class StartRunRequest(_Strict):
 
 def _json_default(value: Any) -> Any:
     return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data (objects a ``call:`` step returned become strings)."""
+    return json.loads(json.dumps(value, ensure_ascii=False, default=_json_default))
 
 
 def build_router(state: "ServerState", on_usage: Callable[[str, dict[str, int]], None]) -> APIRouter:
@@ -94,11 +125,13 @@ def build_router(state: "ServerState", on_usage: Callable[[str, dict[str, int]],
                  "completion_tokens": sum(c.completion_tokens for c in calls if not c.cached)}
         on_usage("task", usage)
         result = outs[0]
+        if isinstance(result, TemplateError):  # the submitted template, not the model, failed
+            raise APIError(422, result.message, param="template", code="template_error")
         body: dict[str, Any] = {"pipeline": pipe.config.name, "latency_ms": seconds * 1000, "usage": usage}
         if isinstance(result, Exception):
-            body["error"] = str(result)
+            body["error"] = mask_secrets(str(result))
         else:
-            body["result"] = result
+            body["result"] = _jsonable(result)
         if want_prompts:
             body["calls"] = [_call_view(state, c) for c in calls]
         return body
@@ -111,11 +144,11 @@ def build_router(state: "ServerState", on_usage: Callable[[str, dict[str, int]],
     @router.get("/pipelines/{name}")
     async def get_pipeline(name: str) -> dict[str, Any]:
         text = state.registry.read(name)
-        return {"name": name, "yaml": text, "problems": problems(text, f"{name}.yaml")}
+        return {"name": name, "yaml": text, "problems": await in_thread(state.registry.problems, text, f"{name}.yaml")}
 
     @router.put("/pipelines/{name}")
     async def save_pipeline(name: str, req: SaveRequest) -> dict[str, Any]:
-        path = state.registry.save(name, req.yaml)
+        path = await in_thread(state.registry.save, name, req.yaml)
         return {"name": name, "path": str(path), "saved": True}
 
     @router.post("/pipelines/{name}/run")
@@ -125,23 +158,16 @@ def build_router(state: "ServerState", on_usage: Callable[[str, dict[str, int]],
 
     @router.post("/validate")
     async def validate(req: ValidateRequest) -> dict[str, Any]:
-        found = problems(req.yaml)
-        info: dict[str, Any] = {"valid": not found, "problems": found}
-        if not found:
-            config = state.registry.config(req.yaml)
-            pipe = state.registry.build_config(config)
-            info.update(name=config.name, steps=[s.name for s in config.steps], inputs=sorted(pipe.required_inputs),
-                        labels=final_labels(config))
-        return info
+        return await in_thread(_validation, state, req.yaml)
 
     @router.post("/task-yaml")
     async def form_to_yaml(req: FormTask) -> dict[str, Any]:
         text = task_yaml(req.name, req.labels, req.instruction, req.model, req.input_field)
-        return {"yaml": text, "problems": problems(text)}
+        return {"yaml": text, "problems": await in_thread(state.registry.problems, text)}
 
     @router.post("/try")
     async def try_pipeline(req: TryRequest) -> dict[str, Any]:
-        found = problems(req.yaml)
+        found = await in_thread(state.registry.problems, req.yaml)
         if found:
             first = found[0]
             raise APIError(422, f"line {first['line']}: {first['message']}" if first["line"] else first["message"],
@@ -227,16 +253,30 @@ def build_router(state: "ServerState", on_usage: Callable[[str, dict[str, int]],
         from ..backends.registry import list_models
 
         available = await in_thread(list_models)
-        return {"served": {"id": state.model_name, **state.backend.describe()}, "available": available}
+        return {"served": mask_secrets({"id": state.model_name, **state.backend.describe()}), "available": available}
 
     return router
 
 
+def _validation(state: "ServerState", text: str) -> dict[str, Any]:
+    """``POST /api/validate``: problems (schema and references), or the pipeline's shape."""
+    found = state.registry.problems(text)
+    info: dict[str, Any] = {"valid": not found, "problems": found}
+    if not found:
+        config = state.registry.config(text)
+        pipe = state.registry.pipeline(text)
+        info.update(name=config.name, steps=[s.name for s in config.steps], inputs=sorted(pipe.required_inputs),
+                    labels=final_labels(config))
+    return info
+
+
 def _call_view(state: "ServerState", call: Any) -> dict[str, Any]:
-    """A traced call as the editor shows it, with the exact text the model saw when known."""
+    """A traced call as the editor shows it, with the exact text the model saw when known
+    (parameters and errors with secrets masked)."""
     view = {"kind": call.kind, "step": call.step, "prompt": call.prompt, "response": call.response,
-            "params": call.params, "prompt_tokens": call.prompt_tokens,
-            "completion_tokens": call.completion_tokens, "latency_ms": call.latency_s * 1000, "error": call.error}
+            "params": mask_secrets(call.params), "prompt_tokens": call.prompt_tokens,
+            "completion_tokens": call.completion_tokens, "latency_ms": call.latency_s * 1000,
+            "error": mask_secrets(call.error)}
     tokenizer = getattr(state.backend.inner, "tokenizer", None)
     render = getattr(tokenizer, "render", None)
     if callable(render):
@@ -253,7 +293,7 @@ def _job_context(state: "ServerState", run_id: str) -> tuple[dict[str, Any], lis
     job = state.jobs.job_row(run_id)
     inputs = state.jobs.inputs(run_id)
     config = state.registry.config(job["pipeline"], job["name"] or "pipeline.yaml")
-    pipe = state.registry.build_config(config)
+    pipe = state.registry.pipeline(job["pipeline"], job["name"] or "pipeline.yaml")
     column_map = json.loads(job["column_map"] or "{}")
     fields = [column_map.get(f, f) for f in sorted(pipe.required_inputs)]
     return job, inputs, fields, final_labels(config)

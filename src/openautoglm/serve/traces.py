@@ -16,6 +16,11 @@ from typing import Any, Sequence
 
 from ..core.client import CallRecord
 from ..store.sqlite import Store
+from .redact import mask_secrets
+
+#: trace columns that may hold configuration or error text (masked when read); prompts and
+#: responses are the user's data and are shown as they are
+MASKED_COLUMNS = ("params", "error", "backend", "model")
 
 TRACE_COLUMNS = ("id", "ts", "run_id", "step", "record_key", "attempt", "kind", "backend", "model", "params",
                  "prompt", "response", "prompt_tokens", "completion_tokens", "latency_ms", "error", "cached")
@@ -99,13 +104,14 @@ class ServerStore:
         row = rows[0]
         for key in ("params", "prompt", "response"):
             row[key] = _loads(row[key])
+        row.update({key: mask_secrets(row[key]) for key in MASKED_COLUMNS})
         row["related"] = []
         if row["run_id"] is not None and row["record_key"] is not None:  # attempts for the same record and step
-            row["related"] = self.execute(
+            row["related"] = mask_secrets(self.execute(
                 "SELECT id, attempt, error, latency_ms FROM calls WHERE run_id = ? AND record_key = ? AND step IS ?"
                 " AND id != ? ORDER BY id LIMIT 20",
                 (row["run_id"], row["record_key"], row["step"], call_id),
-            )
+            ))
         return row
 
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -142,8 +148,9 @@ def _preview(value: Any, width: int = 160) -> str:
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"], "ts": row["ts"], "run_id": row["run_id"], "step": row["step"],
-        "record_key": row["record_key"], "attempt": row["attempt"], "kind": row["kind"], "model": row["model"],
-        "prompt_tokens": row["prompt_tokens"], "completion_tokens": row["completion_tokens"],
-        "latency_ms": row["latency_ms"], "error": row["error"], "cached": bool(row["cached"]),
+        "record_key": row["record_key"], "attempt": row["attempt"], "kind": row["kind"],
+        "model": mask_secrets(row["model"]), "prompt_tokens": row["prompt_tokens"],
+        "completion_tokens": row["completion_tokens"], "latency_ms": row["latency_ms"],
+        "error": mask_secrets(row["error"]), "cached": bool(row["cached"]),
         "prompt": _preview(row["prompt"]), "response": _preview(row["response"]),
     }

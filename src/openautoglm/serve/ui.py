@@ -16,6 +16,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from .guards import safe_redirect
+
 if TYPE_CHECKING:
     from .app import ServerState
 
@@ -89,7 +91,6 @@ def build_ui_router(state: "ServerState") -> APIRouter:
 
     @router.get("/login")
     async def login(request: Request, next: str = Query("/", max_length=500)) -> HTMLResponse:
-        safe_next = next if next.startswith("/") and not next.startswith("//") else "/"
-        return page("login.html", request, next=safe_next)
+        return page("login.html", request, next=safe_redirect(next))
 
     return router

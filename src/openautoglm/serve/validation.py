@@ -1,0 +1,41 @@
+"""Checks of request data shared by the server's request models.
+
+JSON may carry ``"\\ud800"``: a lone UTF-16 surrogate, which Python keeps in a ``str`` but
+which no UTF-8 encoder (tokenizers, SQLite, the JSON response) accepts.  Such text is
+refused when the request is read, with a 400 naming the field, instead of failing deep
+inside a model call or half-way through a streamed answer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate_path(value: Any, path: str = "") -> str | None:
+    """Where in ``value`` (JSON-like data) a string holds a lone surrogate, e.g. ``messages.0.content``."""
+    if isinstance(value, str):
+        return (path or "(text)") if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            found = lone_surrogate_path(key, here) or lone_surrogate_path(item, here)
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = lone_surrogate_path(item, f"{path}.{i}" if path else str(i))
+            if found:
+                return found
+    return None
+
+
+def require_valid_unicode(data: Any) -> Any:
+    """``data`` unchanged, or a ``ValueError`` (a 400 from the request models) naming the bad field."""
+    where = lone_surrogate_path(data)
+    if where is not None:
+        raise ValueError(f"{where} holds a lone UTF-16 surrogate (e.g. \\ud800), which is not valid text; "
+                         "send valid Unicode")
+    return data
