@@ -264,16 +264,27 @@ def test_grouped_resident_id_negatives() -> None:
 
 
 def test_folded_offsets_map_every_character_back() -> None:
-    import unicodedata
-
     from openautoglm.data.pii import FoldedText
 
-    text = "a１ﬁ…b㍻ c\u3000ｘ"
+    # (character, what matching sees): full-width, ligature, ellipsis, NBSP, circled digit fold;
+    # ㍻ (NFKC 平成) and the full-width colon do not (a folded ： would glue "地址：2001:db8::1")
+    pairs = [("a", "a"), ("１", "1"), ("ﬁ", "fi"), ("…", "..."), ("㍻", "㍻"), (" ", " "), ("\u3000", " "),
+             ("ｘ", "x"), ("：", "："), ("\u00a0", " "), ("②", "2"), ("好", "好")]
+    text = "".join(ch for ch, _ in pairs)
     folded = FoldedText.of(text)
-    assert folded.text == "".join(unicodedata.normalize("NFKC", ch) for ch in text)
+    assert folded.text == "".join(form for _, form in pairs)
     pos = 0
-    for i, ch in enumerate(text):
-        width = len(unicodedata.normalize("NFKC", ch))
-        assert (folded.start(pos), folded.end(pos + width)) == (i, i + 1), ch
-        pos += width
+    for i, (ch, form) in enumerate(pairs):
+        assert (folded.start(pos), folded.end(pos + len(form))) == (i, i + 1), ch
+        pos += len(form)
     assert FoldedText.of("plain ascii 123").text == "plain ascii 123"
+
+
+@pytest.mark.parametrize("text, kind, value", [
+    ("地址：2001:db8::ff00:42:8329", "ip", "2001:db8::ff00:42:8329"),
+    ("IP：192.168.1.1，请检查", "ip", "192.168.1.1"),
+    ("卡号：4111111111111111，谢谢", "bank_card", "4111111111111111"),
+    ("电话：（212）555-0100", "phone", "（212）555-0100"),
+])
+def test_full_width_punctuation_next_to_pii(text: str, kind: str, value: str) -> None:
+    assert [(m.type, m.value) for m in PIIDetector().find(text)] == [(kind, value)]

@@ -19,9 +19,10 @@ Structured types, each a regular expression for candidates plus a validator:
 Person and organization names come from an optional NER backend: any callable
 ``ner(text) -> [(start, end, type), ...]`` (e.g. a spaCy or Open-AutoGLM pipeline wrapper).
 
-All types but ``url`` are matched on the NFKC form of the text (full-width digits ``１３８…``, the
-ideographic space and full-width ``＠``/``－`` fold to ASCII) and the spans are mapped back to the
-original text, so offsets, values and redaction always refer to the original characters.
+All types but ``url`` are matched on text folded with NFKC where that gives ASCII letters, digits,
+spaces or ``@.+-()`` (full-width digits ``１３８…``, the ideographic space, full-width ``＠``/``－``;
+see :class:`FoldedText`), and the spans are mapped back to the original text, so offsets, values and
+redaction always refer to the original characters.
 
 Overlapping candidates are resolved by type priority (the order above) then length, so an
 ID number is never also reported as a bank card or a phone number.  Finding is linear in the
@@ -39,7 +40,7 @@ import unicodedata
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..errors import OpenAutoGLMError
 
@@ -236,16 +237,22 @@ def _may_contain(kind: str, text: str, has_digit: bool) -> bool:
 
 #: runs of characters NFKC may change: everything but ASCII, CJK ideographs and Hangul syllables
 _MAY_CHANGE = re.compile(r"[^\x00-\x7f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3]+")
-#: types matched on the original text: NFKC would fold full-width commas and brackets into ASCII
-#: characters that a URL may contain, so ``http://a.cn，tel`` would swallow ``，tel``
+#: NFKC forms worth folding: what numbers, e-mails and their separators are made of.  Other
+#: punctuation keeps its full-width form: a folded ``：`` would glue ``地址：2001:db8::1`` into one
+#: IPv6 candidate, a folded ``，`` would end up inside candidates
+_FOLDABLE = re.compile(r"[0-9A-Za-z\s@.+\-()]+")
+#: types matched on the original text: a URL may contain ``(`` and ``)``, so ``http://a.cn（tel）``
+#: would swallow ``（tel）``
 _ORIGINAL_TEXT_TYPES = frozenset({"url"})
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FoldedText:
-    """The NFKC form of each character of ``original``, with offsets mapped back to it.
+    """``original`` with characters folded to their NFKC form, with offsets mapped back to it.
 
-    Only the characters that NFKC changes are recorded (``norm_pos``: where the character's
+    A character is folded when its NFKC form is made of ASCII letters, digits, whitespace or
+    ``@ . + - ( )`` (full-width ``１３８``, ``＠``, ``－``, the ideographic space, NBSP, ``①``, ``ﬁ`` …).
+    Only the folded characters are recorded (``norm_pos``: where the character's
     form starts in ``text``, ``orig_pos``: its index in ``original``, ``width``: the form's
     length); between them the two texts differ by a constant shift, so mapping an offset is a
     binary search.
@@ -260,6 +267,8 @@ class FoldedText:
     @classmethod
     def of(cls, original: str) -> "FoldedText":
         """Fold ``original`` character by character (linear; ASCII and CJK text are skipped)."""
+        if original.isascii() or unicodedata.is_normalized("NFKC", original):
+            return cls(original, original)
         parts: list[str] = []
         norm_pos: list[int] = []
         orig_pos: list[int] = []
@@ -270,7 +279,7 @@ class FoldedText:
                 continue
             for i in range(run.start(), run.end()):
                 form = unicodedata.normalize("NFKC", original[i])
-                if form == original[i]:
+                if form == original[i] or not _FOLDABLE.fullmatch(form):
                     continue
                 parts += [original[last:i], form]
                 norm_pos.append(i + shift)
@@ -299,19 +308,23 @@ class FoldedText:
         return self.orig_pos[k] + 1 + max(0, pos - self.norm_pos[k] - self.width[k])
 
 
-def _candidates(priority: int, kind: str, folded: FoldedText, has_digit: bool) -> Iterator[tuple[int, PIIMatch]]:
-    """Validated matches of one type, with offsets and values in the original text."""
-    original = kind in _ORIGINAL_TEXT_TYPES
+def _add_candidates(out: list[tuple[int, PIIMatch]], priority: int, kind: str, folded: FoldedText,
+                    has_digit: bool) -> None:
+    """Append the validated matches of one type, with offsets and values in the original text."""
+    original = kind in _ORIGINAL_TEXT_TYPES or not folded.norm_pos
     scanned = folded.original if original else folded.text
     if not _may_contain(kind, scanned, has_digit):
         return
+    validate = _VALIDATORS[kind]
     for m in _PATTERNS[kind].finditer(scanned):
-        value = _url_trim(m.group(0)) if kind == "url" else m.group(0)
-        if not value or not _VALIDATORS[kind](value) or _negative_context(kind, scanned, m.start()):
+        value = _url_trim(m.group()) if kind == "url" else m.group()
+        if not value or not validate(value) or _negative_context(kind, scanned, m.start()):
             continue
-        end = m.start() + len(value)
-        start, end = (m.start(), end) if original else (folded.start(m.start()), folded.end(end))
-        yield priority, PIIMatch(kind, start, end, folded.original[start:end])
+        start, end = m.start(), m.start() + len(value)
+        if not original:
+            start, end = folded.start(start), folded.end(end)
+            value = folded.original[start:end]
+        out.append((priority, PIIMatch(kind, start, end, value)))
 
 
 def resolve_overlaps(candidates: Iterable[tuple[int, PIIMatch]], length: int) -> list[PIIMatch]:
@@ -321,6 +334,8 @@ def resolve_overlaps(candidates: Iterable[tuple[int, PIIMatch]], length: int) ->
     (not a comparison with every match taken so far, which was quadratic in the matches).
     """
     ranked = sorted(candidates, key=lambda c: (c[0], c[1].start - c[1].end, c[1].start))
+    if len(ranked) == 1:
+        return [ranked[0][1]]
     taken = bytearray(length)
     kept: list[PIIMatch] = []
     for _, match in ranked:
@@ -362,8 +377,9 @@ class PIIDetector:
             return []
         folded = FoldedText.of(text)
         has_digit = _DIGIT.search(folded.text) is not None
-        candidates = [c for priority, kind in enumerate(self.types)
-                      for c in _candidates(priority, kind, folded, has_digit)]
+        candidates: list[tuple[int, PIIMatch]] = []
+        for priority, kind in enumerate(self.types):
+            _add_candidates(candidates, priority, kind, folded, has_digit)
         if self.ner is not None:
             for start, end, kind in self.ner(text):
                 if 0 <= start < end <= len(text):
