@@ -252,10 +252,9 @@ class FoldedText:
 
     A character is folded when its NFKC form is made of ASCII letters, digits, whitespace or
     ``@ . + - ( )`` (full-width ``１３８``, ``＠``, ``－``, the ideographic space, NBSP, ``①``, ``ﬁ`` …).
-    Only the folded characters are recorded (``norm_pos``: where the character's
-    form starts in ``text``, ``orig_pos``: its index in ``original``, ``width``: the form's
-    length); between them the two texts differ by a constant shift, so mapping an offset is a
-    binary search.
+    Only the folded characters are recorded (``norm_pos``: where the form starts in ``text``,
+    ``orig_pos``: the character's index in ``original``, ``width``: the form's length); between
+    them the two texts differ by a constant shift, so mapping an offset is a binary search.
     """
 
     original: str
