@@ -100,5 +100,15 @@ def test_clean_header_only_input(tmp_path: Path) -> None:
     src.write_text("text,label\n", encoding="utf-8")
     with pytest.raises(InputDataError, match="no data rows"):
         clean(src, tmp_path / "o.csv")
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o.csv.audit.jsonl").exists()
     result = clean(src, tmp_path / "o2.csv", allow_empty=True)
     assert (result.rows_in, result.rows_out) == (0, 0)
+    assert (tmp_path / "o2.csv").is_file() and (tmp_path / "o2.csv.audit.jsonl").is_file()
+
+
+def test_clean_keeps_partial_output_of_a_file_that_fails_midway(tmp_path: Path) -> None:
+    src = tmp_path / "bad.csv"
+    src.write_text("text\nfirst row\nsecond,row\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match="line 3"):
+        clean(src, tmp_path / "o.csv", near_dedup=False)
+    assert (tmp_path / "o.csv.audit.jsonl").is_file()  # rows were read: what happened is kept

@@ -239,6 +239,7 @@ def clean(data: str | Path | Iterable[Mapping[str, Any]], output: str | Path | N
                     result.records.append(record)
         pending.clear()
 
+    finished = False
     try:
         with progress_bar("cleaning", enabled=progress) as bar:
             for row, record in enumerate(records):
@@ -254,11 +255,16 @@ def clean(data: str | Path | Iterable[Mapping[str, Any]], output: str | Path | N
                     flush()
                 bar.advance()
             flush()
+        finished = True
     finally:
         if writer is not None:
             writer.close()
         if audit_fh is not None:
             audit_fh.close()
+        if not finished and result.rows_in == 0:  # failed before any row: leave no empty "results"
+            for path in (result.output, result.audit):
+                if path is not None:
+                    path.unlink(missing_ok=True)
     if stats.invalid_byte_lines:
         result.actions["repair:invalid_bytes_replaced"] += len(stats.invalid_byte_lines)
     return result
