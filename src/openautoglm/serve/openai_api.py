@@ -52,9 +52,9 @@ import json
 import re
 import time
 import uuid
-from typing import Any, AsyncIterator, Callable, Sequence, TypeVar, Union
+from typing import Any, AsyncIterator, Callable, Literal, Sequence, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..backends.base import (
     Backend,
@@ -67,6 +67,8 @@ from ..backends.base import (
     TokenLogprob,
 )
 from ..errors import BackendError, EndpointUnavailable
+from .redact import mask_text
+from .validation import require_valid_unicode
 
 try:
     import anyio.to_thread
@@ -89,13 +91,23 @@ MAX_TOP_LOGPROBS = 20
 
 
 class _Body(BaseModel):
-    """Request bodies accept (and ignore) parameters they do not know, as OpenAI's do."""
+    """Request bodies accept (and ignore) parameters they do not know, as OpenAI's do; text
+    that is not valid Unicode (a lone surrogate) is refused (400)."""
 
     model_config = ConfigDict(extra="allow")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text(cls, data: Any) -> Any:
+        return require_valid_unicode(data)
+
+
+#: the message roles of OpenAI's chat API
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
 
 class ChatMessage(_Body):
-    role: str
+    role: Role
     content: Union[str, list[dict[str, Any]], None] = None
 
     def text(self) -> str:
@@ -105,6 +117,12 @@ class ChatMessage(_Body):
 
 
 class ChatCompletionRequest(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16},
+        {"messages": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Hi!"}],
+         "max_tokens": 8, "stream": True, "stream_options": {"include_usage": True}},
+    ]})
+
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=0)
@@ -121,6 +139,12 @@ class ChatCompletionRequest(_Body):
 
 
 class CompletionRequest(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"prompt": "Once upon a time", "max_tokens": 8},
+        {"prompt": "Is it good? Answer: yes", "continuation_offset": 19, "echo": True, "logprobs": 1,
+         "max_tokens": 1},
+    ]})
+
     model: str | None = None
     prompt: Union[str, list[str]]
     max_tokens: int = Field(default=16, ge=0)
@@ -160,12 +184,12 @@ class APIError(Exception):
 def _backend_error(exc: Exception) -> APIError:
     """Map a backend's exception to an API error (503 when retrying may help)."""
     if isinstance(exc, EndpointUnavailable):
-        return APIError(503, str(exc), "server_error", "backend_unavailable")
+        return APIError(503, mask_text(str(exc)), "server_error", "backend_unavailable")
     if isinstance(exc, NotImplementedError):
-        return APIError(400, str(exc) or "not supported by this model", code="unsupported")
+        return APIError(400, mask_text(str(exc)) or "not supported by this model", code="unsupported")
     if isinstance(exc, BackendError):
-        return APIError(400, str(exc), code="backend_error")
-    return APIError(500, f"{type(exc).__name__}: {exc}", "server_error", "internal_error")
+        return APIError(400, mask_text(str(exc)), code="backend_error")
+    return APIError(500, mask_text(f"{type(exc).__name__}: {exc}"), "server_error", "internal_error")
 
 
 # --------------------------------------------------------------------------- shaping helpers
@@ -302,6 +326,17 @@ class OpenAIService:
                 param="model",
             )
 
+    def check_max_tokens(self, max_tokens: int, param: str = "max_tokens") -> None:
+        """Refuse an answer length the model's context cannot hold, whatever the prompt."""
+        context = self.backend.max_context
+        if max_tokens > context:
+            raise APIError(
+                400,
+                f"{param} = {max_tokens} is more than the model's context of {context} tokens "
+                f"(the prompt and the answer must fit in it together); ask for fewer tokens",
+                param=param, code="max_tokens_too_large",
+            )
+
     def models(self) -> dict[str, Any]:
         return {"object": "list", "data": [self.model_card()]}
 
@@ -315,7 +350,13 @@ class OpenAIService:
         if req.stream and not self.streaming:
             raise APIError(400, "stream=true is not supported yet; send stream=false", code="unsupported", param="stream")
         messages: list[Message] = [{"role": m.role, "content": m.text()} for m in req.messages]
+        if not any(m["content"] for m in messages):
+            raise APIError(400, "the messages hold no text: give at least one message some content",
+                           param="messages", code="empty_prompt")
         max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+        if max_tokens is not None:
+            self.check_max_tokens(max_tokens, "max_completion_tokens" if req.max_completion_tokens is not None
+                                  else "max_tokens")
         return GenerationRequest(
             prompt=messages,
             max_tokens=DEFAULT_CHAT_MAX_TOKENS if max_tokens is None else max_tokens,
@@ -472,6 +513,7 @@ class OpenAIService:
             choices = [self._text_choice(i, p, "length", None) for i, p in enumerate(prompts)]
             usage = _usage(sum(self.backend.count_tokens(p) for p in prompts), 0)
         else:
+            self._check_generation(req, prompts)
             choices, usage = await self._generate_completions(req, prompts)
         return {
             "id": f"cmpl-{uuid.uuid4().hex}",
@@ -481,6 +523,15 @@ class OpenAIService:
             "choices": choices,
             "usage": usage,
         }
+
+    def _check_generation(self, req: CompletionRequest, prompts: list[str]) -> None:
+        """Refuse what no model can continue: an empty prompt, an answer longer than the context."""
+        empty = next((i for i, p in enumerate(prompts) if not p), None)
+        if empty is not None:
+            where = "prompt" if isinstance(req.prompt, str) else f"prompt[{empty}]"
+            raise APIError(400, f"{where} is empty: give the model some text to continue", param="prompt",
+                           code="empty_prompt")
+        self.check_max_tokens(req.max_tokens)
 
     @staticmethod
     def _text_choice(index: int, text: str, finish: str, logprobs: dict[str, Any] | None) -> dict[str, Any]:
@@ -582,7 +633,7 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         first = errors[0] if errors else {}
         param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        message = f"{param or 'body'}: {first.get('msg', 'invalid request')}"
+        message = f"{param or 'body'}: {str(first.get('msg', 'invalid request')).removeprefix('Value error, ')}"
         return APIError(400, message, param=param).response()
 
     @app.exception_handler(StarletteHTTPException)
@@ -651,8 +702,25 @@ def _include_usage(req: _Body) -> bool:
     return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
+DONE_EVENT = "data: [DONE]\n\n"
+
+
+async def _always_ended(events: AsyncIterator[str]) -> AsyncIterator[bytes]:
+    """``events`` as UTF-8, ending with ``[DONE]`` whatever happens: an unexpected error becomes
+    an error event, and text that cannot be encoded is replaced rather than breaking the stream."""
+    done = False
+    try:
+        async for event in events:
+            done = done or event.endswith(DONE_EVENT)
+            yield event.encode("utf-8", "replace")
+    except Exception as exc:  # noqa: BLE001 - the client must still see the stream end
+        if not done:
+            error = exc if isinstance(exc, APIError) else _backend_error(exc)
+            yield _error_event(error).encode("utf-8", "replace")
+
+
 def _stream(events: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream",
+    return StreamingResponse(_always_ended(events), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

@@ -8,6 +8,7 @@ tracing stays cheap under load; batch runs commit their own calls with each chec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import Any, Sequence
 from ..core.client import CallRecord
 from ..store.sqlite import Store
 from .redact import mask_secrets
+from .validation import lone_surrogate_path, scrub
 
 #: trace columns that may hold configuration or error text (masked when read); prompts and
 #: responses are the user's data and are shown as they are
@@ -55,7 +57,7 @@ class ServerStore:
         if not calls:
             return
         with self.lock:
-            self._pending.extend(calls)
+            self._pending.extend(_storable(c) for c in calls)
             if len(self._pending) >= self.flush_every:
                 self.flush()
 
@@ -125,6 +127,19 @@ class ServerStore:
     def run_records(self, run_id: str) -> list[dict[str, Any]]:
         with self.lock:
             return list(self.store.iter_records(run_id))
+
+
+#: the call fields that carry text from requests or the model
+TEXT_FIELDS = ("params", "prompt", "response", "error", "step", "record_key")
+
+
+def _storable(call: CallRecord) -> CallRecord:
+    """``call`` with text SQLite can store: lone surrogates (which no UTF-8 encoder accepts, and
+    which would fail the whole buffered write) become U+FFFD."""
+    values = {name: getattr(call, name) for name in TEXT_FIELDS}
+    if lone_surrogate_path(values) is None:
+        return call
+    return dataclasses.replace(call, **scrub(values))
 
 
 def _clean(text: str | None) -> str | None:

@@ -14,13 +14,31 @@ from typing import Any
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def printable(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udXXX`` escapes (safe to encode as UTF-8)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def scrub(value: Any) -> Any:
+    """A copy of JSON-like ``value`` whose strings have lone surrogates replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub(v) for v in value]
+    return value
+
+
 def lone_surrogate_path(value: Any, path: str = "") -> str | None:
-    """Where in ``value`` (JSON-like data) a string holds a lone surrogate, e.g. ``messages.0.content``."""
+    """Where in ``value`` (JSON-like data) a string holds a lone surrogate, e.g. ``messages.0.content``
+    (keys holding one are shown escaped)."""
     if isinstance(value, str):
         return (path or "(text)") if _SURROGATE.search(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
-            here = f"{path}.{key}" if path else str(key)
+            name = printable(key) if isinstance(key, str) else str(key)
+            here = f"{path}.{name}" if path else name
             found = lone_surrogate_path(key, here) or lone_surrogate_path(item, here)
             if found:
                 return found
