@@ -1,6 +1,8 @@
 """The web UI in real headless Chromium (Debian's package) on the real embedded model:
 create a task from the form, see a validation error at its line, try it, save it, start a run
-on a small file, see it finish with metrics, open a trace.  Screenshots go to artifacts/."""
+on a small file, see it finish with metrics, open a trace.  Screenshots go to artifacts/.
+Then Chromium as an attacker's tool: a page of another origin posting to the server, and a
+rebound host name (Chromium's resolver rules) reaching it; both are refused."""
 
 from __future__ import annotations
 
@@ -18,16 +20,24 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 REVIEWS = REPO / "examples" / "server" / "reviews.csv"
 
 
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def playwright() -> Iterator[object]:
+    """One Playwright per module (the sync API cannot nest)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (bash scripts/system-deps.sh)")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    b = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    yield b
+    b.close()
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +145,56 @@ def test_ui_task_try_run_trace(browser, server, tmp_path: Path) -> None:  # type
     assert not errors, errors
     page.close()
 
+
+
+# -- a real browser as the attacker's tool ----------------------------------------------------------------
+def _attacker_site(target_url: str) -> object:
+    """A page on another origin that, once opened, posts a file to the target server (no-cors)."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    page = f"""<!doctype html><title>cat pictures</title><script>
+const data = new FormData();
+data.append("file", new Blob(["text\\nplanted by another site\\n"], {{type: "text/csv"}}), "x.csv");
+fetch("{target_url}/api/uploads", {{method: "POST", body: data, mode: "no-cors"}})
+  .finally(() => {{ document.title = "sent"; }});
+</script>"""
+    return Starlette(routes=[Route("/", lambda request: HTMLResponse(page))])
+
+
+@pytest.fixture()
+def target_server(tmp_path: Path) -> Iterator[tuple[ServerThread, Path]]:
+    from openautoglm.backends.fake import FakeBackend
+    from openautoglm.serve import ServerConfig, create_app
+
+    home = tmp_path / "target"
+    app = create_app(ServerConfig(model="fake", home=home), backend=FakeBackend())
+    with ServerThread(app) as srv:
+        yield srv, home
+
+
+def test_another_site_cannot_post_to_the_server(browser, target_server) -> None:  # type: ignore[no-untyped-def]
+    srv, home = target_server
+    with ServerThread(_attacker_site(srv.base_url)) as evil:
+        page = browser.new_page()
+        page.goto(evil.base_url.replace("127.0.0.1", "localhost") + "/")  # another origin than the server's
+        page.wait_for_function("document.title === 'sent'", timeout=30_000)
+        page.close()
+    uploads = home / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())
+
+
+def test_a_rebound_name_is_refused(playwright, target_server) -> None:  # type: ignore[no-untyped-def]
+    """DNS rebinding, simulated with Chromium's resolver rules: attacker.test resolves to 127.0.0.1."""
+    srv, _ = target_server
+    b = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                   args=[*ARGS, "--host-resolver-rules=MAP attacker.test 127.0.0.1"])
+    try:
+        page = b.new_page()
+        rebound = page.goto(srv.base_url.replace("127.0.0.1", "attacker.test") + "/api/pipelines")
+        own = page.goto(srv.base_url + "/api/pipelines")
+    finally:
+        b.close()
+    assert rebound is not None and rebound.status == 400
+    assert own is not None and own.status == 200
