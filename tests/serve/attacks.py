@@ -76,9 +76,19 @@ def target(tmp: Path, **config: Any) -> Iterator[Target]:
     outside.mkdir()
     (outside / "secret.yaml").write_text(SECRET_FILE_TEXT, encoding="utf-8")
     backend = FakeBackend()
-    app = create_app(ServerConfig(model="fake", home=home, port=PORT, **config), backend=backend)
+    app = create_app(ServerConfig(model="fake", home=home, **_port_option(), **config), backend=backend)
     with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as client:
         yield Target(client, home, outside, backend)
+
+
+def _port_option() -> dict[str, int]:
+    """``port=PORT`` where ServerConfig has it (bench/reliability_server.py also attacks revisions
+    from before the option existed)."""
+    import dataclasses
+
+    from openautoglm.serve import ServerConfig
+
+    return {"port": PORT} if "port" in {f.name for f in dataclasses.fields(ServerConfig)} else {}
 
 
 def _status(resp: Any) -> str:
@@ -126,7 +136,8 @@ def run_call(t: Target) -> Outcome:
 def python_verifier(t: Target) -> Outcome:
     resp = t.client.post("/api/validate", json={"yaml": VERIFIER_YAML})
     tried = t.client.post("/api/try", json={"yaml": VERIFIER_YAML, "inputs": {"text": "x"}})
-    return Outcome(bool(resp.json().get("valid")) or _accepted(tried), f"validate {_status(resp)}, try {_status(tried)}")
+    return Outcome(bool(resp.json().get("valid")) or _accepted(tried),
+                   f"validate {_status(resp)}, try {_status(tried)}")
 
 
 def _wait_for_run(t: Target, run_id: str, timeout: float = 30.0) -> None:

@@ -42,7 +42,12 @@ class FuzzReport:
 
     @property
     def server_errors(self) -> int:
+        """Failing cases: 5xx answers, calls that raised, streams without ``[DONE]``."""
         return sum(self.failures.values())
+
+    @property
+    def status_5xx(self) -> int:
+        return self.statuses["5xx"] + self.statuses["exception"]
 
     def summary(self, limit: int = 20) -> str:
         return "\n".join(f"{n}x {label}: {what}" for (label, what), n in self.failures.most_common(limit))

@@ -40,9 +40,11 @@ def test_refused_call_names_the_fix_and_the_line(tmp_path: Path) -> None:
     with attacks.target(tmp_path) as t:
         found = t.client.post("/api/validate", json={"yaml": attacks.CALL_YAML}).json()
         tried = t.client.post("/api/try", json={"yaml": attacks.CALL_YAML, "inputs": {"text": "x"}})
+        verifier = t.client.post("/api/validate", json={"yaml": attacks.VERIFIER_YAML}).json()
     (problem,) = found["problems"]
     assert not found["valid"] and problem["line"] == 4 and problem["field"] == "steps.s.call"
     assert "--allow-call subprocess:run" in problem["hint"]
+    assert verifier["problems"][0]["line"] == 5 and "--allow-call os:system" in verifier["problems"][0]["hint"]
     assert tried.status_code == 422 and tried.json()["error"]["code"] == "invalid_pipeline"
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
+from .security import is_loopback
+
 #: names that always mean "this machine" (and only it)
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 #: methods a browser form or script can use to change state
@@ -32,15 +34,6 @@ def is_wildcard_bind(host: str) -> bool:
     """Whether binding ``host`` listens on every interface (``0.0.0.0``, ``::``)."""
     try:
         return host == "" or ipaddress.ip_address(host.strip("[]")).is_unspecified
-    except ValueError:
-        return False
-
-
-def _is_loopback_bind(host: str) -> bool:
-    if host.lower() in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
@@ -96,7 +89,7 @@ class HostPolicy:
         """The names a server bound to ``bind`` is reached by, plus the operator's ``allowed``."""
         extra = {_normal_name(a) for a in allowed if a.strip()}
         names = set(extra - {ANY_HOST})
-        if _is_loopback_bind(bind) or is_wildcard_bind(bind):
+        if is_loopback(bind.lower()) or is_wildcard_bind(bind):
             names |= LOOPBACK_NAMES
         if not is_wildcard_bind(bind):
             names.add(_normal_name(bind))
@@ -152,7 +145,9 @@ def cross_site_reason(method: str, headers: Mapping[str, str], trusted_origins: 
         return None
     site = headers.get("sec-fetch-site")
     if site is not None:
-        return None if site.lower() in SAME_SITE_FETCH else f"the request comes from another site (Sec-Fetch-Site: {site[:40]})"
+        if site.lower() in SAME_SITE_FETCH:
+            return None
+        return f"the request comes from another site (Sec-Fetch-Site: {site[:40]})"
     referer = headers.get("referer")
     if referer:
         if _origin_of(referer) in trusted:

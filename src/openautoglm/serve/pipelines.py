@@ -156,8 +156,9 @@ class PipelineRegistry:
                     found = self.problems(text, path.name)
                     config = parse_pipeline_yaml(text, source=path.name) if not found else None
                 except (OSError, UnicodeDecodeError) as exc:
-                    found, config = [{"line": None, "field": None, "message": f"cannot read the file: {type(exc).__name__}",
-                                      "hint": None}], None
+                    found = [{"line": None, "field": None, "hint": None,
+                              "message": f"cannot read the file: {type(exc).__name__}"}]
+                    config = None
                 out.append({
                     "name": path.stem,
                     "path": str(path),

@@ -47,7 +47,8 @@ def mask_secrets(value: Any) -> Any:
     if isinstance(value, str):
         return mask_text(value)
     if isinstance(value, dict):
-        return {k: (MASK if is_secret_key(k) and isinstance(v, str) and v else mask_secrets(v)) for k, v in value.items()}
+        return {k: MASK if is_secret_key(k) and isinstance(v, str) and v else mask_secrets(v)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [mask_secrets(v) for v in value]
     return value
