@@ -254,10 +254,12 @@ def test_cli_flags_reach_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     runner = CliRunner()
     help_text = runner.invoke(cli, ["serve", "--help"], env={"COLUMNS": "200"}).output
     assert "--allow-call" in help_text and "--allowed-host" in help_text and "DNS rebinding" in help_text
-    result = runner.invoke(cli, ["serve", "--model", "fake", "--store", str(tmp_path / "store.db"), "--port", "8123",
+    model = "fake:https://bob:hunter2@llm.example/v1"  # a model string with a password in it
+    result = runner.invoke(cli, ["serve", "--model", model, "--store", str(tmp_path / "store.db"), "--port", "8123",
                                  "--allow-call", SHOUT, "--allowed-host", "gpu-box.lan"])
     assert result.exit_code == 0, result.output
     state = served["app"].state.server
+    assert "hunter2" not in result.output and "hunter2" not in state.model_name
     assert state.registry.policy.allowed_calls == frozenset({SHOUT})
     assert state.guard.hosts.allows("gpu-box.lan:8123") and not state.guard.hosts.allows("gpu-box.lan:8000")
     assert served["port"] == 8123 and SHOUT in result.output
