@@ -347,3 +347,15 @@ def test_a_second_run_of_the_same_job_is_refused_while_the_first_holds_it(store:
     res = run_batch(pipeline(CountingFake(), store), RECORDS, run_id="busy", output=out)
     assert res.done == 6 and not out.with_name(out.name + ".partial").exists()
     assert list((store.path.parent / "locks").glob("*.lock")) == []  # released and removed
+
+
+def test_buffered_traces_are_written_when_the_pipeline_is_collected(store: Store) -> None:
+    import gc
+
+    pipe = pipeline(CountingFake(), store)
+    pipe.log_interval_s = 1e9
+    pipe.run(text="a positive giraffe")
+    assert store.recent_calls(search="giraffe") == []
+    del pipe
+    gc.collect()
+    assert len(store.recent_calls(search="giraffe")) == 1

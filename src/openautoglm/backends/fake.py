@@ -58,7 +58,8 @@ class FakeBackend(Backend):
                 if self.responses is not None:
                     text = self.responses[self.calls % len(self.responses)]
                 else:
-                    text = "echo: " + prompt_text(req.prompt).splitlines()[-1]
+                    lines = prompt_text(req.prompt).splitlines()
+                    text = "echo: " + (lines[-1] if lines else "")
                 self.calls += 1
                 texts.append(text[: req.max_tokens * 8])
             out.append(

@@ -15,7 +15,6 @@ HTTP).  ``run_batch`` checkpoints each chunk in the store (see :mod:`.batch`).
 
 from __future__ import annotations
 
-import atexit
 import time
 import weakref
 from pathlib import Path
@@ -101,13 +100,13 @@ class Pipeline:
         self._callables: dict[str, Callable[..., Any]] = {}
         self._tasks: dict[str, Task] = {}  # steps whose task runs with resolved references
         self._subpipelines: dict[str, Pipeline] = {}
-        self._pending_calls: list[Any] = []
-        self._pending_cache: dict[str, Any] = {}
-        self._last_flush = time.monotonic()
+        self._buffer = _TraceBuffer()
         self.log_every = 256
         self.log_interval_s = 2.0
         self._resolve_references(_chain)
-        atexit.register(_flush_at_exit, weakref.ref(self))
+        # written when the pipeline is collected or the interpreter exits (the registration
+        # goes away with the pipeline, so a server building many pipelines does not pile them up)
+        weakref.finalize(self, self._buffer.flush_quietly)
 
     # -- construction --------------------------------------------------------------
     @classmethod
@@ -142,6 +141,7 @@ class Pipeline:
 
             arg = self._store_arg
             self._store = arg if isinstance(arg, Store) else Store(None if arg is True else arg)
+            self._buffer.store = self._store
         return self._store
 
     def backend_for(self, step: StepConfig) -> Backend:
@@ -160,7 +160,7 @@ class Pipeline:
         self._pool.close()
         if self._store is not None and self._store is not self._store_arg:
             self._store.close()
-        self._store = None
+        self._store = self._buffer.store = None
 
     def __enter__(self) -> "Pipeline":
         return self
@@ -207,24 +207,21 @@ class Pipeline:
         """
         if self.store is None:
             return
+        buffer = self._buffer
         if self.trace:
-            self._pending_calls += calls
+            buffer.calls += calls
         if self.cache:
-            self._pending_cache.update(cache)
-        now = time.monotonic()
-        if len(self._pending_calls) >= self.log_every or now - self._last_flush >= self.log_interval_s:
+            buffer.cache.update(cache)
+        if len(buffer.calls) >= self.log_every or time.monotonic() - buffer.last_flush >= self.log_interval_s:
             self.flush()
 
     def flush(self) -> None:
         """Write buffered call traces and cache entries to the store."""
-        self._last_flush = time.monotonic()
-        if self._store is not None and (self._pending_calls or self._pending_cache):
-            calls, cache = self._pending_calls, self._pending_cache
-            self._pending_calls, self._pending_cache = [], {}
-            self._store.log(calls, cache)
+        self._buffer.flush()
 
     def _cache_get(self, keys: Sequence[str]) -> dict[str, Any]:
-        found = {k: self._pending_cache[k][1] for k in keys if k in self._pending_cache}
+        pending = self._buffer.cache
+        found = {k: pending[k][1] for k in keys if k in pending}
         rest = [k for k in keys if k not in found]
         if rest and self.store is not None:
             found.update(self.store.cache_get(rest))
@@ -382,12 +379,26 @@ def _as_record_error(step: StepConfig, exc: Exception) -> Exception:
     return RecordError(f"step {step.name!r} failed: {type(exc).__name__}: {exc}")
 
 
-def _flush_at_exit(ref: "weakref.ReferenceType[Pipeline]") -> None:
-    pipeline = ref()
-    if pipeline is not None:
+class _TraceBuffer:
+    """Traces and cache entries of single-record runs, waiting to be written to the store."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+        self.cache: dict[str, Any] = {}
+        self.store: Any = None
+        self.last_flush = time.monotonic()
+
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        if self.store is not None and (self.calls or self.cache):
+            calls, cache = self.calls, self.cache
+            self.calls, self.cache = [], {}
+            self.store.log(calls, cache)
+
+    def flush_quietly(self) -> None:
         try:
-            pipeline.flush()
-        except Exception:  # noqa: BLE001 - never fail interpreter shutdown over a trace
+            self.flush()
+        except Exception:  # noqa: BLE001 - never fail garbage collection or shutdown over a trace
             pass
 
 
