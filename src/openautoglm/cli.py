@@ -68,10 +68,10 @@ def run(
     rid = run_id or _run_id(pipe.config.fingerprint(), input, output, model) + (f"-n{limit}" if limit else "")
     from rich.markup import escape
 
-    from .redact import redact
+    from .redact import mask_secrets
 
     con = _console(stderr=True)
-    shown_model = redact(model or pipe.config.model)
+    shown_model = mask_secrets(model or pipe.config.model)
     con.print(escape(f"{pipe.config.name}: {len(records)} records from {input} · model {shown_model} · run {rid}"))
     result = run_batch(pipe, records, run_id=rid, output=output, batch_size=batch_size,
                        progress=not no_progress, input_name=str(input), resume=not fresh,
@@ -88,7 +88,7 @@ def run(
     if result.errors:
         con.print("[red]failed records, by reason:[/]")
         for reason, count in result.failure_reasons[:5]:
-            con.print(f"  {count} × {escape(redact(reason))}")
+            con.print(f"  {count} × {escape(mask_secrets(reason))}")
         con.print(f"  first: record {result.errors[0][0]}; rerun with --retry-failed to redo them")
     if gold_column:
         _print_accuracy(out, map_labels(records, gold_column, mapping), result.results, gold_column)
@@ -245,12 +245,12 @@ _register_subsystem_commands()
 
 def main() -> None:
     from .errors import OpenAutoGLMError
-    from .redact import redact_text
+    from .redact import mask_text
 
     try:
         app()
     except OpenAutoGLMError as exc:
-        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
+        print(f"error: {mask_text(str(exc))}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)

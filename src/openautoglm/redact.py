@@ -1,5 +1,5 @@
-"""Masking secrets in what the server shows or prints: trace parameters, backend
-descriptions, run errors, the model string in its start-up line.
+"""Masking secrets in what is shown, printed or stored: trace parameters, backend
+descriptions, run errors, the model string in the CLI banner and the server's start-up line.
 
 Two rules: a mapping value whose key names a secret (``api_key``, ``authorization``,
 ``password``, ``*_token`` ...) is replaced; in any text, secret-looking pieces (``Bearer

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from openautoglm.errors import OpenAutoGLMError
 from openautoglm.serve.guards import HostPolicy, cross_site_reason, safe_redirect, split_host
-from openautoglm.serve.redact import mask_secrets, mask_text
+from openautoglm.redact import mask_secrets, mask_text
 
 from . import attacks
 from .conftest import SENTIMENT_YAML, make_app

@@ -22,7 +22,7 @@ from .jobs import JobManager, JobNotFound
 from .metrics import Metrics
 from .openai_api import APIError, OpenAIService, add_openai_routes, install_error_handlers
 from .pipelines import PipelineNotFound, PipelineRegistry
-from .redact import mask_text
+from ..redact import mask_text
 from .security import Authenticator, BodySizeLimit, BodyTooLarge, KeyStore, RateLimiter, is_loopback
 from .traces import ServerStore
 

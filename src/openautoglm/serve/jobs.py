@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 from ..core.records import FORMATS, read_records
 from ..errors import InputDataError, OpenAutoGLMError
 from .pipelines import PipelineRegistry
-from .redact import mask_text
+from ..redact import mask_text
 from .traces import ServerStore
 from .validation import lone_surrogate_path
 

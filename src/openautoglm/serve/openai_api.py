@@ -67,7 +67,7 @@ from ..backends.base import (
     TokenLogprob,
 )
 from ..errors import BackendError, EndpointUnavailable
-from .redact import mask_text
+from ..redact import mask_text
 from .validation import require_valid_unicode
 
 try:

@@ -20,7 +20,7 @@ from ..errors import InputDataError, TemplateError
 from . import reports
 from .openai_api import APIError
 from .pipelines import final_labels, missing_inputs, task_yaml
-from .redact import mask_secrets
+from ..redact import mask_secrets
 from .validation import require_valid_unicode
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from ..core.client import CallRecord
 from ..store.sqlite import Store
-from .redact import mask_secrets
+from ..redact import mask_secrets
 from .validation import lone_surrogate_path, scrub
 
 #: trace columns that may hold configuration or error text (masked when read); prompts and
