@@ -20,7 +20,7 @@ from ..errors import OpenAutoGLMError
 from .database import Database, DatabaseError, QueryResult
 from .examples import Example, ExamplePool
 from .linking import Linking, link, match_values, value_index
-from .safety import UnsafeQueryError, check_select, transpile
+from .safety import UnsafeQueryError, check_select, require_encodable, transpile
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import Backend
@@ -215,6 +215,8 @@ class SemanticParser:
 
         if not question or not question.strip():
             raise OpenAutoGLMError("empty question", hint="ask something the database can answer")
+        for text in (question, *(q for q, _ in history)):
+            require_encodable(text, "question")  # model tokenizers raise TypeError on lone surrogates
         ctx, linking, demos = self.context(question, history)
         results_cache: dict[str, Any] = {}
         ctx["__results__"] = results_cache
