@@ -218,3 +218,12 @@ def test_the_banner_masks_secrets(project: Path) -> None:
                  str(project / "store.db"), "--no-progress", cwd=project)
     assert secret not in result.stdout + result.stderr
     assert "'api_key': '***'" in result.stderr.replace("\n", "")
+
+
+def test_an_input_without_records_is_an_error_unless_allowed(project: Path) -> None:
+    (project / "in.csv").write_text("text\n", encoding="utf-8")
+    refused = cli(*run_args(project), cwd=project)
+    assert refused.returncode == 2 and "no data rows" in refused.stderr and "--allow-empty" in refused.stderr
+    allowed = cli(*run_args(project, "--allow-empty", "-o", str(project / "o.jsonl")), cwd=project)
+    assert allowed.returncode == 0 and "done: 0 ok, 0 failed" in allowed.stdout
+    assert (project / "o.jsonl").read_text() == ""

@@ -51,6 +51,7 @@ def run(
     encoding: str = typer.Option("utf-8-sig", help="input file encoding"),
     store: Optional[Path] = typer.Option(None, help="SQLite store (default ./.openautoglm/store.db)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help="an input without records is not an error"),
 ) -> None:
     """Run a pipeline over a file of records (resumable: rerun the same command to continue).
 
@@ -63,7 +64,7 @@ def run(
 
     mapping = parse_label_map(label_map)  # a malformed map fails before any model call
     pipe = Pipeline.from_yaml(pipeline, model=model, store=store or True)
-    records = read_records(input, encoding=encoding, limit=limit)
+    records = read_records(input, encoding=encoding, limit=limit, allow_empty=allow_empty)
     require_columns(records, pipe.required_inputs | ({gold_column} if gold_column else set()), str(input))
     rid = run_id or _run_id(pipe.config.fingerprint(), input, output, model) + (f"-n{limit}" if limit else "")
     from rich.markup import escape
@@ -110,7 +111,7 @@ def _print_accuracy(out: Any, records: list[dict[str, Any]], results: list[dict[
 
 
 def _print_examples(out: Any, records: list[dict[str, Any]], results: list[dict[str, Any]], pipe: Any, n: int) -> None:
-    if n <= 0:
+    if n <= 0 or not records:
         return
     from rich.table import Table
 

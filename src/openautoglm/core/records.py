@@ -174,7 +174,7 @@ def _no_records(path: Path, fmt: str) -> InputDataError:
         where, check = "it holds no records", "did the export write anything?"
     return InputDataError(f"{path}: {where} (0 records)",
                           hint=f"check that the file is complete ({check}); to accept an empty input, "
-                          "pass allow_empty=True")
+                          "pass --allow-empty (Python: allow_empty=True)")
 
 
 def read_records(path: str | Path, *, encoding: str = "utf-8", errors: str = "strict",
