@@ -13,7 +13,7 @@ from openautoglm import Pipeline, Task
 from openautoglm.backends.fake import FakeBackend
 from openautoglm.core.client import ModelClient
 from openautoglm.errors import ConfigError
-from openautoglm.reasoning.config import StrategyConfig
+from openautoglm.core.strategy import StrategySpec
 
 LABELS = ["positive", "negative"]
 
@@ -137,6 +137,6 @@ def test_bad_strategy_configs_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown strategy 'tree_of_thought'"):
         Pipeline.from_yaml(bad)
     with pytest.raises(ValueError, match="needs a `verifier`"):
-        StrategyConfig.coerce("verify_revise")
+        StrategySpec.model_validate("verify_revise")
     with pytest.raises(ValueError, match="lambda"):
-        StrategyConfig.coerce({"name": "verify_revise", "verifier": lambda o, r: True}).to_config()
+        StrategySpec.model_validate({"name": "verify_revise", "verifier": lambda o, r: True}).to_config()

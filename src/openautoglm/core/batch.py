@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ..errors import BackendError, OpenAutoGLMError, StopRun
 from .records import write_jsonl
+from .result import Result
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -50,7 +51,7 @@ class TooManyErrors(OpenAutoGLMError):
 @dataclass
 class BatchResult:
     run_id: str
-    results: list[dict[str, Any]]
+    results: list[Result]
     done: int = 0
     failed: int = 0
     skipped: int = 0  # already done (or failed) in an earlier attempt of the same run
@@ -199,7 +200,7 @@ class _Run:
         self._finish("done" if not self.errors else "done-with-errors", todo, kept)
         summary.seconds = time.perf_counter() - t0
         summary.errors = sorted(self.errors.items())
-        summary.results = [r if r is not None else {"error": "not run"} for r in self.results]
+        summary.results = [Result.wrap(r) if r is not None else Result(error="not run") for r in self.results]
         return summary
 
     def _chunk(self, chunk: list[int], summary: BatchResult) -> None:

@@ -25,6 +25,7 @@ from ..errors import ConfigError, OpenAutoGLMError, StopRun, TemplateError
 from .client import ModelClient
 from .config import PipelineConfig, StepConfig, load_pipeline_config, validate_pipeline_dict
 from .policy import LoadPolicy
+from .result import Result
 from .task import Task
 
 
@@ -183,7 +184,7 @@ class Pipeline:
         return needed
 
     # -- execution -------------------------------------------------------------------
-    def run(self, record: Mapping[str, Any] | None = None, /, **inputs: Any) -> dict[str, Any]:
+    def run(self, record: Mapping[str, Any] | None = None, /, **inputs: Any) -> Result:
         """Run the pipeline on one record; raises if it fails."""
         data = {**(record or {}), **inputs}
         outputs, calls, cache = self.process([data], ["0"])
@@ -193,7 +194,7 @@ class Pipeline:
             raise result
         return result
 
-    def run_batch(self, records: Iterable[Mapping[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
+    def run_batch(self, records: Iterable[Mapping[str, Any]], **kwargs: Any) -> list[Result]:
         """Run many records with checkpoints; see :func:`openautoglm.core.batch.run_batch`."""
         from .batch import run_batch
 
@@ -266,7 +267,7 @@ class Pipeline:
             if i in failed:
                 results.append(failed[i])
                 continue
-            result = dict(ctx[final]) if isinstance(ctx[final], dict) else {"value": ctx[final]}
+            result = Result(ctx[final]) if isinstance(ctx[final], dict) else Result(value=ctx[final])
             if len(self.config.steps) > 1:
                 result["steps"] = {s.name: ctx[s.name] for s in self.config.steps}
             results.append(result)
@@ -331,17 +332,22 @@ class Pipeline:
             if step.call is not None:
                 self._callables[step.call] = self.policy.import_callable(step.call, source=self.source,
                                                                          field=f"{field}.call")
-            verifier = step.task.strategy.verifier if step.task is not None else None
-            if verifier is not None and verifier.type == "python" and verifier.function is None:
-                assert step.task is not None and verifier.call is not None
-                func = self.policy.import_callable(verifier.call, source=self.source,
-                                                   field=f"{field}.task.strategy.verifier.call")
-                # the config stays plain data; the step runs a copy that holds the function
-                strategy = step.task.strategy.model_copy(update={"verifier": verifier.model_copy(
-                    update={"function": func})})
-                self._tasks[step.name] = step.task.model_copy(update={"strategy": strategy})
+            if step.task is not None:
+                self._resolve_strategy_callables(step, step.task, field)
             if step.pipeline is not None:
                 self._subpipelines[step.name] = self._build_subpipeline(step, chain, f"{field}.pipeline")
+
+    def _resolve_strategy_callables(self, step: StepConfig, task: Task, field: str) -> None:
+        """Import the callables the task's strategy names (e.g. a python verifier) under the policy;
+        the config stays plain data, the step runs a copy of the task that holds the functions."""
+        spec = task.strategy
+        refs = spec.cls.callable_refs(spec.settings)
+        if not refs:
+            return
+        resolved = {path: self.policy.import_callable(ref, source=self.source, field=f"{field}.task.strategy.{path}")
+                    for path, ref in refs.items()}
+        settings = spec.cls.with_callables(spec.settings, resolved)
+        self._tasks[step.name] = task.model_copy(update={"strategy": spec.model_copy(update={"settings": settings})})
 
     def _build_subpipeline(self, step: StepConfig, chain: tuple[Path, ...], field: str) -> "Pipeline":
         assert step.pipeline is not None

@@ -203,7 +203,7 @@ def _task_labels(pipe: Pipeline) -> list[str]:
     """The final step's labels when it is a label task, else [] (labels come from the data)."""
     final = pipe.config.output or pipe.config.steps[-1].name
     step = next((s for s in pipe.config.steps if s.name == final), None)
-    if step is not None and step.task is not None and step.task.output == "labels":
+    if step is not None and step.task is not None and step.task.kind.distribution:
         return list(step.task.labels or [])
     return []
 

@@ -424,7 +424,7 @@ def final_label_step(pipeline: "Pipeline") -> "StepConfig":
     """The step whose output is the pipeline's result; it must be a classification task."""
     name = pipeline.config.output or pipeline.config.steps[-1].name
     step = next(s for s in pipeline.config.steps if s.name == name)
-    if step.task is None or step.task.output != "labels" or not step.task.labels:
+    if step.task is None or not step.task.kind.distribution or not step.task.labels:
         raise ConfigError(
             f"distillation needs a pipeline whose result is a label distribution; step {name!r} is not a "
             "classification task",

@@ -204,7 +204,7 @@ class Optimizer:
                  metric: str = "accuracy", holdout: float = 0.3, seed: int = 0, max_demos: int = 8,
                  retrieval: bool = True, embedder: str = "auto", rewrites: int = 2, first_slice: int = 64,
                  head_share: float = HEAD_SHARE, log: Callable[[str], None] | None = None) -> None:
-        if task.output != "labels" or not task.labels:
+        if not task.kind.distribution or not task.labels:
             raise ConfigError("the optimizer works on label tasks", field="task.labels",
                               hint="give the task `labels:`")
         if metric not in ("accuracy", "macro_f1"):
@@ -275,14 +275,14 @@ class Optimizer:
     def _share_retriever(self, task: Task) -> None:
         """Give ``task`` the embedded pool of an earlier candidate with the same pool, so each
         pool is embedded once per search, not once per candidate (4,000 rows: ~25 s each)."""
-        if task.retrieval is None or "retriever" in task.__dict__:
+        if task.retrieval is None or task.has_retriever:
             return
         import json
 
         cfg = task.retrieval
         key = (task.template.source, cfg.embedder, json.dumps(cfg.pool, sort_keys=True, ensure_ascii=False, default=str))
         donor = self._retrievers.get(key)
-        task.__dict__["retriever"] = donor.reconfigured(cfg) if donor is not None else task.retriever
+        task.use_retriever(donor.reconfigured(cfg) if donor is not None else task.retriever)
         self._retrievers[key] = task.retriever
 
     def measure(self, task: Task, rows: Sequence[Mapping[str, Any]]) -> float:

@@ -234,7 +234,7 @@ class PipelineRegistry:
 def _labels(config: PipelineConfig) -> list[str]:
     final = config.output or config.steps[-1].name
     step = next((s for s in config.steps if s.name == final), None)
-    if step is not None and step.task is not None and step.task.output == "labels":
+    if step is not None and step.task is not None and step.task.kind.distribution:
         return list(step.task.labels or [])
     return []
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ..core.strategy import DEMOS_KEY
 from ..errors import OpenAutoGLMError
 from .database import Database, DatabaseError, QueryResult
 from .examples import Example, ExamplePool
@@ -27,7 +28,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..core.task import Task
     from ..store.sqlite import Store
 
-DEMOS_KEY = "__demos__"
 SQL_STOPS = ["\n\n", ";", "\n--", "\n#", "```"]
 _STATEMENT_WORDS = frozenset("""SELECT WITH INSERT UPDATE DELETE DROP CREATE ALTER REPLACE TRUNCATE PRAGMA ATTACH
 DETACH VACUUM COPY GRANT REVOKE SET BEGIN COMMIT ROLLBACK DO CALL EXPLAIN ANALYZE""".split())
@@ -149,11 +149,10 @@ class SemanticParser:
     # -- prompt --------------------------------------------------------------------------
     def _task(self, temperature: float, seed: int | None = None) -> "Task":
         from ..core.task import Task
-        from ..reasoning.config import StrategyConfig, VerifierConfig
 
-        strategy = StrategyConfig(name="verify_revise", max_attempts=self.max_attempts,
-                                  inner="chain_of_thought" if self.chain_of_thought else "direct",
-                                  verifier=VerifierConfig(type="callable", function=self._verify))
+        strategy = {"name": "verify_revise", "max_attempts": self.max_attempts,
+                    "inner": "chain_of_thought" if self.chain_of_thought else "direct",
+                    "verifier": {"type": "callable", "function": self._verify}}
         title = DIALECT_TITLE.get(self.db.dialect, self.db.dialect)
         return Task(name="text_to_sql", template="{schema}-- Question: {question}", output="text", format="text",
                     system=f"-- Write one {title} SELECT query that answers the question.",

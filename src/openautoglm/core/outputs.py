@@ -1,0 +1,325 @@
+"""Output kinds: what a task's answer is, and everything that depends on it.
+
+A task names its kind (``output: labels``, ``json``, ``text``; inferred from ``labels``
+/ ``schema`` when not given).  The kind owns its prompt suffix, how an answer is
+obtained and scored (label log-probabilities, validated JSON with re-ask, free text),
+what counts as the same answer when samples vote, how an answer is shown to a checker,
+and how a rejected answer is taken out of the answer space.  Strategies call these
+methods; nothing else switches on the kind's name.
+
+Adding a kind is one class registered under a name::
+
+    @OUTPUTS.register("yesno")
+    class YesNo(Text):
+        name = "yesno"
+        def instruction(self, task): return "Answer yes or no."
+
+(or declared in the entry-point group ``openautoglm.outputs`` by another package).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ..backends.base import GenerationRequest, Prompt, ScoreRequest
+from .labels import calibrate, distribution_from_logprobs, distribution_from_votes
+from .plugins import Registry
+from .result import Result
+from .retrieval import mix
+from .schema import extract_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import ModelClient
+    from .retrieval import Neighbours
+    from .task import Task
+
+#: inputs whose label distribution contextual calibration divides by
+CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
+
+
+class OutputKind:
+    """Base class: free text.  Subclasses override what their answers need."""
+
+    name = "text"
+    #: whether answers are probability distributions over the task's labels
+    distribution = False
+
+    def check(self, task: "Task") -> None:
+        """Raise ``ValueError`` if ``task`` lacks what this kind needs."""
+
+    def instruction(self, task: "Task") -> str:
+        """Text appended to the user's instructions (``""``: none)."""
+        return ""
+
+    def answer(self, task: "Task", client: "ModelClient", prompts: Sequence[Prompt], *, step: str,
+               record_keys: Sequence[str], attempt: int = 0, neighbours: Sequence["Neighbours"] | None = None,
+               head_probs: Sequence[Sequence[float]] | None = None) -> list[Result]:
+        """Answer ready-made prompts (one model call per prompt, batched)."""
+        reqs = [GenerationRequest(p, max_tokens=task.max_tokens, temperature=task.temperature, stop=tuple(task.stop),
+                                  seed=task.seed) for p in prompts]
+        comps = client.generate(reqs, step=step, record_keys=record_keys, attempt=attempt)
+        return [Result.of_text(c.text.strip(), c.prompt_tokens + c.completion_tokens) for c in comps]
+
+    def vote_key(self, task: "Task", result: Result) -> str | None:
+        """What makes two sampled answers the same answer (``None``: no usable answer)."""
+        return " ".join((result.text or "").split()).casefold() or None
+
+    def shown(self, task: "Task", result: Result) -> str:
+        """The answer as a checker or a feedback note sees it."""
+        return str(result.text or "")
+
+    def aggregate(self, task: "Task", outs: list[Result], reasonings: list[str]) -> Result:
+        """Majority vote over sampled answers (self-consistency)."""
+        n = len(outs)
+        votes = Counter(k for k in (self.vote_key(task, o) for o in outs) if k is not None)
+        method = f"self-consistency(n={n})"
+        if not votes:
+            return Result({**outs[-1], "agreement": 0.0, "votes": {}, "method": method, "reasonings": reasonings})
+        key, count = votes.most_common(1)[0]
+        chosen = next(o for o in outs if self.vote_key(task, o) == key)
+        return Result({**chosen, "agreement": count / n, "votes": dict(votes), "method": method,
+                       "reasonings": reasonings})
+
+    def rejected_value(self, task: "Task", result: Result) -> str | None:
+        """What a rejected answer takes out of the answer space (labels: the label)."""
+        return None
+
+    def exclude(self, task: "Task", result: Result, rejected: set[str]) -> Result:
+        """``result`` with the rejected values taken out (backtracking); unchanged by default."""
+        return result
+
+    def exhausted(self, task: "Task", rejected: set[str]) -> bool:
+        """Whether nothing is left to try once ``rejected`` is out."""
+        return False
+
+
+class Text(OutputKind):
+    name = "text"
+
+
+class Labels(OutputKind):
+    """A probability distribution over the task's labels."""
+
+    name = "labels"
+    distribution = True
+
+    def check(self, task: "Task") -> None:
+        if not task.labels:
+            raise ValueError("output 'labels' needs a non-empty `labels` list")
+
+    def instruction(self, task: "Task") -> str:
+        show = task.list_labels if task.list_labels is not None else task.format == "chat"
+        return ("Answer with one of: " + ", ".join(task.verbalized()) + ".") if show else ""
+
+    def answer(self, task: "Task", client: "ModelClient", prompts: Sequence[Prompt], *, step: str,
+               record_keys: Sequence[str], attempt: int = 0, neighbours: Sequence["Neighbours"] | None = None,
+               head_probs: Sequence[Sequence[float]] | None = None) -> list[Result]:
+        if client.backend.can_score:
+            return self._by_scoring(task, client, list(prompts), step, record_keys, attempt, neighbours, head_probs)
+        return self._by_votes(task, client, list(prompts), step, record_keys, attempt)
+
+    def _by_scoring(self, task: "Task", client: "ModelClient", prompts: list[Prompt], step: str,
+                    record_keys: Sequence[str], attempt: int, neighbours: Sequence["Neighbours"] | None,
+                    head_probs: Sequence[Sequence[float]] | None) -> list[Result]:
+        labels = task.labels
+        assert labels
+        conts = task.continuations()
+        every = list(range(len(labels)))
+        prune = task.retrieval.candidates if task.retrieval and neighbours else None
+        subsets = [every] * len(prompts)
+        if prune and prune < len(labels):
+            assert neighbours is not None
+            subsets = [sorted(sorted(every, key=lambda j: -n.knn[labels[j]])[:prune]) for n in neighbours]
+        reqs = [ScoreRequest(p, tuple(conts[j] for j in sub)) for p, sub in zip(prompts, subsets)]
+        results = client.score(reqs, step=step, record_keys=record_keys, attempt=attempt)
+        cf = self._content_free(task, client, step) if task.calibrate else None
+        bias = [(task.label_bias or {}).get(lab, 0.0) for lab in labels]
+        weight = task.retrieval.knn_weight if task.retrieval and neighbours else 0.0
+        out = []
+        for i, (res, sub) in enumerate(zip(results, subsets)):
+            probs, normalised = distribution_from_logprobs(res.logprobs, res.lengths)
+            method = getattr(client.backend, "score_method", "logprob") + ("-length-normalised" if normalised else "")
+            if not res.exact:
+                method += "-first-token-estimate"
+            if cf is not None:
+                probs = calibrate(probs, [cf[j] for j in sub])
+                method += "+contextual-calibration"
+            if task.label_bias:
+                probs = apply_bias(probs, [bias[j] for j in sub])
+                method += "+label-bias"
+            full = [0.0] * len(labels)
+            for j, p in zip(sub, probs):
+                full[j] = p
+            if len(sub) < len(labels):
+                method += f"+knn-candidates({len(sub)})"
+            if weight > 0 and neighbours is not None:
+                full = mix(full, [neighbours[i].knn[lab] for lab in labels], weight)
+                method += f"+knn(w={weight:g})"
+            if head_probs is not None and task.head is not None:
+                full = mix(full, head_probs[i], task.head.weight)
+                method += f"+head(w={task.head.weight:g})"
+            out.append(Result.of_labels(labels, full, method))
+        return out
+
+    def _content_free(self, task: "Task", client: "ModelClient", step: str) -> list[float]:
+        conts = task.continuations()
+        reqs = [ScoreRequest(task.build_prompt({v: cf for v in task.input_variables},
+                                               examples=[] if task.retrieval else None), conts)
+                for cf in CONTENT_FREE_INPUTS]
+        results = client.score(reqs, step=f"{step}:calibration")
+        dists = [distribution_from_logprobs(r.logprobs, r.lengths)[0] for r in results]
+        return [sum(d[i] for d in dists) / len(dists) for i in range(len(conts))]
+
+    def _by_votes(self, task: "Task", client: "ModelClient", prompts: list[Prompt], step: str,
+                  record_keys: Sequence[str], attempt: int) -> list[Result]:
+        assert task.labels
+        reqs = [GenerationRequest(p, max_tokens=16, temperature=max(task.temperature, 0.7), n=task.n_votes)
+                for p in prompts]
+        comps = client.generate(reqs, step=step, record_keys=record_keys, attempt=attempt)
+        out = []
+        for comp in comps:
+            probs, unparsed = distribution_from_votes(comp.texts, task.verbalized())
+            result = Result.of_labels(task.labels, probs, f"vote-share(n={task.n_votes})")
+            result["unparsed_votes"] = unparsed
+            out.append(result)
+        return out
+
+    def vote_key(self, task: "Task", result: Result) -> str | None:
+        return result.label
+
+    def shown(self, task: "Task", result: Result) -> str:
+        return str(result.label)
+
+    def aggregate(self, task: "Task", outs: list[Result], reasonings: list[str]) -> Result:
+        assert task.labels
+        n = len(outs)
+        votes = Counter(o.label for o in outs if o.label is not None)
+        mean = {lab: sum((o.scores or {})[lab] for o in outs) / n for lab in task.labels}
+        # majority vote; ties go to the higher mean probability
+        winner = max(task.labels, key=lambda lab: (votes.get(lab, 0), mean[lab]))
+        shares = {lab: votes.get(lab, 0) / n for lab in task.labels}
+        return Result(label=winner, confidence=shares[winner], scores=shares,
+                      method=f"vote-share self-consistency(n={n})", agreement=shares[winner], mean_scores=mean,
+                      votes=dict(votes), reasonings=reasonings)
+
+    def rejected_value(self, task: "Task", result: Result) -> str | None:
+        return str(result.label)
+
+    def exclude(self, task: "Task", result: Result, rejected: set[str]) -> Result:
+        """Renormalise the distribution without the rejected labels."""
+        assert task.labels
+        allowed = [lab for lab in task.labels if lab not in rejected]
+        if not allowed or result.scores is None:
+            return result
+        total = sum(result.scores[lab] for lab in allowed)
+        if total <= 0:
+            scores = {lab: (1.0 / len(allowed) if lab in allowed else 0.0) for lab in task.labels}
+        else:
+            scores = {lab: (result.scores[lab] / total if lab in allowed else 0.0) for lab in task.labels}
+        best = max(allowed, key=lambda lab: scores[lab])
+        return Result({**result, "label": best, "confidence": scores[best], "scores": scores})
+
+    def exhausted(self, task: "Task", rejected: set[str]) -> bool:
+        return bool(task.labels) and len(rejected) >= len(task.labels or [])
+
+
+class Json(OutputKind):
+    """A JSON value valid under the task's schema; invalid answers are re-asked."""
+
+    name = "json"
+
+    def check(self, task: "Task") -> None:
+        if task.schema_ is None:
+            raise ValueError("output 'json' needs a `schema` (pydantic model or JSON schema)")
+
+    def instruction(self, task: "Task") -> str:
+        assert task.output_schema is not None
+        return "Respond with only a JSON object that matches this JSON schema:\n" + task.output_schema.describe()
+
+    def answer(self, task: "Task", client: "ModelClient", prompts: Sequence[Prompt], *, step: str,
+               record_keys: Sequence[str], attempt: int = 0, neighbours: Sequence["Neighbours"] | None = None,
+               head_probs: Sequence[Sequence[float]] | None = None) -> list[Result]:
+        schema = task.output_schema
+        assert schema is not None
+        json_schema = schema.json_schema if client.backend.supports_json_schema else None
+        results: list[Result | None] = [None] * len(prompts)
+        conversations: list[Prompt] = list(prompts)
+        history: list[list[dict[str, Any]]] = [[] for _ in prompts]
+        pending = list(range(len(prompts)))
+        for retry in range(task.max_retries + 1):
+            if not pending:
+                break
+            reqs = [GenerationRequest(conversations[i], max_tokens=task.max_tokens, temperature=task.temperature,
+                                      json_schema=json_schema) for i in pending]
+            comps = client.generate(reqs, step=step, record_keys=[record_keys[i] for i in pending],
+                                    attempt=attempt + retry)
+            still = []
+            for i, comp in zip(pending, comps):
+                value, error = extract_json(comp.text)
+                errors = [error] if error else []
+                validated = None
+                if not errors:
+                    validated, errors = schema.validate(value)
+                history[i].append({"attempt": retry, "output": comp.text, "errors": errors,
+                                   "tokens": comp.prompt_tokens + comp.completion_tokens})
+                if not errors:
+                    data = validated.model_dump() if hasattr(validated, "model_dump") else validated
+                    results[i] = Result(output=data, valid=True)
+                    continue
+                still.append(i)
+                conversations[i] = reask(conversations[i], comp.text, errors)
+            pending = still
+        out = []
+        for i, res in enumerate(results):
+            if res is None:
+                res = Result(output=None, valid=False, errors=history[i][-1]["errors"])
+            res["attempts"] = len(history[i])
+            res["tokens"] = sum(h["tokens"] for h in history[i])
+            if len(history[i]) > 1:
+                res["failed_attempts"] = [{"attempt": h["attempt"], "errors": h["errors"]}
+                                          for h in history[i] if h["errors"]]
+            out.append(res)
+        return out
+
+    def vote_key(self, task: "Task", result: Result) -> str | None:
+        return json.dumps(result.output, sort_keys=True, ensure_ascii=False) if result.valid else None
+
+    def shown(self, task: "Task", result: Result) -> str:
+        return json.dumps(result.output, ensure_ascii=False) if result.output is not None else "(invalid JSON)"
+
+    def aggregate(self, task: "Task", outs: list[Result], reasonings: list[str]) -> Result:
+        result = super().aggregate(task, outs, reasonings)
+        if result.get("votes"):
+            result["tokens"] = sum(o.tokens or 0 for o in outs)
+        return result
+
+
+OUTPUTS: Registry[type[OutputKind]] = Registry("output kind", "openautoglm.outputs")
+for _kind in (Labels, Json, Text):
+    OUTPUTS.register(_kind.name)(_kind)
+
+
+def output_kind(name: str) -> OutputKind:
+    """The kind registered as ``name``."""
+    return OUTPUTS.get(name)()
+
+
+def apply_bias(probs: Sequence[float], bias: Sequence[float]) -> list[float]:
+    """Add ``bias`` to the log-probabilities and renormalise."""
+    logs = [math.log(max(p, 1e-300)) + b for p, b in zip(probs, bias)]
+    top = max(logs)
+    exps = [math.exp(v - top) for v in logs]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def reask(prompt: Prompt, answer: str, errors: list[str]) -> Prompt:
+    """Append the invalid answer and a correction request (validation messages only)."""
+    feedback = "Your previous answer was not valid:\n- " + "\n- ".join(e[:200] for e in errors[:5])
+    feedback += "\nReply with only the corrected JSON object."
+    if isinstance(prompt, str):
+        return f"{prompt} {answer}\n\n{feedback}\n"
+    return list(prompt) + [{"role": "assistant", "content": answer}, {"role": "user", "content": feedback}]
