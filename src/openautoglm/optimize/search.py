@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from ..backends.base import Backend, GenerationRequest, ScoreRequest
+from ..backends.delegate import DelegatingBackend
 from ..core.head import describe_features
 from ..core.labels import distribution_from_logprobs
 from ..core.task import Task
@@ -56,7 +57,7 @@ class BudgetExhausted(StopRun):
     """The optimizer spent its budget of model calls."""
 
 
-class CountingBackend(Backend):
+class CountingBackend(DelegatingBackend):
     """Delegates to a backend and counts the requests that reach it.
 
     Hidden-state features are remembered per (text, layer, pooling), every pooling the inner
@@ -65,12 +66,7 @@ class CountingBackend(Backend):
     """
 
     def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name, self.model = inner.name, inner.model
-        self.can_score, self.supports_json_schema = inner.can_score, inner.supports_json_schema
-        self.max_context, self.deterministic = inner.max_context, inner.deterministic
-        self.can_featurize, self.num_layers = inner.can_featurize, inner.num_layers
-        self.feature_poolings = inner.feature_poolings
+        super().__init__(inner)
         self.calls = 0
         self.limit: int | None = None
         self._features: dict[tuple[str, int, str], Any] = {}
@@ -103,12 +99,6 @@ class CountingBackend(Backend):
                     for k, kind in enumerate(kinds):
                         seen[(text, layer, kind)] = row[j, k * width:(k + 1) * width]
         return np.stack([np.stack([seen[(t, layer, pooling)] for layer in layers]) for t in texts])
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
-
-    def identity(self) -> str:
-        return self.inner.identity()
 
     def close(self) -> None:  # the owner closes the inner backend
         pass

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..backends.base import Backend, Completion, GenerationRequest, ScoreRequest, ScoreResult
+from ..backends.delegate import DelegatingBackend
 
 #: called after each backend call: (kind, number of requests, seconds)
 BatchHook = Callable[[str, int, float], None]
@@ -42,7 +43,7 @@ class _Item:
     future: Future = field(default_factory=Future)
 
 
-class BatchingBackend(Backend):
+class BatchingBackend(DelegatingBackend):
     """A backend whose concurrent calls are merged into batched calls of ``inner``."""
 
     def __init__(
@@ -54,19 +55,11 @@ class BatchingBackend(Backend):
         enabled: bool = True,
         on_batch: BatchHook | None = None,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.window_s = max(0.0, window_ms) / 1000.0
         self.max_batch = max(1, max_batch)
         self.enabled = enabled
         self.on_batch = on_batch
-        self.name = inner.name
-        self.model = inner.model
-        self.can_score = inner.can_score
-        self.supports_json_schema = inner.supports_json_schema
-        self.max_context = inner.max_context
-        self.deterministic = inner.deterministic
-        self.can_featurize, self.num_layers = inner.can_featurize, inner.num_layers
-        self.feature_poolings = inner.feature_poolings
         self._pending: list[_Item] = []
         self._cond = threading.Condition()
         self._busy = False  # a caller is running a batch on the model
@@ -85,16 +78,6 @@ class BatchingBackend(Backend):
         if not self.inner.can_score:
             return self.inner.score_batch(requests)  # raises the backend's own "cannot score"
         return self._submit("score", list(requests))
-
-    def features(self, texts: Sequence[str], layers: Sequence[int], pooling: str = "mean") -> Any:
-        """Hidden-state features for label heads: passed straight through (not batched)."""
-        return self.inner.features(texts, layers, pooling)
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
-
-    def identity(self) -> str:
-        return self.inner.identity()
 
     def describe(self) -> dict[str, Any]:
         return {**self.inner.describe(), "micro_batching": self.enabled, "window_ms": self.window_s * 1000,
