@@ -21,19 +21,61 @@ SAMPLE = re.compile(r'^[a-z_:][a-z0-9_:]*(\{[^}]*\})? (-?[0-9.e+-]+|\+Inf|NaN)$'
 
 def test_metrics_text_format() -> None:
     m = Metrics()
-    m.inc("http_requests_total", labels={"route": '/a"b', "status": "200"})
-    m.inc("http_requests_total", labels={"route": '/a"b', "status": "200"})
+    labels = {"method": "GET", "route": '/a"b', "status": "200"}
+    m.inc("http_requests_total", labels=labels)
+    m.inc("http_requests_total", labels=labels)
     for v in (0.003, 0.2, 7.0):
         m.observe("http_request_duration_seconds", v, {"route": "/x"})
     m.gauge("queue_depth", "depth", lambda: 3)
+    m.gauge("broken", "a gauge whose callable fails", lambda: 1 / 0)
     text = m.render()
     for line in text.splitlines():
         assert line.startswith("# ") or SAMPLE.match(line), line
-    assert 'openautoglm_http_requests_total{route="/a\\"b",status="200"} 2' in text
-    assert 'openautoglm_http_request_duration_seconds_bucket{route="/x",le="0.25"} 2' in text
-    assert 'openautoglm_http_request_duration_seconds_count{route="/x"} 3' in text
-    assert "openautoglm_queue_depth 3" in text
-    assert m.value("http_requests_total", {"route": '/a"b', "status": "200"}) == 2
+    assert 'openautoglm_http_requests_total{method="GET",route="/a\\"b",status="200"} 2.0' in text
+    assert 'openautoglm_http_request_duration_seconds_bucket{le="0.25",route="/x"} 2.0' in text  # labels sorted
+    assert 'openautoglm_http_request_duration_seconds_count{route="/x"} 3.0' in text
+    assert "# TYPE openautoglm_http_requests_total counter" in text
+    assert "openautoglm_queue_depth 3.0" in text and "openautoglm_broken NaN" in text
+    assert m.value("http_requests_total", labels) == 2
+    assert m.value("http_requests_total", {**labels, "status": "500"}) == 0
+
+
+def test_metric_names_and_labels_are_kept() -> None:
+    """The names and label sets dashboards and the UI rely on."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    m = Metrics()
+    m.inc("http_requests_total", labels={"method": "GET", "route": "/r", "status": "200"})
+    m.observe("http_request_duration_seconds", 0.1, {"route": "/r"})
+    m.inc("http_errors_total", labels={"route": "/r", "class": "4xx"})
+    m.inc("tokens_total", 5, {"kind": "prompt", "endpoint": "chat"})
+    m.inc("model_calls_total", labels={"kind": "generate"})
+    m.observe("batch_size", 4, {"kind": "generate"})
+    m.observe("batch_duration_seconds", 0.2, {"kind": "generate"})
+    m.inc("rate_limited_total", labels={"key": "k1"})
+    samples = {(s.name, tuple(sorted(s.labels))) for f in text_string_to_metric_families(m.render()) for s in f.samples}
+    for name, labels in [("http_requests_total", ("method", "route", "status")),
+                         ("http_request_duration_seconds_bucket", ("le", "route")),
+                         ("http_errors_total", ("class", "route")), ("tokens_total", ("endpoint", "kind")),
+                         ("model_calls_total", ("kind",)), ("batch_size_count", ("kind",)),
+                         ("batch_duration_seconds_sum", ("kind",)), ("rate_limited_total", ("key",))]:
+        assert (f"openautoglm_{name}", labels) in samples, name
+    with pytest.raises(ValueError):
+        m.inc("http_requests_total", labels={"route": "/r"})  # label set is fixed
+
+
+def test_each_app_has_its_own_registry(tmp_path: Path) -> None:
+    first, second = Metrics(), Metrics()
+    first.inc("model_calls_total", labels={"kind": "generate"})
+    assert first.value("model_calls_total", {"kind": "generate"}) == 1
+    assert second.value("model_calls_total", {"kind": "generate"}) == 0
+    with TestClient(make_app(tmp_path / "a")) as a, TestClient(make_app(tmp_path / "b")) as b:
+        a.get("/healthz")
+        a.get("/healthz")
+        b.get("/healthz")
+        count = re.compile(r'openautoglm_http_requests_total\{method="GET",route="/healthz",status="200"\} (\S+)')
+        assert float(count.search(a.get("/metrics").text).group(1)) == 2
+        assert float(count.search(b.get("/metrics").text).group(1)) == 1
 
 
 def test_server_metrics_count_requests_tokens_and_errors(client) -> None:  # type: ignore[no-untyped-def]
