@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from .conftest import REPO, ServerThread
+from .conftest import REPO, SENTIMENT_YAML, ServerThread
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +54,42 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
 def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+LATENCY_COLORS = {"P50": "#2f6fde", "P95": "#e0a100", "P99": "#c0362c"}
+#: canvas pixels (opaque) within a small distance of each colour: how much of each series is visible
+COLOR_PIXELS = """(box, colors) => {
+  const canvas = box.querySelector("canvas");
+  const px = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  return colors.map((hex) => {
+    const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+    let n = 0;
+    for (let i = 0; i < px.length; i += 4) {
+      if (px[i + 3] > 200 && Math.abs(px[i] - r) + Math.abs(px[i + 1] - g) + Math.abs(px[i + 2] - b) < 30) n++;
+    }
+    return n;
+  });
+}"""
+
+
+def chart(page, element_id: str) -> dict:  # type: ignore[no-untyped-def]
+    """A uPlot chart as drawn: canvas size, axis titles, legend entries."""
+    box = f"#{element_id}"
+    return {
+        "canvas": page.eval_on_selector(f"{box} canvas", "c => [c.width, c.height]"),
+        "axes": page.evaluate("id => charts[id].axes.map(a => a.label)", element_id),
+        "legend": page.eval_on_selector_all(f"{box} .u-legend .u-label", "els => els.map(e => e.textContent)"),
+    }
+
+
+def assert_latency_chart(page) -> None:  # type: ignore[no-untyped-def]
+    """Axes with units; P50, P95 and P99 in the legend and each visible on the canvas."""
+    lat = chart(page, "latency-chart")
+    assert lat["canvas"][0] > 200 and lat["canvas"][1] > 100
+    assert lat["axes"] == ["time since start (s)", "latency per record (ms)"]
+    assert lat["legend"] == ["P50", "P95", "P99"]
+    pixels = page.eval_on_selector("#latency-chart", COLOR_PIXELS, list(LATENCY_COLORS.values()))
+    assert all(n > 20 for n in pixels), dict(zip(LATENCY_COLORS, pixels))
 
 
 def test_ui_task_try_run_trace(browser, server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -119,13 +155,18 @@ def test_ui_task_try_run_trace(browser, server, tmp_path: Path) -> None:  # type
     assert page.inner_text("#run-count").startswith(f"{n_rows}/{n_rows}")
     cells = page.eval_on_selector_all("#confusion td", "els => els.map(e => Number(e.textContent))")
     assert sum(cells) == n_rows
-    assert page.locator("#calibration svg").count() == 1 and page.locator("#throughput-chart circle").count() >= 1
+    calibration, throughput = chart(page, "calibration"), chart(page, "throughput-chart")
+    assert calibration["axes"] == ["confidence (probability)", "accuracy (fraction correct)"]
+    assert calibration["legend"] == ["accuracy per bin", "perfect calibration"] and calibration["canvas"][0] > 200
+    assert throughput["axes"] == ["time since start (s)", "throughput (records/s)"] and throughput["canvas"][1] > 100
+    assert_latency_chart(page)
     assert page.locator("#records tbody tr").count() == n_rows
     assert "/" in page.inner_text("#m-latency")
     page.select_option("#record-filter", "wrong")
     page.wait_for_function(f"document.querySelectorAll('#records tbody tr').length === "
                            f"{round((1 - accuracy) * n_rows)}")
     shot(page, "04-run-detail")
+    page.locator("#latency-chart").screenshot(path=str(ARTIFACTS / "04b-latency-chart.png"))
 
     # 6. open a trace of that run
     page.click("a[href^='/traces?run_id=']")
@@ -145,6 +186,34 @@ def test_ui_task_try_run_trace(browser, server, tmp_path: Path) -> None:  # type
     assert not errors, errors
     page.close()
 
+
+def test_run_charts_on_many_chunks(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A run of 15 chunks (fake backend): lines over time, and the three latency percentiles,
+    which coincide when a window holds one chunk, all stay visible."""
+    import httpx
+
+    from openautoglm.backends.fake import FakeBackend
+    from openautoglm.serve import ServerConfig, create_app
+
+    rows = "".join(f"review number {i},{'positive' if i % 3 else 'negative'}\n" for i in range(60))
+    app = create_app(ServerConfig(model="fake", home=tmp_path, job_chunk_size=4), backend=FakeBackend(delay_s=0.002))
+    with ServerThread(app) as srv:
+        with httpx.Client(base_url=srv.base_url) as client:
+            upload = client.post("/api/uploads", files={"file": ("r.csv", "text,label\n" + rows, "text/csv")}).json()
+            run = client.post("/api/runs", json={"upload_id": upload["upload_id"], "yaml": SENTIMENT_YAML,
+                                                 "columns": {"text": "text"}, "label_column": "label"}).json()
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{srv.base_url}/runs/{run['run_id']}")
+        page.wait_for_selector("body[data-run-finished='1']", timeout=60_000)
+        assert page.inner_text("#run-status") == "done"
+        assert_latency_chart(page)
+        timing = httpx.get(f"{srv.base_url}/api/runs/{run['run_id']}/report").json()["timing"]
+        assert len(timing["series"]) == 15 and len(timing["windows"]) >= 2
+        page.locator("#latency-chart").screenshot(path=str(ARTIFACTS / "06-latency-chart-many-chunks.png"))
+        page.close()
+    assert not errors, errors
 
 
 # -- a real browser as the attacker's tool ----------------------------------------------------------------

@@ -241,49 +241,66 @@ function initRuns() {
   }
 }
 
-// ------------------------------------------------------------------ run detail
-function svgChart(points, { yLabel = "", xLabel = "", diagonal = false, bars = null, extra = [] } = {}) {
-  const W = 460, H = 220, L = 44, B = 30, T = 10, R = 10;
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  const add = (tag, attrs, text) => {
-    const n = document.createElementNS(ns, tag);
-    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
-    if (text !== undefined) n.textContent = text;
-    svg.append(n);
-    return n;
+// ------------------------------------------------------------------ charts (uPlot, vendored in /static/vendor/uplot)
+const CHART_HEIGHT = 240;
+const COLORS = { p50: "#2f6fde", p95: "#e0a100", p99: "#c0362c", grey: "#8a94a6" };
+const charts = {};
+const fromZero = (u, min, max) => [0, max > 0 ? max * 1.1 : 1];
+
+// One uPlot per element, created on first use and fed new data afterwards (the run page polls).
+// `x` and `y` are the axis titles, with units; `series` are uPlot series options after x; the legend
+// lists the series by name (no live values: the page is read, not hovered).
+function plot(id, { x, y, series, xRange = null, yRange = fromZero }, data) {
+  if (charts[id]) {
+    charts[id].setData(data);
+    return charts[id];
+  }
+  const box = $(`#${id}`);
+  const opts = {
+    width: Math.max(320, box.clientWidth), height: CHART_HEIGHT,
+    scales: { x: { time: false, ...(xRange ? { range: xRange } : {}) }, y: { range: yRange } },
+    axes: [{ label: x, labelSize: 24 }, { label: y, labelSize: 24, size: 56 }],
+    series: [{ label: x }, ...series],
+    legend: { live: false },
   };
-  const all = points.concat(...extra.map((e) => e.points));
-  const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
-  const xMax = diagonal ? 1 : Math.max(1e-9, ...xs), yMax = diagonal ? 1 : Math.max(1e-9, ...ys) * 1.1;
-  const X = (x) => L + (x / xMax) * (W - L - R), Y = (y) => H - B - (y / yMax) * (H - B - T);
-  add("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#999" });
-  add("line", { x1: L, y1: T, x2: L, y2: H - B, stroke: "#999" });
-  add("text", { x: L - 4, y: T + 8, "text-anchor": "end", "font-size": 10 }, fmt(yMax, yMax < 10 ? 2 : 0));
-  add("text", { x: L - 4, y: H - B, "text-anchor": "end", "font-size": 10 }, "0");
-  add("text", { x: W - R, y: H - 8, "text-anchor": "end", "font-size": 10 }, `${xLabel} ${fmt(xMax, xMax < 10 ? 2 : 0)}`);
-  add("text", { x: L + 4, y: T + 8, "font-size": 10, fill: "#667085" }, yLabel);
-  if (diagonal) add("line", { x1: X(0), y1: Y(0), x2: X(1), y2: Y(1), stroke: "#bbb", "stroke-dasharray": "4 3" });
-  if (bars) {
-    for (const b of bars) {
-      if (b.count === 0) continue;
-      add("rect", { x: X(b.lo) + 1, y: Y(b.accuracy), width: X(b.hi) - X(b.lo) - 2, height: Y(0) - Y(b.accuracy),
-        fill: "#2f6fde", opacity: 0.75, class: "bin" }).append(document.createElementNS(ns, "title"));
-    }
-  }
-  for (const e of extra) {
-    if (!e.points.length) continue;
-    add("polyline", { points: e.points.map((p) => `${X(p[0])},${Y(p[1])}`).join(" "), fill: "none", stroke: e.color, "stroke-width": 1.5, class: "series-" + e.name });
-    add("text", { x: X(e.points[e.points.length - 1][0]) - 2, y: Y(e.points[e.points.length - 1][1]) - 4, "text-anchor": "end", "font-size": 10, fill: e.color }, e.name);
-  }
-  if (points.length) {
-    add("polyline", { points: points.map((p) => `${X(p[0])},${Y(p[1])}`).join(" "), fill: "none", stroke: diagonal ? "#c0362c" : "#2f6fde", "stroke-width": 2 });
-    for (const p of points) add("circle", { cx: X(p[0]), cy: Y(p[1]), r: 2.5, fill: diagonal ? "#c0362c" : "#2f6fde" });
-  }
-  return svg;
+  charts[id] = new uPlot(opts, data, box);
+  return charts[id];
 }
 
+window.addEventListener("resize", debounce(() => {
+  for (const [id, chart] of Object.entries(charts)) chart.setSize({ width: Math.max(320, $(`#${id}`).clientWidth), height: CHART_HEIGHT });
+}, 150));
+
+function calibrationChart(bins) {
+  const centers = bins.map((b) => (b.lo + b.hi) / 2);
+  plot("calibration", {
+    x: "confidence (probability)", y: "accuracy (fraction correct)", xRange: [0, 1], yRange: [0, 1],
+    series: [
+      { label: "accuracy per bin", stroke: COLORS.p50, fill: COLORS.p50 + "b0", paths: uPlot.paths.bars({ size: [0.9, Infinity] }), points: { show: false } },
+      { label: "perfect calibration", stroke: COLORS.grey, dash: [5, 4], width: 1.5, points: { show: false } },
+    ],
+  }, [centers, bins.map((b) => (b.count ? b.accuracy : null)), centers]);
+}
+
+function throughputChart(series) {
+  plot("throughput-chart", {
+    x: "time since start (s)", y: "throughput (records/s)",
+    series: [{ label: "records/s per chunk", stroke: COLORS.p50, width: 2, points: { show: true, size: 7, fill: COLORS.p50 } }],
+  }, [series.map((s) => s.t), series.map((s) => s.records_per_s ?? null)]);
+}
+
+// P50 is drawn widest and P99 dashed on top (points as nested discs), so all three stay visible
+// where they coincide, as they do when a time window holds one chunk.
+function latencyChart(windows) {
+  const line = (label, color, width, size, dash) =>
+    ({ label, stroke: color, width, dash, points: { show: true, size, width: 0, fill: color } });
+  plot("latency-chart", {
+    x: "time since start (s)", y: "latency per record (ms)",
+    series: [line("P50", COLORS.p50, 7, 18), line("P95", COLORS.p95, 3.5, 12), line("P99", COLORS.p99, 1.5, 7, [6, 4])],
+  }, [windows.map((w) => w.t), windows.map((w) => w.p50_ms), windows.map((w) => w.p95_ms), windows.map((w) => w.p99_ms)]);
+}
+
+// ------------------------------------------------------------------ run detail
 function initRun() {
   const runId = $("#run").dataset.run;
   let finished = false;
@@ -321,23 +338,15 @@ function initRun() {
         el("tr", {}, el("th", {}, "gold \\ predicted"), ...cm.columns.map((c) => el("th", {}, c))),
         ...cm.rows.map((r, i) => el("tr", {}, el("th", {}, r), ...cm.matrix[i].map((v, j) =>
           el("td", cm.columns[j] === r ? { class: "diag" } : {}, v)))));
-      if (q.calibration) {
-        const bins = q.calibration.bins;
-        $("#calibration").replaceChildren(svgChart(bins.filter((b) => b.count).map((b) => [b.confidence, b.accuracy]),
-          { diagonal: true, bars: bins, yLabel: "accuracy", xLabel: "confidence" }));
-      }
+      if (q.calibration) calibrationChart(q.calibration.bins);
     } else if (q && q.unavailable) {
       $("#m-accuracy").textContent = "n/a";
     }
     const t = rep.timing;
     $("#m-throughput").textContent = fmt(t.records_per_s, 2);
     $("#m-latency").textContent = t.p50_ms === null ? "–" : `${fmt(t.p50_ms, 0)} / ${fmt(t.p95_ms, 0)} / ${fmt(t.p99_ms, 0)}`;
-    $("#throughput-chart").replaceChildren(svgChart(t.series.map((s) => [s.t, s.records_per_s || 0]), { yLabel: "records/s", xLabel: "s" }));
-    const w = t.windows || [];
-    $("#latency-chart").replaceChildren(svgChart(w.map((s) => [s.t, s.p50_ms]), {
-      yLabel: "ms (P50 blue; P95, P99)", xLabel: "s",
-      extra: [{ name: "P95", color: "#e0a100", points: w.map((s) => [s.t, s.p95_ms]) },
-              { name: "P99", color: "#c0362c", points: w.map((s) => [s.t, s.p99_ms]) }] }));
+    throughputChart(t.series);
+    latencyChart(t.windows || []);
     await records();
   }
 
