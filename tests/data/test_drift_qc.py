@@ -60,6 +60,20 @@ def test_kappas_match_references() -> None:
              [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
     rows = [[str(cat) for cat, count in enumerate(counts) for _ in range(count)] for counts in table]
     assert fleiss_kappa(rows) == pytest.approx(0.210, abs=0.001)
+    # two raters: Fleiss' kappa is Scott's pi, (p_o - p_e) / (1 - p_e) with pooled label shares
+    pairs = [["a", "a"], ["a", "b"], ["b", "b"], ["b", "b"]]
+    p_e = (3 / 8) ** 2 + (5 / 8) ** 2
+    assert fleiss_kappa(pairs) == pytest.approx((0.75 - p_e) / (1 - p_e))
+
+
+def test_kappa_edge_cases() -> None:
+    """Where the libraries answer 0/0: no items is NaN, one shared label everywhere is perfect agreement."""
+    assert math.isnan(cohen_kappa([], [])) and math.isnan(fleiss_kappa([]))
+    assert cohen_kappa(["x"] * 5, ["x"] * 5) == 1.0
+    assert fleiss_kappa([["x", "x", "x"]] * 4) == 1.0
+    assert cohen_kappa(["x", "y"], ["y", "x"]) == pytest.approx(-1.0)
+    with pytest.raises(InputDataError):
+        fleiss_kappa([["a", "b"], ["a"]])
 
 
 def test_agreement_report() -> None:

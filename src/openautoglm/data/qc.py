@@ -1,8 +1,8 @@
 """``qc``: annotation agreement between annotators and rule checks from a YAML guideline.
 
-Agreement: Cohen's kappa for every pair of annotator columns, Fleiss' kappa over all of
-them (rows with a missing annotation are skipped for Fleiss), per-label agreement, and the
-confusion between each pair (which labels annotators swap).
+Agreement: Cohen's kappa (scikit-learn) for every pair of annotator columns, Fleiss' kappa
+(statsmodels) over all of them (rows with a missing annotation are skipped for Fleiss),
+per-label agreement, and the confusion between each pair (which labels annotators swap).
 
 Guideline YAML (all keys optional)::
 
@@ -33,33 +33,39 @@ _MISSING = ("", None)
 
 
 def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:
-    """Cohen's kappa of two label sequences (1 = perfect, 0 = chance)."""
-    n = len(a)
-    if n == 0:
+    """Cohen's kappa of two label sequences (1 = perfect, 0 = chance), by scikit-learn.
+
+    NaN for no items; 1.0 when both annotators gave every item the same one label (where
+    kappa is 0/0 and scikit-learn would answer NaN).
+    """
+    if len(a) == 0:
         return float("nan")
-    agree = sum(x == y for x, y in zip(a, b)) / n
-    ca, cb = Counter(a), Counter(b)
-    expected = sum(ca[k] * cb.get(k, 0) for k in ca) / (n * n)
-    return 1.0 if expected == 1 else (agree - expected) / (1 - expected)
+    if len({*a, *b}) == 1:
+        return 1.0
+    from sklearn.metrics import cohen_kappa_score
+
+    return float(cohen_kappa_score(list(a), list(b)))
 
 
 def fleiss_kappa(rows: Sequence[Sequence[Any]]) -> float:
-    """Fleiss' kappa; each row holds the labels the raters gave one item (same count per row)."""
+    """Fleiss' kappa by statsmodels; each row holds the labels the raters gave one item (same count per row).
+
+    NaN for no items; 1.0 when every rating is the same one label (0/0 otherwise).
+    """
     if not rows:
         return float("nan")
     raters = len(rows[0])
     if raters < 2 or any(len(r) != raters for r in rows):
         raise InputDataError("Fleiss' kappa needs the same number (>= 2) of ratings per item")
-    cats = sorted({str(x) for r in rows for x in r})
-    totals = Counter()
-    p_items = 0.0
-    for r in rows:
-        counts = Counter(str(x) for x in r)
-        totals.update(counts)
-        p_items += (sum(c * c for c in counts.values()) - raters) / (raters * (raters - 1))
-    p_bar = p_items / len(rows)
-    p_e = sum((totals[c] / (len(rows) * raters)) ** 2 for c in cats)
-    return 1.0 if p_e == 1 else (p_bar - p_e) / (1 - p_e)
+    table = [[str(x) for x in r] for r in rows]
+    if len({x for r in table for x in r}) == 1:
+        return 1.0
+    import numpy as np
+    from statsmodels.stats.inter_rater import aggregate_raters
+    from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
+
+    counts, _categories = aggregate_raters(np.array(table, dtype=object))
+    return float(sm_fleiss_kappa(counts, method="fleiss"))
 
 
 @dataclass
