@@ -22,6 +22,23 @@ def test_latin_mojibake_is_repaired(good: str) -> None:
     assert fix_mojibake(broken) == good
 
 
+SAMPLES = ["café naïve – “quoted” €5", "Ångström, señor, Größe", "Ça va? Très bien — merci", "São Paulo",
+           "The €100 price™", "œuvre • ‘smart’ quotes", "日本語 and café"]
+
+
+def misread(text: str) -> str:
+    """UTF-8 bytes read as cp1252 (the five bytes cp1252 leaves undefined pass through as C1 characters)."""
+    return "".join(bytes([b]).decode("cp1252") if b not in (0x81, 0x8d, 0x8f, 0x90, 0x9d) else chr(b)
+                   for b in text.encode("utf-8"))
+
+
+@pytest.mark.parametrize("good", SAMPLES)
+def test_latin1_and_double_mojibake_are_repaired(good: str) -> None:
+    """UTF-8 read as latin-1, and read as cp1252 twice over (the old hand-written repair missed the latter)."""
+    assert fix_mojibake(good.encode("utf-8").decode("latin-1")) == good
+    assert fix_mojibake(misread(misread(good))) == good
+
+
 def test_gbk_mojibake_is_repaired_and_clean_text_untouched() -> None:
     repaired = 0
     for good in ("我们今天去北京", "我们去北京", "服务很好", "价格便宜", "中文文本", "数据清洗工具"):
@@ -32,7 +49,7 @@ def test_gbk_mojibake_is_repaired_and_clean_text_untouched() -> None:
         assert fix_mojibake(broken) == good
         repaired += 1
     assert repaired >= 1
-    for text in ("选择珠江花园的原因就是方便", "café", "Ângulo é agudo", "plain ascii"):
+    for text in ("选择珠江花园的原因就是方便", "café", "Ângulo é agudo", "plain ascii", "The Mötley Crüe", *SAMPLES):
         assert fix_mojibake(text) == text
 
 
