@@ -24,6 +24,7 @@ class Unusual(FakeBackend):
     can_featurize = True
     feature_poolings = ("mean", "last")
     num_layers = 7
+    reads_fields = True
 
 
 def _wrappers(inner: Backend) -> list[Backend]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, TypeVar, Union
+from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
 
 from ..errors import BackendError, StopRun
 
@@ -50,6 +50,9 @@ class GenerationRequest:
     #: called with (choice index, new text) as tokens arrive; backends that cannot stream
     #: ignore it, so callers send what the finished completion adds beyond what arrived
     on_text: Callable[[int, str], None] | None = field(default=None, compare=False, repr=False)
+    #: the record's fields the prompt was built from, for backends that read them instead of
+    #: the prompt (``reads_fields``: a distilled student); others ignore them
+    fields: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def cache_payload(self) -> dict[str, Any]:
         """The fields that determine the response (used for the cache key)."""
@@ -122,6 +125,8 @@ class ScoreRequest:
 
     prompt: Prompt
     continuations: tuple[str, ...]
+    #: the record's fields (see :attr:`GenerationRequest.fields`)
+    fields: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def cache_payload(self) -> dict[str, Any]:
         return {"prompt": self.prompt, "continuations": list(self.continuations)}
@@ -176,6 +181,8 @@ class Backend:
     feature_poolings: tuple[str, ...] = ("mean",)
     #: transformer blocks, for :meth:`features` layer indices (0 when unknown)
     num_layers: int = 0
+    #: whether answers depend on a request's ``fields`` (then they are part of its cache key)
+    reads_fields: bool = False
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         raise NotImplementedError

@@ -23,7 +23,7 @@ from ..errors import ConfigError, UnknownModelError
 from .base import Backend
 
 ENTRY_POINT_GROUP = "openautoglm.backends"
-BUILTIN_PREFIXES = ("local", "openai", "student", "fake")
+BUILTIN_PREFIXES = ("local", "openai", "fake")
 
 
 def split_model_string(spec: str) -> tuple[str, str]:
@@ -67,10 +67,6 @@ def _create(spec: str, prefix: str, rest: str, options: dict[str, Any]) -> Backe
         from .fake import FakeBackend
 
         return FakeBackend(rest or "fake", **options)
-    if prefix == "student":
-        from .student import StudentBackend
-
-        return StudentBackend(rest, **options)
     from .presets import preset_for
 
     if prefix == "openai" and options.get("base_url"):
@@ -121,9 +117,7 @@ def list_models(env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
             "detail": why if not ok else f"{preset.resolved_base_url(env)} ({preset.description})",
         })
     for name, ep in sorted(_entry_points().items()):
-        rows.append({"model": f"{name}:<model>", "backend": f"plugin {ep.value}", "available": True,
-                     "detail": "third-party backend (entry point)"})
-    rows.append(_student_row())
+        rows.append(_plugin_row(name, ep))
     rows.append({"model": "fake", "backend": "fake", "available": True,
                  "detail": "deterministic rule-based backend for tests; not a model"})
     return rows
@@ -148,10 +142,17 @@ def _local_row() -> dict[str, Any]:
     return row
 
 
-def _student_row() -> dict[str, Any]:
-    import importlib.util
-
-    ok = importlib.util.find_spec("sklearn") is not None and importlib.util.find_spec("joblib") is not None
-    return {"model": "student:<dir>", "backend": "student (distilled classifier)", "available": ok,
-            "detail": "a classifier made by `openautoglm distill`" if ok
-            else "scikit-learn is not installed: pip install 'openautoglm[optimize]'"}
+def _plugin_row(name: str, ep: Any) -> dict[str, Any]:
+    """A plug-in backend's row; it may say whether it can run here (``availability()``)."""
+    row: dict[str, Any] = {"model": f"{name}:<model>", "backend": f"plugin {ep.value}", "available": True,
+                           "detail": "backend from the entry point group openautoglm.backends"}
+    try:
+        factory = ep.load()
+    except Exception as exc:  # noqa: BLE001 - a broken plug-in is listed, not fatal
+        row.update(available=False, detail=f"cannot load: {type(exc).__name__}: {exc}")
+        return row
+    row["model"] = f"{name}:{getattr(factory, 'model_placeholder', '<model>')}"
+    check = getattr(factory, "availability", None)
+    if callable(check):
+        row["available"], row["detail"] = check()
+    return row

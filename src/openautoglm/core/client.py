@@ -91,7 +91,10 @@ class ModelClient:
         from the backend; trace each; raise :class:`CallFailed` if any request failed."""
         record_keys = list(record_keys) if record_keys is not None else [None] * len(requests)
         identity = self.backend.identity()
-        keys = [request_key(identity, kind, r.cache_payload()) for r in requests]
+        if self.backend.reads_fields:  # the answer depends on the record's fields, not only the prompt
+            keys = [request_key(identity, kind, {**r.cache_payload(), "fields": r.fields}) for r in requests]
+        else:
+            keys = [request_key(identity, kind, r.cache_payload()) for r in requests]
         wanted = [k for k, ok in zip(keys, cacheable) if ok and k not in self._memo]
         found = dict(self.cache_get(wanted)) if wanted and self.cache_get is not None else {}
         results: list[Any] = [None] * len(requests)

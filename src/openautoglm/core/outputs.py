@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..backends.base import GenerationRequest, Prompt, ScoreRequest
 from .labels import calibrate, distribution_from_logprobs, distribution_from_votes
@@ -56,10 +56,12 @@ class OutputKind:
 
     def answer(self, task: "Task", client: "ModelClient", prompts: Sequence[Prompt], *, step: str,
                record_keys: Sequence[str], attempt: int = 0, neighbours: Sequence["Neighbours"] | None = None,
-               head_probs: Sequence[Sequence[float]] | None = None) -> list[Result]:
-        """Answer ready-made prompts (one model call per prompt, batched)."""
+               head_probs: Sequence[Sequence[float]] | None = None,
+               fields: Sequence[Mapping[str, Any]] | None = None) -> list[Result]:
+        """Answer ready-made prompts (one model call per prompt, batched); ``fields``: each prompt's
+        record, for backends that read records rather than prompts."""
         reqs = [GenerationRequest(p, max_tokens=task.max_tokens, temperature=task.temperature, stop=tuple(task.stop),
-                                  seed=task.seed) for p in prompts]
+                                  seed=task.seed, fields=_at(fields, i)) for i, p in enumerate(prompts)]
         comps = client.generate(reqs, step=step, record_keys=record_keys, attempt=attempt)
         return [Result.of_text(c.text.strip(), c.prompt_tokens + c.completion_tokens) for c in comps]
 
@@ -116,14 +118,17 @@ class Labels(OutputKind):
 
     def answer(self, task: "Task", client: "ModelClient", prompts: Sequence[Prompt], *, step: str,
                record_keys: Sequence[str], attempt: int = 0, neighbours: Sequence["Neighbours"] | None = None,
-               head_probs: Sequence[Sequence[float]] | None = None) -> list[Result]:
+               head_probs: Sequence[Sequence[float]] | None = None,
+               fields: Sequence[Mapping[str, Any]] | None = None) -> list[Result]:
         if client.backend.can_score:
-            return self._by_scoring(task, client, list(prompts), step, record_keys, attempt, neighbours, head_probs)
-        return self._by_votes(task, client, list(prompts), step, record_keys, attempt)
+            return self._by_scoring(task, client, list(prompts), step, record_keys, attempt, neighbours, head_probs,
+                                    fields)
+        return self._by_votes(task, client, list(prompts), step, record_keys, attempt, fields)
 
     def _by_scoring(self, task: "Task", client: "ModelClient", prompts: list[Prompt], step: str,
                     record_keys: Sequence[str], attempt: int, neighbours: Sequence["Neighbours"] | None,
-                    head_probs: Sequence[Sequence[float]] | None) -> list[Result]:
+                    head_probs: Sequence[Sequence[float]] | None,
+                    fields: Sequence[Mapping[str, Any]] | None) -> list[Result]:
         labels = task.labels
         assert labels
         conts = task.continuations()
@@ -133,7 +138,8 @@ class Labels(OutputKind):
         if prune and prune < len(labels):
             assert neighbours is not None
             subsets = [sorted(sorted(every, key=lambda j: -n.knn[labels[j]])[:prune]) for n in neighbours]
-        reqs = [ScoreRequest(p, tuple(conts[j] for j in sub)) for p, sub in zip(prompts, subsets)]
+        reqs = [ScoreRequest(p, tuple(conts[j] for j in sub), fields=_at(fields, i))
+                for i, (p, sub) in enumerate(zip(prompts, subsets))]
         results = client.score(reqs, step=step, record_keys=record_keys, attempt=attempt)
         cf = self._content_free(task, client, step) if task.calibrate else None
         bias = [(task.label_bias or {}).get(lab, 0.0) for lab in labels]
@@ -174,10 +180,11 @@ class Labels(OutputKind):
         return [sum(d[i] for d in dists) / len(dists) for i in range(len(conts))]
 
     def _by_votes(self, task: "Task", client: "ModelClient", prompts: list[Prompt], step: str,
-                  record_keys: Sequence[str], attempt: int) -> list[Result]:
+                  record_keys: Sequence[str], attempt: int,
+                  fields: Sequence[Mapping[str, Any]] | None) -> list[Result]:
         assert task.labels
-        reqs = [GenerationRequest(p, max_tokens=16, temperature=max(task.temperature, 0.7), n=task.n_votes)
-                for p in prompts]
+        reqs = [GenerationRequest(p, max_tokens=16, temperature=max(task.temperature, 0.7), n=task.n_votes,
+                                  fields=_at(fields, i)) for i, p in enumerate(prompts)]
         comps = client.generate(reqs, step=step, record_keys=record_keys, attempt=attempt)
         out = []
         for comp in comps:
@@ -241,7 +248,8 @@ class Json(OutputKind):
 
     def answer(self, task: "Task", client: "ModelClient", prompts: Sequence[Prompt], *, step: str,
                record_keys: Sequence[str], attempt: int = 0, neighbours: Sequence["Neighbours"] | None = None,
-               head_probs: Sequence[Sequence[float]] | None = None) -> list[Result]:
+               head_probs: Sequence[Sequence[float]] | None = None,
+               fields: Sequence[Mapping[str, Any]] | None = None) -> list[Result]:
         schema = task.output_schema
         assert schema is not None
         json_schema = schema.json_schema if client.backend.supports_json_schema else None
@@ -253,7 +261,7 @@ class Json(OutputKind):
             if not pending:
                 break
             reqs = [GenerationRequest(conversations[i], max_tokens=task.max_tokens, temperature=task.temperature,
-                                      json_schema=json_schema) for i in pending]
+                                      json_schema=json_schema, fields=_at(fields, i)) for i in pending]
             comps = client.generate(reqs, step=step, record_keys=[record_keys[i] for i in pending],
                                     attempt=attempt + retry)
             still = []
@@ -305,6 +313,10 @@ for _kind in (Labels, Json, Text):
 def output_kind(name: str) -> OutputKind:
     """The kind registered as ``name``."""
     return OUTPUTS.get(name)()
+
+
+def _at(fields: Sequence[Mapping[str, Any]] | None, i: int) -> Mapping[str, Any] | None:
+    return fields[i] if fields is not None else None
 
 
 def apply_bias(probs: Sequence[float], bias: Sequence[float]) -> list[float]:

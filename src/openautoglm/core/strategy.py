@@ -80,7 +80,7 @@ class Direct(Strategy):
             contexts = [{**c, DEMOS_KEY: n.examples} for c, n in zip(contexts, neighbours)]
         prompts = [task.build_prompt(c) for c in contexts]
         return task.kind.answer(task, client, prompts, step=step, record_keys=record_keys, neighbours=neighbours,
-                                head_probs=head_probs)
+                                head_probs=head_probs, fields=contexts)
 
 
 class StrategySpec(BaseModel):

@@ -15,7 +15,7 @@
 * ``Student.save(dir)`` writes ``student.joblib`` (the scikit-learn objects) and
   ``student.json`` (labels, template, teacher, training stats, and the sha256 of the
   joblib file, checked before :meth:`Student.load` unpickles it); ``student:<dir>`` is a
-  backend (:mod:`openautoglm.backends.student`).
+  backend (:mod:`openautoglm.optimize.student`).
 
 numpy and scikit-learn are imported inside the functions.
 """

@@ -33,7 +33,8 @@ class ChainOfThought(Strategy):
             task, client, contexts, step=step, record_keys=record_keys, trigger=s.trigger,
             max_tokens=s.max_reasoning_tokens, attempt=attempt, notes=notes)]
         prompts = [answer_prompt(task, c, r, s.trigger, note) for c, r, note in zip(contexts, reasonings, notes)]
-        outs = task.kind.answer(task, client, prompts, step=step, record_keys=record_keys, attempt=attempt)
+        outs = task.kind.answer(task, client, prompts, step=step, record_keys=record_keys, attempt=attempt,
+                                fields=contexts)
         for out, reasoning in zip(outs, reasonings):
             out["reasoning"] = reasoning
             out["method"] = f"chain-of-thought+{out.get('method', task.output)}"

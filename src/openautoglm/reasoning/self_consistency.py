@@ -32,13 +32,14 @@ class SelfConsistency(Strategy):
         s = self.settings
         samples = generate_reasonings(task, client, contexts, step=step, record_keys=record_keys, trigger=s.trigger,
                                       max_tokens=s.max_reasoning_tokens, n=s.n, temperature=s.temperature)
-        flat_prompts, flat_keys, owner = [], [], []
+        flat_prompts, flat_keys, flat_fields, owner = [], [], [], []
         for i, (ctx, reasonings) in enumerate(zip(contexts, samples)):
             for r in reasonings:
                 flat_prompts.append(answer_prompt(task, ctx, r, s.trigger))
                 flat_keys.append(record_keys[i])
+                flat_fields.append(ctx)
                 owner.append(i)
-        answers = task.kind.answer(task, client, flat_prompts, step=step, record_keys=flat_keys)
+        answers = task.kind.answer(task, client, flat_prompts, step=step, record_keys=flat_keys, fields=flat_fields)
         per_record: list[list[Result]] = [[] for _ in contexts]
         for i, out in zip(owner, answers):
             per_record[i].append(out)

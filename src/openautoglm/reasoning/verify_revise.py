@@ -275,7 +275,7 @@ class VerifyRevise(Strategy):
                 outs = inner.run(task, client, ctxs, step=step, record_keys=keys, attempt=attempt, notes=notes)
             else:
                 prompts = [task.build_prompt(c, note=note) for c, note in zip(ctxs, notes)]
-                outs = kind.answer(task, client, prompts, step=step, record_keys=keys, attempt=attempt)
+                outs = kind.answer(task, client, prompts, step=step, record_keys=keys, attempt=attempt, fields=ctxs)
             outs = [kind.exclude(task, o, rejected_values[i]) for o, i in zip(outs, pending)]
             try:
                 verdicts = run_verifier(task, cfg.verifier, client, outs, ctxs, step=step, record_keys=keys,

@@ -3,17 +3,21 @@
 ``Pipeline(model="student:out/student", task=same_task)`` gives label results whose
 confidences are the student's calibrated probabilities:
 
-* ``score_batch``: recovers the record's text from the prompt (the task template filled
-  in, without the "Answer with one of: ..." line or the answer cue), runs the student,
-  and returns, for each continuation (a label's verbalizer or the label, leading space
-  allowed), the log of the student's probability of that label.  Lengths are all 1, so
-  the task's softmax gives back exactly the student's distribution.
+* ``score_batch``: runs the student on the record's fields (which a task sends with each
+  request: ``reads_fields``), and returns, for each continuation (a label's verbalizer or
+  the label, leading space allowed), the log of the student's probability of that label.
+  Lengths are all 1, so the task's softmax gives back exactly the student's distribution.
 * ``generate``: the most probable label, as text.
 
-The prompt is inverted exactly when it was built by the task the student was distilled
-from (its saved config is rebuilt and framed around a sentinel); otherwise by rules:
-the last user message, minus a trailing answer cue and label list, minus any few-shot
-prefix before the last rendering of the template.
+The prefix ``student:`` is registered through the entry-point group
+``openautoglm.backends`` like any plug-in backend's, so the backends layer does not
+depend on this package.
+
+A request without fields (a raw prompt sent to ``openautoglm serve --model student:...``
+over the OpenAI-compatible API) has its prompt inverted: exactly when it was built by
+the task the student was distilled from (its saved config is rebuilt and framed around a
+sentinel); otherwise by rules (the last user message, minus a trailing answer cue and
+label list, minus any few-shot prefix before the last rendering of the template).
 """
 
 from __future__ import annotations
@@ -26,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ..backends.base import Backend, Completion, GenerationRequest, Prompt, ScoreRequest, ScoreResult
 from ..errors import BackendError, UnknownModelError
-from .base import Backend, Completion, GenerationRequest, Prompt, ScoreRequest, ScoreResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core.task import Task
-    from ..optimize.distill import Student
+    from .distill import Student
 
 _SENTINEL = "\x1eOPENAUTOGLM-STUDENT-INPUT\x1e"
 _LIST_LINE = re.compile(r"\n?Answer with one of:[^\n]*\Z")
@@ -104,7 +108,9 @@ class StudentBackend(Backend):
     score_method = "student"  # what a Task reports as the confidence's source
     supports_json_schema = False
     deterministic = True
+    reads_fields = True
     max_context = 1_000_000
+    model_placeholder = "<dir>"  # what `openautoglm models` shows after "student:"
 
     def __init__(self, path: str | Path | None = None, **options: Any) -> None:
         if not path:
@@ -112,7 +118,7 @@ class StudentBackend(Backend):
                                     hint="create one with `openautoglm distill pipeline.yaml data.csv --out out/student`")
         if options:
             raise UnknownModelError(f"the student backend takes no options; got {sorted(options)}")
-        from ..optimize.distill import Student
+        from .distill import Student
 
         self.path = Path(path)
         self.model = str(path)
@@ -128,7 +134,17 @@ class StudentBackend(Backend):
         for label, word in self.student.verbalizers.items():
             self._columns[word] = self.student.labels.index(label)
 
-    # -- prompt -> the student's text ---------------------------------------------------------
+    # -- request -> the student's text --------------------------------------------------------
+    def request_text(self, request: GenerationRequest | ScoreRequest) -> str:
+        """The text the student embeds: rendered from the record's fields when the request
+        carries them, else recovered from the prompt."""
+        if request.fields is not None:
+            try:
+                return self.student.render(dict(request.fields))
+            except Exception:  # noqa: BLE001 - the record lacks what the student reads: use the prompt
+                pass
+        return self.prompt_text(request.prompt)
+
     def prompt_text(self, prompt: Prompt) -> str:
         """The text the student embeds for a prompt built by the student's task."""
         chat = not isinstance(prompt, str)
@@ -180,7 +196,7 @@ class StudentBackend(Backend):
     # -- backend contract --------------------------------------------------------------------
     def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         columns = [[self._column(c) for c in req.continuations] for req in requests]
-        texts = [self.prompt_text(req.prompt) for req in requests]
+        texts = [self.request_text(req) for req in requests]
         started = time.perf_counter()
         probs = self.student.predict_proba(texts)
         latency = (time.perf_counter() - started) / max(1, len(requests))
@@ -191,7 +207,7 @@ class StudentBackend(Backend):
         ]
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        texts = [self.prompt_text(req.prompt) for req in requests]
+        texts = [self.request_text(req) for req in requests]
         started = time.perf_counter()
         labels = self.student.predict(texts)
         latency = (time.perf_counter() - started) / max(1, len(requests))
@@ -203,6 +219,15 @@ class StudentBackend(Backend):
 
     def identity(self) -> str:
         return f"student:{self.path.resolve()}:{self.student.fingerprint_}"
+
+    @staticmethod
+    def availability() -> tuple[bool, str]:
+        """Whether students can run here (``openautoglm models``)."""
+        import importlib.util
+
+        if importlib.util.find_spec("sklearn") is None or importlib.util.find_spec("joblib") is None:
+            return False, "scikit-learn is not installed: pip install 'openautoglm[optimize]'"
+        return True, "a classifier made by `openautoglm distill` (student:<dir>)"
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "labels": self.student.labels, "method": self.student.method,

@@ -14,7 +14,7 @@ pytest.importorskip("joblib")
 from openautoglm import Pipeline, Task  # noqa: E402
 from openautoglm.backends.base import GenerationRequest, ScoreRequest  # noqa: E402
 from openautoglm.backends.registry import create_backend, list_models  # noqa: E402
-from openautoglm.backends.student import StudentBackend  # noqa: E402
+from openautoglm.optimize.student import StudentBackend  # noqa: E402
 from openautoglm.errors import BackendError, OpenAutoGLMError, UnknownModelError  # noqa: E402
 from openautoglm.optimize.distill import Student, distill  # noqa: E402
 
@@ -147,3 +147,16 @@ def test_bad_specs_are_clear(tmp_path: Path) -> None:
         create_backend(f"student:{tmp_path / 'missing'}")
     rows = {r["model"]: r for r in list_models(env={})}
     assert rows["student:<dir>"]["available"] is True
+
+
+def test_the_student_reads_the_records_fields_not_the_prompt(student_dir: Path) -> None:
+    # a task worded unlike the one the student was distilled from: no prompt inversion can
+    # recover the text, but the pipeline sends the record's fields with each request
+    student = Student.load(student_dir)
+    reworded = Task(name="sent", template="Tell me how this viewer felt, in one word -- {text} -- thanks!",
+                    labels=["positive", "negative"], format="text", answer_prefix="Feeling:")
+    backend = StudentBackend(student_dir)
+    assert backend.prompt_text(reworded.build_prompt({"text": PROBES[0]})) != f"Review: {PROBES[0]}"
+    with Pipeline(model=backend, task=reworded, store=False) as pipe:
+        for text in PROBES:
+            _check_same(pipe.run(text=text), student.classify({"text": text}))
