@@ -1,12 +1,13 @@
 """A self-contained HTML report: profile, plan with provenance, leaderboard, search
-curve, diagnostics (confusion matrix / ROC or residuals, out-of-fold) and importance."""
+curve, diagnostics (confusion matrix / ROC or residuals, out-of-fold) and importance.
+
+Rendered from the shared ``automl.html`` template (:mod:`openautoglm.core.html_report`):
+one stylesheet, plots as base64 PNG, every value from the data escaped."""
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#f3f3f3}.user{color:#0a6}.llm{color:#06c}.heuristic{color:#a60}img{max-width:520px;margin:4px}
-.small{color:#666;font-size:12px}"""
+from ..core.html_report import Cell, Image, Table, contrast_text, figure, png_base64, render, table
+
+FIGSIZE = (5.2, 3.6)
+DPI = 90
 
 
 def write_report(model: Any, path: Path, *, data: Any = None) -> Path:
@@ -25,71 +26,58 @@ def write_report(model: Any, path: Path, *, data: Any = None) -> Path:
     out = path if path.suffix.lower() in (".html", ".htm") else path / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     plan = model.plan_
-    parts = [f"<h1>AutoML report</h1><p><b>Instruction:</b> {_e(plan.instruction or '(none)')}</p>",
-             f"<p>{model.n_rows_} rows · {model.n_features_in_} features · task <b>{plan.task}</b> · metric "
-             f"<b>{plan.metric}</b> · cross-validated {plan.metric} <b>{model.cv_score_:.4f}</b> · "
-             f"{len(model.folds_)} folds · budget {model.time_budget:g} s, used {model.time_used_:.1f} s · "
-             f"seed {model.seed} · planner {plan.planner}</p>"]
-    parts.append("<h2>Plan</h2>" + _plan_table(plan))
-    if plan.notes:
-        parts.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in plan.notes) + "</ul>")
-    parts.append("<h2>Data profile</h2>" + _profile_table(model.profile_))
-    board = model.leaderboard()
-    parts.append("<h2>Leaderboard</h2>" + board.head(40).to_html(index=False, float_format=lambda v: f"{v:.4f}",
-                                                                 border=0, escape=True))
-    parts.append("<h2>Search</h2>" + _img(_search_curve(model)))
-    parts.append("<h2>Diagnostics (out-of-fold predictions)</h2>" + "".join(_img(f) for f in _diagnostics(model)))
-    parts.append("<h2>Feature importance</h2>" + _importance(model))
-    parts.append(f"<p class=small>written {time.strftime('%Y-%m-%d %H:%M:%S')} by openautoglm.automl</p>")
-    out.write_text(f"<!doctype html><html><head><meta charset=utf-8><title>AutoML report</title><style>{CSS}</style>"
-                   f"</head><body>{''.join(parts)}</body></html>", encoding="utf-8")
+    search = _search_curve(model)
+    page = render("automl.html", title="AutoML report", instruction=plan.instruction or "(none)", run=_run(model),
+                  plan=_plan_rows(plan), notes=plan.notes, profile=_profile_table(model.profile_),
+                  leaderboard=_leaderboard_table(model.leaderboard().head(40)),
+                  search=Image("search curve", search) if search else None, diagnostics=_diagnostics(model),
+                  importance=_importance(model), written=time.strftime("%Y-%m-%d %H:%M:%S"))
+    out.write_text(page, encoding="utf-8")
     return out
 
 
-def _e(x: Any) -> str:
-    return html.escape(str(x))
+def _run(model: Any) -> dict[str, Any]:
+    """The headline: data size, task, metric, cross-validated score, budget, seed, planner."""
+    plan = model.plan_
+    return {"rows": model.n_rows_, "features": model.n_features_in_, "task": plan.task, "metric": plan.metric,
+            "cv_score": f"{model.cv_score_:.4f}", "folds": len(model.folds_), "budget": f"{model.time_budget:g}",
+            "used": f"{model.time_used_:.1f}", "seed": model.seed, "planner": plan.planner}
 
 
-def _plan_table(plan: Any) -> str:
-    rows = []
-    for name, f in plan.fields.items():
-        llm = json.dumps(f.llm, ensure_ascii=False)[:300] if f.llm else ""
-        rows.append(f"<tr><td>{name}</td><td><b>{_e(f.value)}</b></td><td class={f.source}>{f.source}</td>"
-                    f"<td>{_e(f.reason)}</td><td class=small>{_e(llm)}</td></tr>")
-    return ("<table><tr><th>field</th><th>value</th><th>source</th><th>why</th><th>LLM distribution</th></tr>"
-            + "".join(rows) + "</table>")
+def _plan_rows(plan: Any) -> list[dict[str, str]]:
+    """One row per plan field: value, where it came from, why, the LLM's distribution."""
+    return [{"name": name, "value": str(f.value), "source": f.source, "reason": str(f.reason),
+             "llm": json.dumps(f.llm, ensure_ascii=False)[:300] if f.llm else ""}
+            for name, f in plan.fields.items()]
 
 
-def _profile_table(profile: Any) -> str:
-    rows = "".join(
-        f"<tr><td>{_e(c.name)}</td><td>{c.kind}</td><td>{c.n_unique}</td><td>{c.missing:.1%}</td>"
-        f"<td>{_e(', '.join(str(s)[:24] for s in c.samples[:4]))}</td><td class=small>{_e(c.reason)}</td></tr>"
-        for c in profile.columns)
-    return ("<table><tr><th>column</th><th>kind</th><th>distinct</th><th>missing</th><th>samples</th><th>why</th></tr>"
-            + rows + "</table>")
+def _profile_table(profile: Any) -> Table:
+    rows = [[c.name, c.kind, c.n_unique, f"{c.missing:.1%}", ", ".join(str(s)[:24] for s in c.samples[:4]),
+             Cell(str(c.reason), "small")] for c in profile.columns]
+    return table(["column", "kind", "distinct", "missing", "samples", "why"], rows)
+
+
+def _leaderboard_table(board: pd.DataFrame) -> Table:
+    """The leaderboard, floats with 4 decimals (``NaN`` where a trial has no score)."""
+    floats = {c for c in board.columns if pd.api.types.is_float_dtype(board[c])}
+
+    def fmt(col: str, value: Any) -> str:
+        if col in floats:
+            return "NaN" if value is None or math.isnan(value) else f"{value:.4f}"
+        return str(value)
+
+    return table(board.columns, [[fmt(c, v) for c, v in zip(board.columns, row)]
+                                 for row in board.itertuples(index=False, name=None)])
 
 
 def _fig() -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(5.2, 3.6), dpi=90)
+    fig = figure(*FIGSIZE, dpi=DPI)
+    return fig, fig.subplots()
 
 
 def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _img(b64: str | None) -> str:
-    return f'<img src="data:image/png;base64,{b64}">' if b64 else ""
+    return png_base64(fig, tight=False)
 
 
 def _search_curve(model: Any) -> str | None:
@@ -116,37 +104,54 @@ def _search_curve(model: Any) -> str | None:
     return _png(fig)
 
 
-def _diagnostics(model: Any) -> list[str]:
+def _diagnostics(model: Any) -> list[Image]:
+    """Residual and predicted-vs-true plots (regression), or confusion matrix and ROC curves."""
+    y, oof = model.y_, model.oof_
+    if model.plan_.task == "regression":
+        return [Image("residuals", _residuals(y, oof)), Image("predicted against true", _predicted_vs_true(y, oof))]
     from sklearn import metrics as M
 
-    y, oof = model.y_, model.oof_
-    figs = []
-    if model.plan_.task == "regression":
-        fig, ax = _fig()
-        ax.scatter(oof, y - oof, s=6, alpha=0.5)
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("residual (true - predicted)")
-        figs.append(_png(fig))
-        fig, ax = _fig()
-        ax.scatter(y, oof, s=6, alpha=0.5)
-        lo, hi = float(min(y.min(), oof.min())), float(max(y.max(), oof.max()))
-        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
-        ax.set_xlabel("true")
-        ax.set_ylabel("predicted")
-        figs.append(_png(fig))
-        return figs
     classes = [str(c) for c in model.classes_]
     cm = M.confusion_matrix(y, oof.argmax(axis=1), labels=range(len(classes)))
+    return [Image("confusion matrix", _png(confusion_figure(cm, classes))), Image("ROC curves", _roc(y, oof, classes))]
+
+
+def _residuals(y: Any, oof: Any) -> str:
     fig, ax = _fig()
-    ax.imshow(cm, cmap="Blues")
+    ax.scatter(oof, y - oof, s=6, alpha=0.5)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("residual (true - predicted)")
+    return _png(fig)
+
+
+def _predicted_vs_true(y: Any, oof: Any) -> str:
+    fig, ax = _fig()
+    ax.scatter(y, oof, s=6, alpha=0.5)
+    lo, hi = float(min(y.min(), oof.min())), float(max(y.max(), oof.max()))
+    ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
+    ax.set_xlabel("true")
+    ax.set_ylabel("predicted")
+    return _png(fig)
+
+
+def confusion_figure(cm: np.ndarray, classes: list[str]) -> Any:
+    """Heat map of the confusion matrix (rows: true, columns: predicted); each count is drawn
+    in black or white, whichever contrasts more with its cell's colour."""
+    fig, ax = _fig()
+    image = ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color=contrast_text(image.to_rgba(v)))
     ax.set_xticks(range(len(classes)), [c[:12] for c in classes], rotation=45, fontsize=7)
     ax.set_yticks(range(len(classes)), [c[:12] for c in classes], fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    figs.append(_png(fig))
+    return fig
+
+
+def _roc(y: Any, oof: Any, classes: list[str]) -> str:
+    from sklearn import metrics as M
+
     fig, ax = _fig()
     for k, c in enumerate(classes if len(classes) > 2 else classes[1:]):
         kk = k if len(classes) > 2 else 1
@@ -156,21 +161,22 @@ def _diagnostics(model: Any) -> list[str]:
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.legend(fontsize=7)
-    figs.append(_png(fig))
-    return figs
+    return _png(fig)
 
 
-def _importance(model: Any) -> str:
+def _importance(model: Any) -> list[tuple[str, Image]]:
+    """Permutation importance and, for LightGBM, TreeSHAP: (explanation, bar chart) pairs."""
     from .importance import lgbm_shap, permutation_importance
 
     pi = permutation_importance(model, seed=model.seed)
-    out = ["<p>Permutation importance: drop in the metric when a column is shuffled, on fold 1's held-out rows "
-           f"({len(model.holdout_[1])} rows, models that never saw them).</p>", _bar(pi, "importance")]
+    out = [("Permutation importance: drop in the metric when a column is shuffled, on fold 1's held-out rows "
+            f"({len(model.holdout_[1])} rows, models that never saw them).",
+            Image("permutation importance", _bar(pi, "importance")))]
     shap = lgbm_shap(model)
     if shap is not None:
-        out += ["<p>TreeSHAP (LightGBM, exact): mean |SHAP value| per prepared feature, same rows.</p>",
-                _bar(shap, "mean_abs_shap")]
-    return "".join(out)
+        out.append(("TreeSHAP (LightGBM, exact): mean |SHAP value| per prepared feature, same rows.",
+                    Image("TreeSHAP", _bar(shap, "mean_abs_shap"))))
+    return out
 
 
 def _bar(frame: pd.DataFrame, col: str) -> str:
@@ -179,4 +185,4 @@ def _bar(frame: pd.DataFrame, col: str) -> str:
     ax.barh([str(f)[:28] for f in top["feature"]], top[col])
     ax.tick_params(axis="y", labelsize=7)
     ax.set_xlabel(col)
-    return _img(_png(fig))
+    return _png(fig)

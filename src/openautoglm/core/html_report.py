@@ -53,9 +53,10 @@ class Table:
 
 def table(header: Sequence[Any], rows: Iterable[Sequence[Any]], *, cls: str = "",
           cell: Callable[[Any], Cell | str] = str) -> Table:
-    """A :class:`Table` whose cells are ``cell(value)`` (a string or a :class:`Cell`)."""
+    """A :class:`Table` whose cells are ``cell(value)`` (a string or a :class:`Cell`); values
+    that already are cells stay as they are."""
     def as_cell(value: Any) -> Cell:
-        made = cell(value)
+        made = value if isinstance(value, Cell) else cell(value)
         return made if isinstance(made, Cell) else Cell(str(made))
 
     return Table([str(h) for h in header], [[as_cell(v) for v in row] for row in rows], cls)
