@@ -134,6 +134,43 @@ def test_near_duplicates_match_brute_force() -> None:
     assert len(set(clusters)) == len(texts) - len(found)
 
 
+@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9])
+@pytest.mark.parametrize("fp_weight", [0.1, 0.5])
+def test_bands_follow_datasketch(threshold: float, fp_weight: float) -> None:
+    """Our (b, r) choice is the one datasketch's MinHashLSH makes (its public b and r)."""
+    from datasketch import MinHashLSH
+
+    from openautoglm.data.dedup import optimal_bands
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=128, weights=(fp_weight, 1 - fp_weight))
+    assert optimal_bands(threshold, 128, fp_weight) == (lsh.b, lsh.r)
+
+
+def test_threshold_one_finds_exact_shingle_matches() -> None:
+    """At threshold 1.0 (one band, which MinHashLSH refuses) only identical shingle sets pair up."""
+    index = NearDuplicateIndex(1.0, unit="word")
+    assert (index.bands, index.rows) == (1, 128)
+    hits = index.add(["the cat sat on the mat today", "The cat sat on the mat, today!", "the dog sat on the mat"])
+    assert hits[0] is None and hits[1] is not None and hits[1].of == 0 and hits[2] is None
+
+
+def test_clusters_are_connected_components() -> None:
+    from openautoglm.data.dedup import DuplicateHit
+
+    hits = [DuplicateHit(5, 3, 0.9), DuplicateHit(3, 1, 0.9), DuplicateHit(4, 2, 0.8), DuplicateHit(7, 6, 1.0)]
+    assert duplicate_clusters(8, hits) == [0, 1, 2, 1, 2, 1, 6, 6]  # 5-3-1 chain joins through 3
+    assert duplicate_clusters(3, []) == [0, 1, 2] and duplicate_clusters(0, []) == []
+
+
+def test_add_all_reports_every_pair_and_counts_documents() -> None:
+    index = NearDuplicateIndex(0.6, unit="word")
+    texts = ["alpha beta gamma delta epsilon", "alpha beta gamma delta epsilon zeta",
+             "alpha beta gamma delta epsilon", "something else entirely here now"]
+    pairs = {(h.index, h.of) for h in index.add_all(texts[:2])} | {(h.index, h.of) for h in index.add_all(texts[2:])}
+    assert pairs == {(1, 0), (2, 0), (2, 1)} and len(index) == 4
+    assert index.unit_for(["中文文本"]) == "word"  # settled by the first batch
+
+
 def test_incremental_index_keeps_first_and_handles_chinese() -> None:
     index = NearDuplicateIndex(0.7, unit="auto")
     texts = ["这家酒店的早餐很丰富，服务也非常周到，下次还会再来住", "这家酒店的早餐很丰富，服务也非常周到，下次还会再来住！",

@@ -10,7 +10,8 @@
   otherwise), ``size`` n.
 * Signatures are computed with numpy for a whole batch of documents at once (the
   universal hash family of datasketch's MinHash: ``(a·h + b) mod (2^61−1)``); the band
-  count follows datasketch's optimal (b, r) for the threshold.
+  count follows datasketch's criterion for the optimal (b, r) (:func:`optimal_bands`).
+* Clusters: connected components of the duplicate graph (scipy.sparse.csgraph).
 
 :class:`NearDuplicateIndex` is incremental: ``add(texts)`` returns, for each text, the id of
 an earlier document it duplicates (or ``None``), which is what streaming ``clean`` needs.
@@ -22,7 +23,8 @@ import hashlib
 import re
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from ..embeddings import cjk_share
 
@@ -67,22 +69,34 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b)
 
 
+@lru_cache(maxsize=64)
 def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5) -> tuple[int, int]:
-    """(bands, rows) minimising the weighted false-positive + false-negative probability mass
-    (datasketch's choice).  Verified indexes use a low ``fp_weight``: a false candidate only costs
-    one exact Jaccard check, a missed pair is lost."""
-    try:
-        from datasketch.lsh import _optimal_param
+    """(bands, rows) with ``bands * rows <= num_perm`` for an LSH index at Jaccard ``threshold``.
 
-        return tuple(_optimal_param(threshold, num_perm, fp_weight, 1.0 - fp_weight))  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover - datasketch is in the data extra
-        best, best_err = (num_perm, 1), float("inf")
-        for b in range(1, num_perm + 1):
-            r = num_perm // b
-            err = abs((1.0 / b) ** (1.0 / r) - threshold)
+    The criterion of datasketch's ``MinHashLSH`` (Mining of Massive Datasets, ch. 3): a pair of
+    similarity ``s`` becomes a candidate with probability ``P(s) = 1 - (1 - s**r)**b``; choose
+    (b, r) minimising ``fp_weight * ∫_0^t P(s) ds + (1 - fp_weight) * ∫_t^1 (1 - P(s)) ds``.
+    datasketch's default weight is 0.5; verified indexes use a low ``fp_weight``, since a false
+    candidate only costs one exact Jaccard check while a missed pair is lost.  Unlike
+    ``MinHashLSH`` this also answers for thresholds that want a single band (e.g. 1.0).
+    """
+    from scipy.integrate import quad
+
+    def candidate(s: float, b: int, r: int) -> float:
+        return 1.0 - (1.0 - s ** r) ** b
+
+    def missed(s: float, b: int, r: int) -> float:
+        return (1.0 - s ** r) ** b
+
+    best, best_err = (1, num_perm), float("inf")
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            fp = quad(candidate, 0.0, threshold, args=(b, r))[0]
+            fn = quad(missed, threshold, 1.0, args=(b, r))[0]
+            err = fp * fp_weight + fn * (1.0 - fp_weight)
             if err < best_err:
                 best, best_err = (b, r), err
-        return best
+    return best
 
 
 class MinHasher:
@@ -142,12 +156,13 @@ class NearDuplicateIndex:
         self._size = 0
 
     def __len__(self) -> int:
+        """Documents seen so far (indexed or not); the next one gets this id."""
         return self._size
 
-    def _unit_for(self, texts: Sequence[str]) -> str:
-        if self.unit != "auto":
-            return self.unit
-        self.unit = "char" if cjk_share(texts[:200]) > 0.3 else "word"  # fixed by the first batch
+    def unit_for(self, texts: Sequence[str]) -> str:
+        """The shingle unit; ``"auto"`` is settled by the first batch (char for CJK-heavy text)."""
+        if self.unit == "auto":
+            self.unit = "char" if cjk_share(texts[:200]) > 0.3 else "word"
         return self.unit
 
     def add(self, texts: Sequence[str], *, keep_duplicates: bool = False) -> list[DuplicateHit | None]:
@@ -156,32 +171,52 @@ class NearDuplicateIndex:
         Duplicates are not indexed unless ``keep_duplicates`` (so clusters keep their first
         member as the representative).
         """
-        unit = self._unit_for(texts)
-        sets = [shingles(t, self.shingle_size, unit) for t in texts]
-        sigs = self.hasher.signatures(sets)
         hits: list[DuplicateHit | None] = []
-        for sh, sig in zip(sets, sigs):
-            doc = self._size
-            self._size += 1
-            keys = [sig[b * self.rows:(b + 1) * self.rows].tobytes() for b in range(self.bands)]
+        for doc, sh, sig, keys in self._documents(texts):
             best: DuplicateHit | None = None
-            seen: set[int] = set()
-            for table, key in zip(self._tables, keys):
-                for cand in table.get(key, ()):
-                    if cand in seen:
-                        continue
-                    seen.add(cand)
-                    sim = jaccard(sh, self._shingles[cand]) if self.verify else self._estimate(sig, cand)
-                    if sim >= self.threshold and (best is None or sim > best.similarity):
-                        best = DuplicateHit(doc, cand, sim)
+            for cand, sim in self._matches(sh, sig, keys):
+                if best is None or sim > best.similarity:
+                    best = DuplicateHit(doc, cand, sim)
             hits.append(best)
             if best is None or keep_duplicates:
-                for table, key in zip(self._tables, keys):
-                    table.setdefault(key, []).append(doc)
-                self._shingles[doc] = sh
-                if not self.verify:
-                    self._sigs[doc] = sig
+                self._insert(doc, sh, sig, keys)
         return hits
+
+    def add_all(self, texts: Sequence[str]) -> list[DuplicateHit]:
+        """Index every text; return every (later, earlier) pair at or above the threshold."""
+        hits: list[DuplicateHit] = []
+        for doc, sh, sig, keys in self._documents(texts):
+            hits += [DuplicateHit(doc, cand, sim) for cand, sim in self._matches(sh, sig, keys)]
+            self._insert(doc, sh, sig, keys)
+        return hits
+
+    def _documents(self, texts: Sequence[str]) -> Iterator[tuple[int, set[str], "np.ndarray", list[bytes]]]:
+        """(id, shingles, signature, band keys) of each text, numbering them from ``len(self)``."""
+        unit = self.unit_for(texts)
+        sets = [shingles(t, self.shingle_size, unit) for t in texts]
+        for sh, sig in zip(sets, self.hasher.signatures(sets)):
+            doc = self._size
+            self._size += 1
+            yield doc, sh, sig, [sig[b * self.rows:(b + 1) * self.rows].tobytes() for b in range(self.bands)]
+
+    def _matches(self, sh: set[str], sig: "np.ndarray", keys: list[bytes]) -> Iterator[tuple[int, float]]:
+        """Indexed documents sharing a band with this one and at or above the threshold."""
+        seen: set[int] = set()
+        for table, key in zip(self._tables, keys):
+            for cand in table.get(key, ()):
+                if cand in seen:
+                    continue
+                seen.add(cand)
+                sim = jaccard(sh, self._shingles[cand]) if self.verify else self._estimate(sig, cand)
+                if sim >= self.threshold:
+                    yield cand, sim
+
+    def _insert(self, doc: int, sh: set[str], sig: "np.ndarray", keys: list[bytes]) -> None:
+        for table, key in zip(self._tables, keys):
+            table.setdefault(key, []).append(doc)
+        self._shingles[doc] = sh
+        if not self.verify:
+            self._sigs[doc] = sig
 
     def _estimate(self, sig: "np.ndarray", cand: int) -> float:
         return float((self._sigs[cand] == sig).mean())
@@ -192,42 +227,20 @@ def near_duplicate_pairs(texts: Sequence[str], threshold: float = 0.8, *, num_pe
     """All (later, earlier) pairs at or above ``threshold`` (every document is indexed)."""
     index = NearDuplicateIndex(threshold, num_perm=num_perm, shingle_size=shingle_size, unit=unit)
     hits: list[DuplicateHit] = []
-    sets_all: list[set[str]] = []
     for start in range(0, len(texts), batch_size):
-        chunk = texts[start:start + batch_size]
-        unit_used = index._unit_for(chunk)
-        sets = [shingles(t, shingle_size, unit_used) for t in chunk]
-        sets_all.extend(sets)
-        sigs = index.hasher.signatures(sets)
-        for sh, sig in zip(sets, sigs):
-            doc = index._size
-            index._size += 1
-            keys = [sig[b * index.rows:(b + 1) * index.rows].tobytes() for b in range(index.bands)]
-            seen: set[int] = set()
-            for table, key in zip(index._tables, keys):
-                bucket = table.setdefault(key, [])
-                for cand in bucket:
-                    if cand not in seen:
-                        seen.add(cand)
-                        sim = jaccard(sh, sets_all[cand])
-                        if sim >= threshold:
-                            hits.append(DuplicateHit(doc, cand, sim))
-                bucket.append(doc)
+        hits += index.add_all(texts[start:start + batch_size])
     return hits
 
 
 def duplicate_clusters(n: int, hits: Iterable[DuplicateHit]) -> list[int]:
-    """Cluster id (the smallest member index) of each of ``n`` documents, by union-find over hits."""
-    parent = list(range(n))
+    """Cluster id (the smallest member index) of each of ``n`` documents: connected components of the hits."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for hit in hits:
-        a, b = find(hit.index), find(hit.of)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    return [find(i) for i in range(n)]
+    edges = np.array([(h.index, h.of) for h in hits], dtype=np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    smallest = np.full(labels.max() + 1 if n else 0, n, dtype=np.int64)
+    np.minimum.at(smallest, labels, np.arange(n))
+    return smallest[labels].tolist()
