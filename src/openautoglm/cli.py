@@ -69,10 +69,11 @@ def run(
     rid = run_id or _run_id(pipe.config.fingerprint(), input, output, model) + (f"-n{limit}" if limit else "")
     from rich.markup import escape
 
+    from .backends.registry import resolve_model
     from .redact import mask_secrets
 
     con = _console(stderr=True)
-    shown_model = mask_secrets(model or pipe.config.model)
+    shown_model = mask_secrets(resolve_model(model, pipe.config.model))
     con.print(escape(f"{pipe.config.name}: {len(records)} records from {input} · model {shown_model} · run {rid}"))
     result = run_batch(pipe, records, run_id=rid, output=output, batch_size=batch_size,
                        progress=not no_progress, input_name=str(input), resume=not fresh,

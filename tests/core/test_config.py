@@ -54,7 +54,7 @@ def test_task_shorthand_is_a_one_step_pipeline() -> None:
 def test_shorthand_without_task_name_uses_default() -> None:
     cfg = parse_pipeline_yaml('task:\n  template: "{x}"\n')
     assert [s.name for s in cfg.steps] == ["task"]
-    assert cfg.model == "local"  # the default
+    assert cfg.model is None  # decided at run time: $OPENAUTOGLM_MODEL, else "local" (backends.registry.resolve_model)
 
 
 def test_multi_step_config() -> None:

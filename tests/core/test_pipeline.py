@@ -230,3 +230,26 @@ def test_backend_pool_shares_backends_between_steps() -> None:
     pipe = Pipeline(model="fake", steps=steps, store=False)
     b1, b2 = (pipe.backend_for(s) for s in pipe.config.steps)
     assert b1 is b2 and isinstance(b1, FakeBackend)
+
+
+def test_model_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most specific first: step, task, pipeline (argument or YAML), $OPENAUTOGLM_MODEL, 'local'."""
+    from openautoglm.backends.registry import resolve_model
+
+    monkeypatch.delenv("OPENAUTOGLM_MODEL", raising=False)
+    assert resolve_model(None, None) == "local"
+    monkeypatch.setenv("OPENAUTOGLM_MODEL", "fake")
+    assert resolve_model(None, "") == "fake"
+    # the environment applies to a pipeline that names no model (it was ignored by Pipeline(task=...))
+    pipe = Pipeline(task=Task(**CLASSIFY), store=False)
+    assert pipe.backend_for(pipe.config.steps[0]).name == "fake"
+    yaml_pipe = Pipeline.from_config({"task": CLASSIFY}, store=False)
+    assert yaml_pipe.backend_for(yaml_pipe.config.steps[0]).name == "fake"
+    # a named model beats the environment; a step's beats the pipeline's; a task's beats the pipeline's
+    assert resolve_model("step-model", "task-model", "pipeline-model") == "step-model"
+    assert resolve_model(None, "task-model", "pipeline-model") == "task-model"
+    assert resolve_model(None, None, "pipeline-model") == "pipeline-model"
+    steps = [{"name": "a", "task": CLASSIFY}, {"name": "b", "task": {**CLASSIFY, "model": "fake:from-task"}},
+             {"name": "c", "task": CLASSIFY, "model": "fake:from-step"}]
+    multi = Pipeline(model="fake:from-pipeline", steps=steps, store=False)
+    assert [multi.backend_for(s).model for s in multi.config.steps] == ["from-pipeline", "from-task", "from-step"]

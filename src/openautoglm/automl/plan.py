@@ -222,7 +222,7 @@ def _load_backend(backend: Any, *, required: bool, notes: list[str]) -> Any:
     try:
         from ..backends.registry import create_backend
 
-        return create_backend(backend or "local")  # a string, a config dict or None
+        return create_backend(backend)  # a string, a config dict or None ($OPENAUTOGLM_MODEL, else local)
     except (OpenAutoGLMError, ImportError, OSError, RuntimeError) as exc:
         if required:
             raise PlanError(f"planner='llm' but the model {backend or 'local'!r} cannot be loaded: {exc}",

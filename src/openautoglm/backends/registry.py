@@ -37,14 +37,29 @@ def _entry_points() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+#: the model used when nothing names one (and ``$OPENAUTOGLM_MODEL`` is unset)
+DEFAULT_MODEL = "local"
+MODEL_ENV = "OPENAUTOGLM_MODEL"
+
+
+def resolve_model(*candidates: Any) -> Any:
+    """The one place the model is decided: the first candidate given (callers pass them most
+    specific first: a step's model, its task's, the pipeline's / ``--model``, the YAML's),
+    else ``$OPENAUTOGLM_MODEL``, else :data:`DEFAULT_MODEL`."""
+    for candidate in candidates:
+        if candidate is not None and candidate != "":
+            return candidate
+    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+
+
 def create_backend(spec: str | Mapping[str, Any] | Backend | None, **options: Any) -> Backend:
-    """Build the backend named by ``spec`` (``None`` → ``$OPENAUTOGLM_MODEL`` or ``local``)."""
+    """Build the backend named by ``spec`` (``None``: see :func:`resolve_model`)."""
     if isinstance(spec, Backend):
         return spec
     if isinstance(spec, Mapping):
         options = {**{k: v for k, v in spec.items() if k != "model"}, **options}
         spec = spec.get("model")
-    spec = spec or os.environ.get("OPENAUTOGLM_MODEL") or "local"
+    spec = resolve_model(spec)
     if not isinstance(spec, str):
         raise UnknownModelError(f"model must be a string like 'local' or 'openai:gpt-4o-mini', got {spec!r}")
     prefix, rest = split_model_string(spec)

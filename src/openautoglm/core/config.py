@@ -44,7 +44,7 @@ class PipelineConfig(BaseModel):
 
     name: str = "pipeline"
     description: str | None = None
-    model: str | dict[str, Any] = "local"
+    model: str | dict[str, Any] | None = None  # None: $OPENAUTOGLM_MODEL, else "local" (backends.registry)
     steps: list[StepConfig] = Field(default_factory=list)
     output: str | None = None  # name of the step whose output is the result (default: last)
     batch_size: int = Field(default=64, ge=1, le=100_000)

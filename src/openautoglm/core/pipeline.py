@@ -82,7 +82,7 @@ class Pipeline:
         else:
             step_list = [s if isinstance(s, StepConfig) else StepConfig.model_validate(s) for s in steps or []]
         self._backend_obj = model if isinstance(model, Backend) else None
-        model_spec: Any = "local" if model is None or isinstance(model, Backend) else model
+        model_spec: Any = None if isinstance(model, Backend) else model
         self.config = PipelineConfig(
             name=name or (task.name if task is not None else "pipeline"),
             model=model_spec,
@@ -125,7 +125,8 @@ class Pipeline:
 
     def to_config(self) -> dict[str, Any]:
         data = self.config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-        data["model"] = self.config.model
+        if self.config.model is not None:
+            data["model"] = self.config.model
         data["steps"] = [
             {**s.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True, exclude={"task"}),
              **({"task": s.task.to_config()} if s.task else {})}
@@ -146,10 +147,10 @@ class Pipeline:
         return self._store
 
     def backend_for(self, step: StepConfig) -> Backend:
-        spec = step.model or (step.task.model if step.task and step.task.model else None)
-        if spec is None and self._backend_obj is not None:
-            return self._backend_obj
-        return self._pool.get(spec or self.config.model)
+        from ..backends.registry import resolve_model
+
+        task_model = step.task.model if step.task is not None else None
+        return self._pool.get(resolve_model(step.model, task_model, self._backend_obj, self.config.model))
 
     def client_for(self, step: StepConfig) -> ModelClient:
         use_cache = self.cache and self.store is not None

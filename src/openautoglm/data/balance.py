@@ -157,5 +157,5 @@ def _paraphrase_pipeline(pipeline: Any) -> Any:
         # sampled (temperature 0.8): several paraphrases of one minority row must differ
         task = Task(name="paraphrase", template=PARAPHRASE_TEMPLATE, output="text", format="text",
                     answer_prefix="", max_tokens=48, stop=["\n"], temperature=0.8)
-        return Pipeline(model=pipeline or "local", task=task)
+        return Pipeline(model=pipeline, task=task)
     return load_pipeline(pipeline)

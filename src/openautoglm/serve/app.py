@@ -42,7 +42,7 @@ PUBLIC_PREFIXES = ("/healthz", "/health", "/static/", "/login", "/favicon.ico")
 class ServerConfig:
     """Settings of ``openautoglm serve`` (see docs/server.md)."""
 
-    model: str = "local"
+    model: str | None = None  # None: $OPENAUTOGLM_MODEL, else local
     #: project folder: store.db, pipelines/, uploads/ (default: $OPENAUTOGLM_HOME or ./.openautoglm)
     home: Path | None = None
     #: SQLite store (default: <home>/store.db)
@@ -129,7 +129,7 @@ class ServerState:
 
 
 def build_state(config: ServerConfig, backend: Backend | None = None) -> ServerState:
-    from ..backends.registry import create_backend
+    from ..backends.registry import create_backend, resolve_model
 
     home = config.resolved_home()
     home.mkdir(parents=True, exist_ok=True)
@@ -150,7 +150,8 @@ def build_state(config: ServerConfig, backend: Backend | None = None) -> ServerS
         keys.close()
         raise
     metrics = Metrics()
-    inner = backend if backend is not None else create_backend(config.model)
+    model = resolve_model(config.model)
+    inner = backend if backend is not None else create_backend(model)
 
     def on_batch(kind: str, size: int, seconds: float) -> None:
         metrics.inc("model_calls_total", labels={"kind": kind})
@@ -162,7 +163,7 @@ def build_state(config: ServerConfig, backend: Backend | None = None) -> ServerS
     store = ServerStore(store_path)
     registry = PipelineRegistry(config.pipelines_dir or home / "pipelines", batcher, allowed_calls=config.allow_calls)
     jobs = JobManager(store, registry, home, chunk_size=config.job_chunk_size)
-    model_name = mask_text(config.model) if isinstance(config.model, str) else "local"
+    model_name = mask_text(model) if isinstance(model, str) else "local"
     service = OpenAIService(batcher, model_name, config.max_concurrency, streaming=True,
                             tracer=store.trace if config.trace else None)
     metrics.gauge("queue_depth", "Requests waiting for or inside the current backend call",

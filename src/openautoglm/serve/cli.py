@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         host: str = typer.Option("127.0.0.1", help="interface to bind; beyond loopback, API keys are required"),
         port: int = typer.Option(8000, help="TCP port"),
-        model: str = typer.Option("local", "--model", "-m", help="model to serve (e.g. local, fake, openai:...)"),
+        model: Optional[str] = typer.Option(None, "--model", "-m",
+                                            help="model to serve (e.g. local, fake, openai:...; default: "
+                                                 "$OPENAUTOGLM_MODEL, else local)"),
         store: Optional[Path] = typer.Option(None, help="SQLite store (default ./.openautoglm/store.db)"),
         pipelines: Optional[Path] = typer.Option(None, help="folder of pipeline YAML files (default <store dir>/pipelines)"),
         api_key: List[str] = typer.Option([], "--api-key", envvar="OPENAUTOGLM_API_KEY",
