@@ -17,12 +17,11 @@ on a worker that has no access to the database.
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..backends.base import Backend, Completion, GenerationRequest, ScoreRequest, ScoreResult, request_key
 from ..errors import BackendError
+from ..store.calls import CallRecord  # noqa: F401 - re-exported: steps and the server build them here
 
 
 class CallFailed(BackendError):
@@ -35,25 +34,6 @@ class CallFailed(BackendError):
             super().__init__(first.message, hint=first.hint)
         else:
             super().__init__(f"{len(failures)} of {total} requests failed; first: {first.message}", hint=first.hint)
-
-
-@dataclass
-class CallRecord:
-    kind: str  # "generate" | "score"
-    backend: str
-    model: str
-    params: dict[str, Any]
-    prompt: Any
-    response: Any
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    latency_s: float = 0.0
-    error: str | None = None
-    cached: bool = False
-    step: str | None = None
-    record_key: str | None = None
-    attempt: int = 0
-    ts: float = field(default_factory=time.time)
 
 
 #: looks up cached responses: list of keys -> {key: json payload}

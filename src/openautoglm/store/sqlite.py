@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..core.client import CallRecord
+from .calls import CallRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
