@@ -50,154 +50,52 @@ Scoring (``score_mode``)
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import email.utils
 import functools
 import hashlib
 import json
-import math
 import os
 import random
-import threading
 import time
 import weakref
-from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Mapping, Sequence, TypeVar
 
 import httpx
 
-from ..errors import BackendError, ConfigError, EndpointUnavailable, StopRun, UnknownModelError
-from .base import (
-    Backend,
-    Completion,
-    GenerationRequest,
-    Message,
-    Prompt,
-    ScoreRequest,
-    ScoreResult,
-    TokenLogprob,
+from ..errors import BackendError, ConfigError, StopRun, UnknownModelError
+from .base import Backend, Completion, GenerationRequest, Prompt, ScoreRequest, ScoreResult
+from .http_machinery import (  # noqa: F401 - RETRY_STATUSES is re-exported
+    RETRY_STATUSES,
+    RetryingCalls,
+    _CircuitBreaker,
+    _gather_each,
+    _gather_fail_fast,
+    _LoopThread,
+    _Session,
+)
+from .openai_wire import (  # noqa: F401 - estimate_first_token_logprob, render_chat_text... are re-exported
+    MISSING_TOKEN_PENALTY,
+    MalformedResponse,
+    _chat_logprobs,
+    _echo_continuation_logprob,
+    _expect,
+    _message_text,
+    _usage,
+    echo_text,
+    estimate_first_token_logprob,
+    render_chat_text,
+    to_messages,
 )
 from .presets import PRESETS, EndpointPreset, preset_for
 
 T = TypeVar("T")
 
 SCORE_MODES = ("auto", "echo", "top_logprobs", "none")
-#: HTTP statuses worth retrying (besides every 5xx)
-RETRY_STATUSES = frozenset({408, 409, 425, 429})
 #: alternatives asked for per token when scoring with ``top_logprobs`` (OpenAI's maximum)
 SCORE_TOP_LOGPROBS = 20
 #: alternatives asked for per generated token when a request wants logprobs
 GENERATE_TOP_LOGPROBS = 5
-#: nats below the least likely listed alternative, for a continuation not listed at all
-MISSING_TOKEN_PENALTY = 1.0
 #: the extension field that marks where the continuation starts in an echo scoring request
 CONTINUATION_OFFSET_FIELD = "continuation_offset"
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def to_messages(prompt: Prompt) -> list[Message]:
-    """Chat messages for ``prompt`` (a plain string becomes one user message)."""
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return [dict(m) for m in prompt]
-
-
-def render_chat_text(messages: Sequence[Message]) -> str:
-    """A plain-text rendering of chat messages ending with the assistant's turn."""
-    lines = [f"{m.get('role', 'user').capitalize()}: {m.get('content', '')}" for m in messages]
-    return "\n".join(lines) + "\nAssistant:"
-
-
-def echo_text(prompt: Prompt, continuation: str) -> tuple[str, int]:
-    """``(full_text, continuation_offset)`` for an echo scoring request.
-
-    A string prompt is used as is (the caller controls spacing); a chat prompt is
-    rendered with :func:`render_chat_text` and joined to the continuation by a space
-    unless the continuation starts with whitespace.
-    """
-    if isinstance(prompt, str):
-        return prompt + continuation, len(prompt)
-    text = render_chat_text(prompt)
-    joiner = "" if continuation[:1].isspace() else " "
-    return text + joiner + continuation, len(text)
-
-
-def logsumexp(values: Iterable[float]) -> float:
-    vals = list(values)
-    top = max(vals)
-    if math.isinf(top):
-        return top
-    return top + math.log(sum(math.exp(v - top) for v in vals))
-
-
-def _token_matches(token: str, target: str) -> bool:
-    """Whether ``token`` is how an answer that starts with ``target`` can begin."""
-    if not token:
-        return False
-    if target.startswith(token):
-        return True
-    # a token longer than the target only counts when it ends the word ("no." for "no")
-    return token.startswith(target) and not token[len(target)].isalnum()
-
-
-def estimate_first_token_logprob(
-    top: Mapping[str, float], continuation: str, penalty: float = MISSING_TOKEN_PENALTY
-) -> float:
-    """Estimate log P(answer starts with ``continuation``) from first-token alternatives.
-
-    ``top`` maps the first generated token's alternatives to their logprobs.  Tokens
-    are compared with surrounding whitespace stripped; the logprobs of all matching
-    tokens are summed (log-sum-exp), preferring case-sensitive matches and falling
-    back to case-insensitive ones.  With no match: the smallest listed logprob minus
-    ``penalty`` (an upper bound on what the unlisted token can have).
-    """
-    target = continuation.strip()
-    for fold in (False, True):
-        norm = (lambda s: s.lower()) if fold else (lambda s: s)
-        hits = [lp for tok, lp in top.items() if _token_matches(norm(tok.strip()), norm(target))]
-        if hits:
-            return logsumexp(hits)
-    floor = min(top.values()) if top else -20.0
-    return floor - penalty
-
-
-def _retry_after_s(headers: httpx.Headers) -> float | None:
-    """Seconds from ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _server_message(response: httpx.Response) -> str:
-    """The error message in an error response (OpenAI shape, FastAPI shape, or text)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:300] or response.reason_phrase
-    if isinstance(body, dict):
-        err = body.get("error", body.get("detail", body.get("message")))
-        if isinstance(err, dict):
-            err = err.get("message", err)
-        if err is not None:
-            return str(err)[:300]
-    return str(body)[:300]
 
 
 def _shape_checked(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -214,251 +112,10 @@ def _shape_checked(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitab
     return checked
 
 
-def _message_text(choice: Mapping[str, Any]) -> str:
-    """The text of a chat choice (``content`` as a string, or as a list of text parts)."""
-    message = _expect(choice.get("message") or {}, Mapping, "choices[].message")
-    content = message.get("content")
-    if content is None:
-        return ""
-    if isinstance(content, list):
-        parts = [_expect(p, Mapping, "a content part") for p in content]
-        return "".join(str(p.get("text", "")) for p in parts if p.get("type", "text") == "text")
-    return str(_expect(content, str, "choices[].message.content"))
-
-
-class MalformedResponse(ValueError):
-    """A response whose JSON does not have the shape the OpenAI API documents."""
-
-
-def _expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise MalformedResponse(f"{what} is {type(value).__name__} {str(value)[:60]!r}")
-    return value
-
-
-def _logprob(value: Any, what: str) -> float:
-    """A log-probability: a finite number <= 0 (a little above 0 is rounding)."""
-    number = float(_expect(value, (int, float), what))
-    if not math.isfinite(number) or number > 1e-3:
-        raise MalformedResponse(f"{what} is {number!r}, not a log-probability")
-    return min(number, 0.0)
-
-
-def _usage(data: Mapping[str, Any]) -> tuple[int, int]:
-    usage = data.get("usage") or {}
-    if not isinstance(usage, Mapping):
-        return 0, 0  # usage is informational: a strange one is ignored, not fatal
-    counts = []
-    for name in ("prompt_tokens", "completion_tokens"):
-        value = usage.get(name)
-        counts.append(int(value) if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 else 0)
-    return counts[0], counts[1]
-
-
-def _chat_logprobs(choice: Mapping[str, Any]) -> list[TokenLogprob]:
-    """A chat choice's token logprobs; :class:`MalformedResponse` for any shape the API does not send."""
-    logprobs = choice.get("logprobs")
-    if logprobs is None:
-        return []
-    content = _expect(logprobs, Mapping, "choices[].logprobs").get("content")
-    tokens = []
-    for item in _expect(content or [], list, "choices[].logprobs.content"):
-        item = _expect(item, Mapping, "a logprobs.content item")
-        top = {}
-        for alt in _expect(item.get("top_logprobs") or [], list, "top_logprobs"):
-            alt = _expect(alt, Mapping, "a top_logprobs item")
-            top[str(_expect(alt.get("token"), str, "top_logprobs[].token"))] = _logprob(alt.get("logprob"),
-                                                                                    "top_logprobs[].logprob")
-        tokens.append(TokenLogprob(token=str(_expect(item.get("token"), str, "logprobs.content[].token")),
-                                   logprob=_logprob(item.get("logprob"), "logprobs.content[].logprob"), top=top))
-    return tokens
-
-
-def _echo_continuation_logprob(logprobs: Mapping[str, Any], start: int, end: int) -> tuple[float, int, int]:
-    """Sum the echoed logprobs of tokens overlapping ``[start, end)`` of the echoed text.
-
-    Returns ``(logprob, continuation_tokens, prompt_tokens)``.  A token straddling
-    ``start`` belongs to the continuation; tokens at or after ``end`` (generated) are
-    ignored.  Offsets come from ``text_offset`` or, if absent, from token lengths.
-    When the server sends segments rather than tokens, the extension field
-    ``token_counts`` says how many model tokens each segment stands for.
-    """
-    tokens = [str(t) for t in _expect(logprobs.get("tokens") or [], list, "logprobs.tokens")]
-    values = [None if v is None else _logprob(v, "logprobs.token_logprobs[]")
-              for v in _expect(logprobs.get("token_logprobs") or [], list, "logprobs.token_logprobs")]
-    offsets = [int(_expect(o, int, "logprobs.text_offset[]"))
-               for o in _expect(logprobs.get("text_offset") or [], list, "logprobs.text_offset")]
-    counts = [int(_expect(c, int, "logprobs.token_counts[]"))
-              for c in _expect(logprobs.get("token_counts") or [], list, "logprobs.token_counts")]
-    if len(offsets) != len(tokens):
-        offsets, pos = [], 0
-        for tok in tokens:
-            offsets.append(pos)
-            pos += len(tok)
-    if len(counts) != len(tokens):
-        counts = [1] * len(tokens)
-    total, n_cont, n_prompt = 0.0, 0, 0
-    for tok, lp, off, count in zip(tokens, values, offsets, counts):
-        if off >= end:
-            break
-        if off + max(len(tok), 1) <= start:
-            n_prompt += int(count)
-            continue
-        total += float(lp) if lp is not None else 0.0
-        n_cont += int(count)
-    return total, n_cont, n_prompt
-
-
-# --------------------------------------------------------------------------- machinery
-
-
-class _LoopThread:
-    """A private asyncio event loop running in a daemon thread."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=self._run, args=(loop,), name=self._name, daemon=True)
-                self._loop, self._thread = loop, thread
-                thread.start()
-            return self._loop
-
-    @staticmethod
-    def _run(loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_forever()
-
-    def in_loop_thread(self) -> bool:
-        return self._thread is not None and threading.current_thread() is self._thread
-
-    def is_running_loop(self) -> bool:
-        try:
-            return asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            return False
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop())
-
-    def stop(self) -> None:
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        if thread is not threading.current_thread():
-            thread.join(timeout=5)
-            if not thread.is_alive():
-                loop.close()
-
-
-@dataclass
-class _Session:
-    """Objects bound to the private loop: the HTTP client and the concurrency limit."""
-
-    client: httpx.AsyncClient
-    semaphore: asyncio.Semaphore
-
-
-class _CircuitBreaker:
-    """Consecutive-failure breaker: closed -> open (cooldown) -> half-open (one trial)."""
-
-    def __init__(self, threshold: int, cooldown_s: float) -> None:
-        self.threshold = threshold
-        self.cooldown_s = cooldown_s
-        self.failures = 0
-        self.opened_at: float | None = None
-        self.trial_in_flight = False
-
-    @property
-    def state(self) -> str:
-        if self.opened_at is None:
-            return "closed"
-        return "open" if self.remaining_s() > 0 or self.trial_in_flight else "half_open"
-
-    def remaining_s(self) -> float:
-        if self.opened_at is None:
-            return 0.0
-        return max(0.0, self.opened_at + self.cooldown_s - time.monotonic())
-
-    def acquire(self) -> bool:
-        """Whether a call may go ahead now (claims the half-open trial if due)."""
-        if self.threshold <= 0 or self.opened_at is None:
-            return True
-        if self.remaining_s() > 0 or self.trial_in_flight:
-            return False
-        self.trial_in_flight = True
-        return True
-
-    def success(self) -> None:
-        self.failures, self.opened_at, self.trial_in_flight = 0, None, False
-
-    def failure(self) -> None:
-        self.failures += 1
-        was_trial, self.trial_in_flight = self.trial_in_flight, False
-        if self.threshold > 0 and (was_trial or self.failures >= self.threshold):
-            self.opened_at = time.monotonic()
-
-    def abandon(self) -> None:
-        """A call ended without a verdict (cancelled): free the trial slot."""
-        self.trial_in_flight = False
-
-
-class _Retryable(Exception):
-    """A failed attempt worth retrying; ``cls(message, hint)`` is raised if none is left."""
-
-    def __init__(
-        self, cls: type[BackendError], message: str, hint: str | None = None, retry_after_s: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.cls, self.message, self.hint, self.retry_after_s = cls, message, hint, retry_after_s
-
-
-class _Rejected(Exception):
-    """The server answered with a definitive error (4xx): no retry; endpoint is healthy."""
-
-    def __init__(self, error: BackendError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-async def _gather_each(aws: Sequence[Awaitable[T]]) -> list[T | BackendError]:
-    """Await all; each failure (a :class:`BackendError`, or any other exception, wrapped)
-    takes its request's place."""
-    results = await asyncio.gather(*aws, return_exceptions=True)
-    out: list[T | BackendError] = []
-    for res in results:
-        if isinstance(res, BaseException) and not isinstance(res, Exception):
-            raise res  # cancellation, KeyboardInterrupt
-        out.append(res if not isinstance(res, Exception) or isinstance(res, BackendError)
-                   else BackendError(f"{type(res).__name__}: {res}"))
-    return out
-
-
-async def _gather_fail_fast(aws: Sequence[Awaitable[T]]) -> list[T]:
-    """``asyncio.gather`` that cancels the remaining tasks when one fails."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
 # --------------------------------------------------------------------------- the backend
 
 
-class OpenAICompatBackend(Backend):
+class OpenAICompatBackend(RetryingCalls, Backend):
     """Any OpenAI-compatible ``/v1`` endpoint (see the module docstring for details).
 
     ``base_url`` defaults to the preset's (``preset`` defaults to ``"openai"`` when no
@@ -692,85 +349,6 @@ class OpenAICompatBackend(Backend):
                 f"{self.base_url}: score_mode='none' cannot score continuations",
                 hint="use score_mode='top_logprobs' or 'echo' if the server returns logprobs",
             )
-
-    # -- one HTTP call: breaker + retries ----------------------------------------------
-    async def _call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST ``payload`` to ``base_url + path`` through the breaker, with retries."""
-        if not self._breaker.acquire():
-            remaining = self._breaker.remaining_s()
-            when = f"retrying in {remaining:.1f}s" if remaining > 0 else "a trial call is in progress"
-            raise self._error(
-                EndpointUnavailable,
-                f"{self.base_url} is failing: circuit breaker open after {self._breaker.failures} "
-                f"consecutive failed calls; {when}",
-                hint="calls fail fast until then; check the server, or lower concurrency",
-            )
-        try:
-            data = await self._post_with_retries(self.base_url + path, payload)
-        except _Rejected as rejected:
-            self._breaker.success()  # the endpoint answered: it is up
-            raise rejected.error from None
-        except BackendError:
-            self._breaker.failure()
-            raise
-        except BaseException:
-            self._breaker.abandon()
-            raise
-        self._breaker.success()
-        return data
-
-    async def _post_with_retries(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
-        attempts = self.max_retries + 1
-        for attempt in range(attempts):
-            try:
-                return await self._post_once(url, payload)
-            except _Retryable as retry:
-                if attempt + 1 >= attempts:
-                    suffix = f" (after {attempts} attempts)" if attempts > 1 else ""
-                    raise self._error(retry.cls, retry.message + suffix, retry.hint) from None
-                await asyncio.sleep(self._backoff(attempt, retry.retry_after_s))
-        raise AssertionError("unreachable")
-
-    def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
-        if retry_after_s is not None:
-            return min(retry_after_s, self.max_backoff_s)
-        delay = min(self.max_backoff_s, self.backoff_s * (2**attempt))
-        return delay * self._rng.uniform(0.5, 1.0)
-
-    async def _post_once(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
-        session = self._get_session()
-        async with session.semaphore:
-            try:
-                response = await asyncio.wait_for(session.client.post(url, json=payload), self.timeout_s)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                message = f"cannot connect to {self.base_url} ({type(exc).__name__}: {exc})"
-                raise _Retryable(EndpointUnavailable, message, self._connect_hint()) from None
-            except (asyncio.TimeoutError, httpx.TimeoutException):
-                message = f"{url} did not answer within {self.timeout_s:g}s"
-                hint = "increase timeout_s, lower concurrency, or check the server's load"
-                raise _Retryable(BackendError, message, hint) from None
-            except httpx.TransportError as exc:
-                message = f"connection to {url} failed ({type(exc).__name__}: {exc})"
-                raise _Retryable(EndpointUnavailable, message, self._connect_hint()) from None
-        return self._read_response(url, response)
-
-    def _read_response(self, url: str, response: httpx.Response) -> dict[str, Any]:
-        status = response.status_code
-        if status >= 500 or status in RETRY_STATUSES:
-            hint = "rate limited: lower concurrency or wait" if status == 429 else "the server failed; see its logs"
-            message = f"{url} answered HTTP {status}: {_server_message(response)}"
-            raise _Retryable(BackendError, message, hint, _retry_after_s(response.headers))
-        if status >= 400:
-            message = f"{url} answered HTTP {status}: {_server_message(response)}"
-            raise _Rejected(self._error(BackendError, message, self._rejected_hint(status)))
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            message = f"{url} returned a body that is not a JSON object: {response.text[:120]!r}"
-            raise _Retryable(BackendError, message, "check that base_url points at an OpenAI-compatible /v1 API")
-        return data
 
     # -- generation --------------------------------------------------------------------
     def _chat_payload(self, req: GenerationRequest, n: int, seed: int | None) -> dict[str, Any]:
