@@ -17,362 +17,41 @@
   joblib file, checked before :meth:`Student.load` unpickles it); ``student:<dir>`` is a
   backend (:mod:`openautoglm.optimize.student`).
 
-numpy and scikit-learn are imported inside the functions.
+This module holds the workflow (:func:`distill`, :func:`compare_on_dev`); the
+:class:`Student` is in :mod:`.student_model` and its classifier's fit in :mod:`.student_fit`
+(their names are importable from here too).  numpy and scikit-learn are imported inside
+the functions.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from ..core.prompt import Template
 from ..embeddings import INSTALL_HINT, Embedder, get_embedder
 from ..errors import ConfigError, InputDataError, OpenAutoGLMError, TemplateError
+# TemperatureScaled must stay importable from here: students saved before the split pickled it as
+# openautoglm.optimize.distill.TemperatureScaled
+from .student_fit import C_GRID, CALIBRATION_MIN_ROWS, ISOTONIC_MIN_ROWS, TemperatureScaled
+from .student_fit import _fit_classifier  # noqa: F401 - tests import it from here
+from .student_model import FORMAT, META_FILE, MODEL_FILE, Student, _require_sklearn, render_input
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
-
     from ..core.config import StepConfig
     from ..core.pipeline import Pipeline
-    from ..core.task import Task
 
-FORMAT = "openautoglm-student"
-MODEL_FILE = "student.joblib"
-META_FILE = "student.json"
-C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-#: calibrate probabilities (sigmoid) from this many training rows on; isotonic from ISOTONIC_MIN_ROWS
-CALIBRATION_MIN_ROWS = 100
-ISOTONIC_MIN_ROWS = 1000
+__all__ = ["C_GRID", "CALIBRATION_MIN_ROWS", "FALLBACK_ROWS", "FORMAT", "ISOTONIC_MIN_ROWS", "META_FILE",
+           "MIN_ROWS_PER_LABEL", "MODEL_FILE", "DistillResult", "Student", "TemperatureScaled", "compare_on_dev",
+           "distill", "final_label_step", "render_input", "select_confident"]
+
 #: a label with fewer confident rows than this keeps its FALLBACK_ROWS most confident rows
 MIN_ROWS_PER_LABEL = 2
 FALLBACK_ROWS = 5
 
 
-def _require_sklearn() -> None:
-    import importlib.util
-
-    for module, package in (("sklearn", "scikit-learn"), ("joblib", "joblib")):
-        if importlib.util.find_spec(module) is None:
-            raise OpenAutoGLMError(f"{package} is not installed (needed by the distilled student)", hint=INSTALL_HINT)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _lookup(context: Mapping[str, Any], expr: str) -> Any:
-    value: Any = context
-    for part in expr.split("."):
-        if not (isinstance(value, Mapping) and part in value):
-            raise TemplateError(f"student input {expr!r} not found; the record has: {', '.join(sorted(context))}",
-                                hint="give the record the fields the distilled task reads")
-        value = value[part]
-    return value
-
-
-def render_input(template: str, inputs: Mapping[str, str], record: Mapping[str, Any]) -> str:
-    """Fill ``template`` from ``record``, mapping variables through ``inputs`` like a step does."""
-    context = dict(record)
-    for var, expr in inputs.items():
-        context[var] = _lookup(record, expr)
-    return Template(template, where="student template").render(context)
-
-
-class Student:
-    """A classifier distilled from a teacher: ``embedder`` + calibrated logistic regression.
-
-    scikit-learn-like: parameters in ``__init__``, :meth:`fit` learns ``classifier_``;
-    :meth:`predict` / :meth:`predict_proba` take texts, :meth:`classify` a record
-    (rendered with ``template``, as the teacher's task renders it).
-    """
-
-    def __init__(
-        self,
-        labels: Sequence[str],
-        embedder: Embedder,
-        *,
-        template: str = "{text}",
-        inputs: Mapping[str, str] | None = None,
-        verbalizers: Mapping[str, str] | None = None,
-        teacher: Mapping[str, Any] | None = None,
-        random_state: int = 0,
-    ) -> None:
-        self.labels = [str(label) for label in labels]
-        self.embedder = embedder
-        self.template = template
-        self.inputs = dict(inputs or {})
-        self.verbalizers = dict(verbalizers or {})
-        self.teacher = dict(teacher or {})
-        self.random_state = random_state
-        self.classifier_: Any = None
-        self.stats_: dict[str, Any] = {}
-        self.fingerprint_: str | None = None
-
-    @property
-    def method(self) -> str:
-        return f"student({self.embedder.name}+logreg)"
-
-    def render(self, record: Mapping[str, Any]) -> str:
-        """The text the student embeds for ``record`` (the task template filled in)."""
-        return render_input(self.template, self.inputs, record)
-
-    # -- learning ------------------------------------------------------------------------
-    def fit(self, texts: Sequence[str], y: Sequence[str]) -> "Student":
-        unknown = sorted(set(y) - set(self.labels))
-        if unknown:
-            raise OpenAutoGLMError(f"training labels {unknown} are not among the student's labels {self.labels}")
-        _require_sklearn()
-        started = time.perf_counter()
-        X = self.embedder.encode([str(t).strip() for t in texts])
-        self.classifier_, info = _fit_classifier(X, [str(v) for v in y], self.random_state)
-        counts = Counter(y)
-        self.stats_ = {
-            "train_rows": len(y),
-            "train_rows_per_label": {label: counts.get(label, 0) for label in self.labels},
-            "embedder": self.embedder.name,
-            "embedding_dim": int(X.shape[1]),
-            **info,
-            "fit_seconds": round(time.perf_counter() - started, 3),
-        }
-        self.fingerprint_ = None
-        return self
-
-    def _fitted(self) -> Any:
-        if self.classifier_ is None:
-            raise OpenAutoGLMError("the student is not trained", hint="call fit(), distill(), or Student.load(dir)")
-        return self.classifier_
-
-    # -- inference -------------------------------------------------------------------------
-    def predict_proba(self, texts: Sequence[str]) -> "np.ndarray":
-        """Calibrated probabilities, one row per text, columns in ``self.labels`` order."""
-        import numpy as np
-
-        clf = self._fitted()
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
-        if not len(texts):
-            return out
-        raw = clf.predict_proba(self.embedder.encode([str(t).strip() for t in texts]))
-        column = {label: i for i, label in enumerate(self.labels)}
-        for j, cls in enumerate(clf.classes_):
-            out[:, column[str(cls)]] = raw[:, j]
-        return out / out.sum(axis=1, keepdims=True)
-
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        probs = self.predict_proba(texts)
-        return [self.labels[i] for i in probs.argmax(axis=1)]
-
-    def classify_many(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        probs = self.predict_proba([self.render(r) for r in records])
-        return [self._result(row) for row in probs]
-
-    def classify(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """A label result like the teacher's: ``label``, ``confidence``, ``scores``, ``method``."""
-        return self.classify_many([record])[0]
-
-    def _result(self, row: Sequence[float]) -> dict[str, Any]:
-        best = max(range(len(self.labels)), key=lambda i: row[i])
-        return {
-            "label": self.labels[best],
-            "confidence": float(row[best]),
-            "scores": {label: float(p) for label, p in zip(self.labels, row)},
-            "method": self.method,
-        }
-
-    def teacher_task(self) -> "Task | None":
-        """The teacher's final task, rebuilt from the saved config (None if it does not validate)."""
-        config = self.teacher.get("task")
-        if not isinstance(config, Mapping):
-            return None
-        from ..core.task import Task
-
-        try:
-            return Task.model_validate(dict(config))
-        except Exception:  # noqa: BLE001 - an old or foreign config: callers fall back to heuristics
-            return None
-
-    # -- persistence -------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write ``student.joblib`` and ``student.json`` into ``directory``."""
-        import joblib
-        import sklearn
-
-        clf = self._fitted()
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        blob = {"format": FORMAT, "classifier": clf,
-                "embedder": None if self.embedder.name == "minilm" else self.embedder}
-        joblib.dump(blob, path / MODEL_FILE)
-        meta = {
-            "format": FORMAT,
-            "version": 1,
-            "labels": self.labels,
-            "verbalizers": self.verbalizers,
-            "embedder": self.embedder.name,
-            "method": self.method,
-            "template": self.template,
-            "inputs": self.inputs,
-            "random_state": self.random_state,
-            "teacher": self.teacher,
-            "stats": self.stats_,
-            "sklearn_version": sklearn.__version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "files": {MODEL_FILE: _sha256(path / MODEL_FILE)},
-        }
-        raw = json.dumps(meta, indent=2, ensure_ascii=False, default=str).encode("utf-8")
-        (path / META_FILE).write_bytes(raw)
-        self.fingerprint_ = hashlib.sha256(raw).hexdigest()
-        return path
-
-    @classmethod
-    def load(cls, directory: str | Path) -> "Student":
-        """Load a student written by :meth:`save`; refuses a joblib file that does not match its json."""
-        path = Path(directory)
-        meta_path, model_path = path / META_FILE, path / MODEL_FILE
-        if not meta_path.is_file():
-            raise OpenAutoGLMError(f"{path} is not a saved student (no {META_FILE})",
-                                   hint="create one with `openautoglm distill` or Student.save(dir)")
-        raw = meta_path.read_bytes()
-        try:
-            meta = json.loads(raw)
-        except ValueError as exc:
-            raise OpenAutoGLMError(f"{meta_path}: not valid JSON: {exc}") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise OpenAutoGLMError(f"{meta_path} is not an openautoglm student description")
-        expected = (meta.get("files") or {}).get(MODEL_FILE)
-        if not model_path.is_file():
-            raise OpenAutoGLMError(f"{model_path} is missing", hint="copy the whole student directory")
-        if not expected or _sha256(model_path) != expected:
-            raise OpenAutoGLMError(
-                f"{model_path} does not match the sha256 recorded in {META_FILE}; refusing to unpickle it",
-                hint="re-run distill, or copy student.json and student.joblib together",
-            )
-        _require_sklearn()
-        import joblib
-
-        blob = joblib.load(model_path)
-        embedder = blob.get("embedder") or get_embedder(meta["embedder"])
-        student = cls(meta["labels"], embedder, template=meta["template"], inputs=meta.get("inputs"),
-                      verbalizers=meta.get("verbalizers"), teacher=meta.get("teacher"),
-                      random_state=int(meta.get("random_state", 0)))
-        student.classifier_ = blob["classifier"]
-        student.stats_ = dict(meta.get("stats") or {})
-        student.fingerprint_ = hashlib.sha256(raw).hexdigest()
-        return student
-
-    def __repr__(self) -> str:
-        return f"Student(labels={self.labels}, method={self.method!r}, trained={self.classifier_ is not None})"
-
-
-def _fit_classifier(X: "np.ndarray", y: list[str], random_state: int) -> tuple[Any, dict[str, Any]]:
-    """Class-balanced multinomial LR; C by stratified CV when every label has ≥ 3 rows;
-    calibrated (sigmoid, isotonic from 1000 rows) from 100 rows on."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
-
-    counts = Counter(y)
-    if len(counts) < 2:
-        raise OpenAutoGLMError(
-            f"the student needs training rows of at least two labels; it got only {sorted(counts)}",
-            hint="lower min_confidence, or give more (and more varied) records",
-        )
-    n, folds = len(y), min(5, min(counts.values()))
-
-    def model(c: float) -> Any:  # lbfgs: multinomial for more than two classes
-        return LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
-
-    info: dict[str, Any] = {}
-    C = 1.0
-    if folds >= 3 and n >= 20:
-        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-        search = GridSearchCV(model(C), {"C": list(C_GRID)}, cv=cv, scoring="neg_log_loss").fit(X, y)
-        C = float(search.best_params_["C"])
-        info.update(c_search=f"{folds}-fold CV over {list(C_GRID)}", cv_log_loss=round(-float(search.best_score_), 4))
-    else:
-        info["c_search"] = "none (fewer than 3 rows of some label): C=1"
-    info["C"] = C
-    if n >= CALIBRATION_MIN_ROWS and folds >= 3:
-        method = "isotonic" if n >= ISOTONIC_MIN_ROWS else "sigmoid"
-        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-        clf = CalibratedClassifierCV(model(C), method=method, cv=cv).fit(X, y)
-        info["calibration"] = f"{method} ({folds}-fold CalibratedClassifierCV)"
-    elif n >= CALIBRATION_MIN_ROWS:  # many labels, some with < 3 rows: stratified folds are impossible
-        clf = TemperatureScaled.fit(model(C), X, y, random_state)
-        info["calibration"] = (f"temperature {clf.temperature:.3g} from 5-fold out-of-fold predictions "
-                               f"(some labels have fewer than 3 rows)")
-    else:
-        clf = model(C).fit(X, y)
-        info["calibration"] = f"none: plain logistic regression (fewer than {CALIBRATION_MIN_ROWS} rows)"
-    return clf, info
-
-
-class TemperatureScaled:
-    """A classifier fitted on all rows whose log-probabilities are divided by one
-    temperature, chosen to minimise the log-loss of out-of-fold predictions (plain k-fold:
-    works when some labels have too few rows for stratified folds; a label missing from a
-    fold's training part gets a floor probability there)."""
-
-    def __init__(self, estimator: Any, temperature: float) -> None:
-        self.estimator, self.temperature = estimator, temperature
-        self.classes_ = estimator.classes_
-
-    @classmethod
-    def fit(cls, estimator: Any, X: "np.ndarray", y: list[str], random_state: int) -> "TemperatureScaled":
-        import numpy as np
-        from sklearn.base import clone
-        from sklearn.model_selection import KFold
-
-        classes = sorted(set(y))
-        index = {c: i for i, c in enumerate(classes)}
-        target = np.array([index[v] for v in y])
-        oof = np.full((len(y), len(classes)), 1e-6)
-        seen = np.zeros(len(y), dtype=bool)  # the row's label was in its fold's training part
-        for train, test in KFold(n_splits=5, shuffle=True, random_state=random_state).split(X):
-            part = [y[i] for i in train]
-            known = set(part)
-            if len(known) < 2:
-                continue
-            fold = clone(estimator).fit(X[train], part)
-            oof[np.ix_(test, [index[c] for c in fold.classes_])] = np.maximum(fold.predict_proba(X[test]), 1e-6)
-            seen[test] = [y[i] in known for i in test]
-        if seen.sum() < 2:
-            return cls(clone(estimator).fit(X, y), 1.0)
-        # rows whose label a fold never saw say nothing about the temperature (their floor
-        # probability would only push it up): fit on the others
-        logp = np.log(oof / oof.sum(axis=1, keepdims=True))[seen]
-        target = target[seen]
-
-        def log_loss(t: float) -> float:
-            z = logp / t
-            z -= z.max(axis=1, keepdims=True)
-            return float(-(z[np.arange(len(target)), target] - np.log(np.exp(z).sum(axis=1))).mean())
-
-        best = min(np.geomspace(0.05, 20.0, 61), key=log_loss)
-        return cls(clone(estimator).fit(X, y), float(best))
-
-    def predict_proba(self, X: "np.ndarray") -> "np.ndarray":
-        import numpy as np
-
-        z = np.log(np.maximum(self.estimator.predict_proba(X), 1e-12)) / self.temperature
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        return p / p.sum(axis=1, keepdims=True)
-
-    def predict(self, X: "np.ndarray") -> "np.ndarray":
-        return self.estimator.predict(X)
-
-
-# -- distillation ------------------------------------------------------------------------------
 @dataclass
 class DistillResult:
     """What :func:`distill` did: the student, the rows it kept, and (with ``dev``) the comparison."""
