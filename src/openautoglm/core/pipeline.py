@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..backends.base import Backend
+from ..backends.registry import resolve_model
 from ..errors import ConfigError, OpenAutoGLMError, StopRun, TemplateError
 from .client import ModelClient
 from .config import PipelineConfig, StepConfig, load_pipeline_config, validate_pipeline_dict
@@ -147,8 +148,6 @@ class Pipeline:
         return self._store
 
     def backend_for(self, step: StepConfig) -> Backend:
-        from ..backends.registry import resolve_model
-
         task_model = step.task.model if step.task is not None else None
         return self._pool.get(resolve_model(step.model, task_model, self._backend_obj, self.config.model))
 

@@ -62,7 +62,12 @@ class Template:
         self.is_jinja = _looks_like_jinja(source)
         if not self.is_jinja:
             try:
-                self._fields = [f for _, f, _, _ in string.Formatter().parse(source) if f is not None]
+                parts = list(string.Formatter().parse(source))
+                self._fields = [f for _, f, _, _ in parts if f is not None]
+                # only bare names, no conversion or spec: str.format_map is then as safe as our
+                # reader (it reads no attribute) and renders at C speed
+                self._plain = all(f is None or (f.isidentifier() and not spec and not conv)
+                                  for _, f, spec, conv in parts)
             except ValueError as exc:
                 raise TemplateError(
                     f"{where}: cannot parse template {source!r}: {exc}",
@@ -116,6 +121,11 @@ class Template:
             )
         if self.is_jinja:
             return self._render_jinja(context, max_chars)
+        if self._plain:
+            text = self.source.format_map(context)
+            if len(text) > max_chars:
+                _RenderBudget(self.where, max_chars).check_size(len(text))
+            return text
         return _render_format(self.source, context, max_chars, self.where)
 
     def _render_jinja(self, context: Mapping[str, Any], max_chars: int) -> str:
@@ -232,6 +242,8 @@ def _render_format(source: str, context: Mapping[str, Any], max_chars: int, wher
 
 
 def _checked_spec(formatter: string.Formatter, spec: str, context: Mapping[str, Any], where: str) -> str:
+    if not spec:
+        return spec
     if "{" in spec:  # nested fields, e.g. {x:{width}}
         spec = _render_format(spec, context, MAX_FORMAT_WIDTH, where)
     for number in re.findall(r"\d+", spec):

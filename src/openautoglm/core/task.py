@@ -12,7 +12,7 @@ output kind's.  Prompt building lives here because it is a function of the task'
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, Literal, Sequence
+from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -125,11 +125,38 @@ class Task(BaseModel):
     def output_schema(self) -> OutputSchema | None:
         return OutputSchema(self.schema_) if self.schema_ is not None else None
 
-    @property
+    @cached_property
     def kind(self) -> OutputKind:
         """The output kind this task names."""
         assert self.output is not None
         return output_kind(self.output)
+
+    @cached_property
+    def _continuations(self) -> tuple[str, ...]:
+        words = self.verbalized()
+        return tuple((" " + w) if self.format == "text" else w for w in words)
+
+    # Derived values above are cached; a copy with changed fields, or a changed field, drops them
+    # (model_copy(update=...) would otherwise carry the old template, kind, retriever and heads).
+    _DERIVED: ClassVar[tuple[str, ...]] = ("template", "output_schema", "kind", "_continuations")
+
+    def _forget_derived(self) -> None:
+        for name in self._DERIVED:
+            self.__dict__.pop(name, None)
+        if self.__pydantic_private__ is not None:
+            self._retriever = None
+            self._heads = {}
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> "Task":
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy._forget_derived()
+        return copy
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in type(self).model_fields:
+            self._forget_derived()
 
     @property
     def retriever(self) -> Any:
@@ -252,8 +279,7 @@ class Task(BaseModel):
 
     def continuations(self) -> tuple[str, ...]:
         """The label words as scored after the prompt (text format: with a leading space)."""
-        words = self.verbalized()
-        return tuple((" " + w) if self.format == "text" else w for w in words)
+        return self._continuations
 
     # -- execution -------------------------------------------------------------------
     def run_many(
