@@ -328,10 +328,10 @@ def apply_bias(probs: Sequence[float], bias: Sequence[float]) -> list[float]:
     return [e / total for e in exps]
 
 
-def reask(prompt: Prompt, answer: str, errors: list[str]) -> Prompt:
+def reask(prompt: Prompt, answer: str, errors: list[str], what: str = "JSON object") -> Prompt:
     """Append the invalid answer and a correction request (validation messages only)."""
     feedback = "Your previous answer was not valid:\n- " + "\n- ".join(e[:200] for e in errors[:5])
-    feedback += "\nReply with only the corrected JSON object."
+    feedback += f"\nReply with only the corrected {what}."
     if isinstance(prompt, str):
         return f"{prompt} {answer}\n\n{feedback}\n"
     return list(prompt) + [{"role": "assistant", "content": answer}, {"role": "user", "content": feedback}]
