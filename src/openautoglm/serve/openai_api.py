@@ -43,18 +43,18 @@ Scoring through ``/v1/completions`` (the ``echo`` protocol)
     This is what :class:`~openautoglm.backends.openai_compat.OpenAICompatBackend` sends
     with ``score_mode="echo"``.  ``echo`` + ``logprobs`` with ``max_tokens: 0`` and no
     offset answers 400 (this server cannot split an arbitrary text into scored tokens).
+
+This module holds the service and the routes; the request bodies and response pieces are
+in :mod:`.openai_models`, the errors in :mod:`.openai_errors`, the server-sent events in
+:mod:`.openai_stream` (their public names are importable from here too).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import time
 import uuid
-from typing import Any, AsyncIterator, Callable, Literal, Sequence, TypeVar, Union
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 from ..backends.base import (
     Backend,
@@ -66,208 +66,26 @@ from ..backends.base import (
     ScoreResult,
     TokenLogprob,
 )
-from ..errors import BackendError, EndpointUnavailable
-from ..redact import mask_text
-from .validation import require_valid_unicode
+from .openai_errors import APIError, _backend_error, install_error_handlers
+from .openai_models import (MAX_TOP_LOGPROBS, ChatCompletionRequest, ChatMessage, CompletionRequest, Role,
+                            _chat_token, _json_schema, _legacy_logprobs, _segments, _stops, _top_entries, _usage)
+from .openai_stream import DONE_EVENT, _error_event, _include_usage, _pieces, _sse, _stream, sse_chat, sse_completions
 
 try:
     import anyio.to_thread
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, StreamingResponse
-    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from fastapi import FastAPI
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("the server needs FastAPI and uvicorn: pip install 'openautoglm[server]'") from exc
+
+__all__ = ["DEFAULT_CHAT_MAX_TOKENS", "DONE_EVENT", "MAX_TOP_LOGPROBS", "APIError", "ChatCompletionRequest",
+           "ChatMessage", "CompletionRequest", "OpenAIService", "Role", "Tracer", "UsageHook", "add_openai_routes",
+           "create_openai_app", "install_error_handlers", "sse_chat", "sse_completions"]
 
 T = TypeVar("T")
 #: receives the call records (core.client.CallRecord) of each backend call, for tracing
 Tracer = Callable[[list[Any]], None]
 
 DEFAULT_CHAT_MAX_TOKENS = 512
-MAX_TOP_LOGPROBS = 20
-
-
-# --------------------------------------------------------------------------- request models
-
-
-class _Body(BaseModel):
-    """Request bodies accept (and ignore) parameters they do not know, as OpenAI's do; text
-    that is not valid Unicode (a lone surrogate) is refused (400)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _valid_text(cls, data: Any) -> Any:
-        return require_valid_unicode(data)
-
-
-#: the message roles of OpenAI's chat API
-Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
-
-
-class ChatMessage(_Body):
-    role: Role
-    content: Union[str, list[dict[str, Any]], None] = None
-
-    def text(self) -> str:
-        if self.content is None or isinstance(self.content, str):
-            return self.content or ""
-        return "".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text")
-
-
-class ChatCompletionRequest(_Body):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16},
-        {"messages": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Hi!"}],
-         "max_tokens": 8, "stream": True, "stream_options": {"include_usage": True}},
-    ]})
-
-    model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=0)
-    max_completion_tokens: int | None = Field(default=None, ge=0)
-    temperature: float = Field(default=1.0, ge=0.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: int = Field(default=1, ge=1, le=128)
-    stop: Union[str, list[str], None] = None
-    seed: int | None = None
-    logprobs: bool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
-    response_format: dict[str, Any] | None = None
-    stream: bool = False
-
-
-class CompletionRequest(_Body):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"prompt": "Once upon a time", "max_tokens": 8},
-        {"prompt": "Is it good? Answer: yes", "continuation_offset": 19, "echo": True, "logprobs": 1,
-         "max_tokens": 1},
-    ]})
-
-    model: str | None = None
-    prompt: Union[str, list[str]]
-    max_tokens: int = Field(default=16, ge=0)
-    temperature: float = Field(default=1.0, ge=0.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: int = Field(default=1, ge=1, le=128)
-    stop: Union[str, list[str], None] = None
-    seed: int | None = None
-    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
-    echo: bool = False
-    stream: bool = False
-    continuation_offset: Union[int, list[int], None] = None
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class APIError(Exception):
-    """An error answered in OpenAI's shape."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-        param: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
-
-    def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status)
-
-
-def _backend_error(exc: Exception) -> APIError:
-    """Map a backend's exception to an API error (503 when retrying may help)."""
-    if isinstance(exc, EndpointUnavailable):
-        return APIError(503, mask_text(str(exc)), "server_error", "backend_unavailable")
-    if isinstance(exc, NotImplementedError):
-        return APIError(400, mask_text(str(exc)) or "not supported by this model", code="unsupported")
-    if isinstance(exc, BackendError):
-        return APIError(400, mask_text(str(exc)), code="backend_error")
-    return APIError(500, mask_text(f"{type(exc).__name__}: {exc}"), "server_error", "internal_error")
-
-
-# --------------------------------------------------------------------------- shaping helpers
-
-
-def _stops(stop: Union[str, list[str], None]) -> tuple[str, ...]:
-    if stop is None:
-        return ()
-    return (stop,) if isinstance(stop, str) else tuple(stop)
-
-
-def _json_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not response_format:
-        return None
-    kind = response_format.get("type", "text")
-    if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        if not isinstance(schema, dict):
-            raise APIError(400, "response_format.json_schema.schema must be an object", param="response_format")
-        return schema
-    if kind == "json_object":
-        return {"type": "object"}
-    if kind == "text":
-        return None
-    raise APIError(400, f"unsupported response_format type {kind!r}", param="response_format")
-
-
-def _top_entries(top: dict[str, float], k: int) -> list[tuple[str, float]]:
-    return sorted(top.items(), key=lambda kv: kv[1], reverse=True)[:k]
-
-
-def _chat_token(token: str, logprob: float, top: list[tuple[str, float]]) -> dict[str, Any]:
-    def entry(t: str, lp: float) -> dict[str, Any]:
-        return {"token": t, "logprob": lp, "bytes": list(t.encode("utf-8"))}
-
-    return {**entry(token, logprob), "top_logprobs": [entry(t, lp) for t, lp in top]}
-
-
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
-
-
-def _segments(
-    texts: list[str], logprobs: list[float | None], offsets: list[int], counts: list[int]
-) -> dict[str, Any]:
-    """Completions-style logprobs over text segments (see the module docstring)."""
-    return {
-        "tokens": texts,
-        "token_logprobs": logprobs,
-        "top_logprobs": [None if lp is None else {t: lp} for t, lp in zip(texts, logprobs)],
-        "text_offset": offsets,
-        "token_counts": counts,
-    }
-
-
-def _legacy_logprobs(tokens: Sequence[TokenLogprob], k: int, head: str = "") -> dict[str, Any]:
-    """Completions-style logprobs; ``head`` (echoed prompt) is one segment with a null logprob."""
-    out: dict[str, list[Any]] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
-    if head:
-        out["tokens"].append(head)
-        out["token_logprobs"].append(None)
-        out["top_logprobs"].append(None)
-        out["text_offset"].append(0)
-    pos = len(head)
-    for t in tokens:
-        out["tokens"].append(t.token)
-        out["token_logprobs"].append(t.logprob)
-        out["top_logprobs"].append(dict(_top_entries(t.top, k)))
-        out["text_offset"].append(pos)
-        pos += len(t.token)
-    return out
-
-
-# --------------------------------------------------------------------------- the service
 
 
 class OpenAIService:
@@ -616,115 +434,6 @@ class OpenAIService:
             _legacy_logprobs([TokenLogprob(text, lp, {text: lp})], k, head)
             for text, lp in zip(comp.texts, scores)
         ]
-
-
-# --------------------------------------------------------------------------- errors handlers
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Answer every error in OpenAI's error shape."""
-
-    @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return exc.response()
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {}
-        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        message = f"{param or 'body'}: {str(first.get('msg', 'invalid request')).removeprefix('Value error, ')}"
-        return APIError(400, message, param=param).response()
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        return APIError(exc.status_code, str(exc.detail), kind).response()
-
-
-# --------------------------------------------------------------------------- streaming
-
-_PIECE = re.compile(r"\s*\S+|\s+")
-
-
-def _pieces(text: str, tokens: list[dict[str, Any]] | None) -> list[tuple[str, dict[str, Any] | None]]:
-    """Split a finished text into stream chunks: the model's tokens when known, else words."""
-    if tokens and "".join(t["token"] for t in tokens) == text:
-        return [(t["token"], t) for t in tokens]
-    return [(p, None) for p in _PIECE.findall(text)]
-
-
-def _sse(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-async def sse_chat(resp: dict[str, Any], include_usage: bool = False) -> AsyncIterator[str]:
-    """A finished chat completion as ``chat.completion.chunk`` server-sent events."""
-    head = {"id": resp["id"], "object": "chat.completion.chunk", "created": resp["created"], "model": resp["model"]}
-    for choice in resp["choices"]:
-        i = choice["index"]
-        yield _sse({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
-                                         "logprobs": None, "finish_reason": None}]})
-        tokens = (choice.get("logprobs") or {}).get("content")
-        for piece, token in _pieces(choice["message"]["content"] or "", tokens):
-            yield _sse({**head, "choices": [{"index": i, "delta": {"content": piece},
-                                             "logprobs": {"content": [token]} if token else None,
-                                             "finish_reason": None}]})
-        yield _sse({**head, "choices": [{"index": i, "delta": {}, "logprobs": None,
-                                         "finish_reason": choice["finish_reason"]}]})
-    if include_usage:
-        yield _sse({**head, "choices": [], "usage": resp["usage"]})
-    yield "data: [DONE]\n\n"
-
-
-async def sse_completions(resp: dict[str, Any], include_usage: bool = False) -> AsyncIterator[str]:
-    """A finished text completion as streamed ``text_completion`` events."""
-    head = {"id": resp["id"], "object": "text_completion", "created": resp["created"], "model": resp["model"]}
-    for choice in resp["choices"]:
-        for piece, _ in _pieces(choice["text"], None):
-            yield _sse({**head, "choices": [{"index": choice["index"], "text": piece, "logprobs": None,
-                                             "finish_reason": None}]})
-        yield _sse({**head, "choices": [{"index": choice["index"], "text": "", "logprobs": choice["logprobs"],
-                                         "finish_reason": choice["finish_reason"]}]})
-    if include_usage:
-        yield _sse({**head, "choices": [], "usage": resp["usage"]})
-    yield "data: [DONE]\n\n"
-
-
-def _error_event(exc: APIError) -> str:
-    """An error after a stream has started: OpenAI's error shape as an event, then the end."""
-    body = {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
-    return _sse(body) + "data: [DONE]\n\n"
-
-
-def _include_usage(req: _Body) -> bool:
-    options = getattr(req, "stream_options", None)
-    return isinstance(options, dict) and bool(options.get("include_usage"))
-
-
-DONE_EVENT = "data: [DONE]\n\n"
-
-
-async def _always_ended(events: AsyncIterator[str]) -> AsyncIterator[bytes]:
-    """``events`` as UTF-8, ending with ``[DONE]`` whatever happens: an unexpected error becomes
-    an error event, and text that cannot be encoded is replaced rather than breaking the stream."""
-    done = False
-    try:
-        async for event in events:
-            done = done or event.endswith(DONE_EVENT)
-            yield event.encode("utf-8", "replace")
-    except Exception as exc:  # noqa: BLE001 - the client must still see the stream end
-        if not done:
-            error = exc if isinstance(exc, APIError) else _backend_error(exc)
-            yield _error_event(error).encode("utf-8", "replace")
-
-
-def _stream(events: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(_always_ended(events), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-# --------------------------------------------------------------------------- the app
 
 
 UsageHook = Callable[[str, dict[str, int]], None]
