@@ -269,16 +269,20 @@ def _refuse_forbidden(node: "_exp.Func", read: str) -> None:
     if qualifier and qualifier not in _BUILTIN_SCHEMAS.get(read, ()):
         raise UnsafeQueryError(f"function {shown}() is not allowed: only built-in functions may be called",
                                hint="call the function without a schema or object prefix")
-    if name in FORBIDDEN_FUNCTIONS:
+    if name.lower() in FORBIDDEN_FUNCTIONS:
         raise UnsafeQueryError(f"function {shown}() is not allowed (it acts outside the database)",
                                hint="use only functions that compute on the query's rows")
 
 
 def _refuse_unlisted(node: "_exp.Func", read: str) -> None:
-    """Refuse a call that is not on the dialect's allow-list."""
+    """Refuse a call that is not on the dialect's allow-list, or whose name is quoted
+    (sqlglot regenerates a quoted name upper-cased: it would not be the name checked)."""
     from sqlglot import exp
 
     if isinstance(node, (exp.Anonymous, exp.AnonymousAggFunc)):
+        if isinstance(node.this, exp.Identifier) and node.this.quoted:
+            raise UnsafeQueryError(f'quoted function name "{node.this.this}" is not allowed',
+                                   hint="write function names without quotes")
         allowed = function_name(node, read) in allowed_functions(read)
     else:
         allowed = _is_safe_class(type(node))
