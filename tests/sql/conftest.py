@@ -9,8 +9,11 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -61,13 +64,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running throwaway server: ``url`` of the shop database (as the superuser that
+    created it, so checks can look behind the read-only layer) and ``root``, a folder
+    the server process can read."""
+
+    url: str
+    root: Path
+
+
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """A throwaway PostgreSQL server on 127.0.0.1 with the shop tables; yields its URL."""
+def postgres_url(postgres_server: PostgresServer) -> str:
+    return postgres_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server on 127.0.0.1 with the shop tables.
+
+    Its data folder is not under pytest's tmp_path: pytest sessions started meanwhile
+    (other test runs on the machine) delete all but the newest three of those, and a
+    server whose data folder disappears shuts down mid-run."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         pytest.skip("PostgreSQL server binaries not found (run scripts/system-deps.sh)")
-    root = tmp_path_factory.mktemp("pg")
+    root = Path(tempfile.mkdtemp(prefix="openautoglm-pg-"))
     data, sock = root / "data", root / "sock"
     sock.mkdir()
     as_user: list[str] = []
@@ -75,8 +97,6 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-u
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(root, "postgres")
         shutil.chown(sock, "postgres")
-        os.chmod(root.parent, 0o755)
-        os.chmod(root.parent.parent, 0o755)
     port = _free_port()
     subprocess.run([*as_user, initdb, "-D", str(data), "-U", "owner", "--auth=trust", "-E", "UTF8"],
                    check=True, capture_output=True)
@@ -97,10 +117,12 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-u
                     "price DOUBLE PRECISION)")
         con.execute("CREATE TABLE sales (id INTEGER PRIMARY KEY, product_id INTEGER REFERENCES products(id), "
                     "year INTEGER, amount DOUBLE PRECISION)")
+        con.execute("CREATE SEQUENCE order_numbers")  # nextval() is a write that a rollback does not undo
         with con.cursor() as cur:
             cur.executemany("INSERT INTO products VALUES (%s,%s,%s,%s)", PRODUCTS)
             cur.executemany("INSERT INTO sales VALUES (%s,%s,%s,%s)", SALES)
     try:
-        yield f"postgresql://owner@127.0.0.1:{port}/shop"
+        yield PostgresServer(f"postgresql://owner@127.0.0.1:{port}/shop", root)
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
