@@ -103,7 +103,7 @@ def test_cli_ask_and_eval(shop_db: Path, spider_dir: Path, tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     report = json.loads((out / "report.json").read_text())
     assert report[0]["summary"]["by_hardness"]["all"]["n"] == 2
-    assert (out / "report.html").read_text().startswith("<!doctype html>")
+    assert (out / "report.html").read_text().lower().startswith("<!doctype html>")
 
 
 def test_sampled_candidates_are_reproducible(local_model, shop_db: Path) -> None:  # type: ignore[no-untyped-def]
