@@ -105,3 +105,23 @@ def test_duckdb_read_only_and_no_file_access(tmp_path: Path) -> None:
         with pytest.raises(DatabaseError):
             db.execute("SELECT * FROM '/etc/passwd'", checked=False)
         assert db.execute("SELECT count(*) FROM products").rows == [(2,)]
+
+
+def test_duckdb_schema_with_keys(tmp_path) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    pytest.importorskip("duckdb_engine")
+    from openautoglm.sql.database import Database
+
+    path = tmp_path / "shop.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE products (id INTEGER PRIMARY KEY, name VARCHAR NOT NULL)")
+    con.execute("CREATE TABLE sales (id INTEGER PRIMARY KEY, product_id INTEGER REFERENCES products(id), amount DOUBLE)")
+    con.execute("INSERT INTO products VALUES (1, 'Laptop'), (2, 'Desk')")
+    con.close()
+    schema = Database(f"duckdb:///{path}").schema()
+    sales = next(t for t in schema.tables if t.name == "sales")
+    assert [c.name for c in sales.columns] == ["id", "product_id", "amount"]
+    assert [c.name for c in sales.columns if c.primary_key] == ["id"]
+    assert [(fk.column, fk.ref_table, fk.ref_column) for fk in sales.foreign_keys] == [("product_id", "products", "id")]
+    products = next(t for t in schema.tables if t.name == "products")
+    assert sorted(products.columns[1].samples) == ["Desk", "Laptop"]

@@ -113,6 +113,12 @@ def introspect(db: "Database", *, sample_values: int = 3) -> Schema:
 
     from sqlalchemy import exc, inspect
 
+    if db.dialect == "duckdb":
+        tables = _duckdb_tables(db.engine)
+        schema = Schema(tables, db.dialect)
+        if sample_values:
+            _add_samples(db, schema, sample_values)
+        return schema
     insp = inspect(db.engine)
     tables = []
     with warnings.catch_warnings():  # SQLite files with sloppy FOREIGN KEY clauses (Spider's) warn per table
@@ -133,6 +139,30 @@ def _read_table(insp: Any, name: str) -> Table:
         for col, ref in zip(fk.get("constrained_columns") or [], fk.get("referred_columns") or []):
             fks.append(ForeignKey(col, fk.get("referred_table") or "", ref))
     return Table(name, cols, fks)
+
+
+def _duckdb_tables(engine: Any) -> list[Table]:
+    """Tables of a DuckDB database from its own catalog functions.  SQLAlchemy's reflection
+    through duckdb_engine queries PostgreSQL's pg_catalog with casts DuckDB lacks (REGCLASS:
+    broken with duckdb 1.5/2.0, duckdb_engine 0.17, SQLAlchemy 2.0/2.1)."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        names = [r[0] for r in conn.execute(text(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT internal ORDER BY table_name"))]
+        columns = conn.execute(text("SELECT table_name, column_name, data_type FROM duckdb_columns()"
+                                    " WHERE schema_name = 'main' ORDER BY table_name, column_index")).fetchall()
+        keys = conn.execute(text("SELECT table_name, constraint_type, constraint_column_names, referenced_table,"
+                                 " referenced_column_names FROM duckdb_constraints() WHERE schema_name = 'main'"
+                                 " AND constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY')")).fetchall()
+    pk = {(t, c) for t, kind, cols, _, _ in keys if kind == "PRIMARY KEY" for c in cols}
+    tables = []
+    for name in names:
+        cols = [Column(c, str(kind), (name, c) in pk) for t, c, kind in columns if t == name]
+        fks = [ForeignKey(col, ref_table or "", ref) for t, kind, cols_, ref_table, refs in keys
+               if t == name and kind == "FOREIGN KEY" for col, ref in zip(cols_, refs)]
+        tables.append(Table(name, cols, fks))
+    return tables
 
 
 def _type_name(sa_type: Any) -> str:
