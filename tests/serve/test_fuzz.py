@@ -24,10 +24,10 @@ MUST_ANSWER = ("POST /api/try", "POST /api/validate", "POST /v1/chat/completions
                "GET /api/pipelines", "GET /healthz")
 
 
-def _fuzzed(tmp_path: Path, backend: Any, max_examples: int, adjust: Any = None) -> FuzzReport:
+def _fuzzed(tmp_path: Path, backend: Any, max_examples: int, adjust: Any = None, **options: Any) -> FuzzReport:
     (tmp_path / "pipelines").mkdir()
     (tmp_path / "pipelines" / "sentiment.yaml").write_text(SENTIMENT_YAML, encoding="utf-8")
-    app = make_app(tmp_path, backend=backend)
+    app = make_app(tmp_path, backend=backend, **options)
     try:
         return fuzz_app(app, max_examples, adjust=adjust)
     finally:
@@ -57,7 +57,9 @@ def test_openapi_fuzz_on_the_local_model_gives_no_server_errors(tmp_path: Path) 
     def adjust(body: Any) -> Any:
         return cheap_body(body, context=backend.max_context)
 
-    _check(_fuzzed(tmp_path, backend, LOCAL_EXAMPLES, adjust))
+    # answers are capped (--max-tokens) so that a generated YAML asking for thousands of tokens
+    # cannot keep the real model busy past the client's deadline on a loaded machine
+    _check(_fuzzed(tmp_path, backend, LOCAL_EXAMPLES, adjust, max_tokens=16))
 
 
 def test_out_of_range_ids_are_client_errors(tmp_path: Path) -> None:

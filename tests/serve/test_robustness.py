@@ -127,3 +127,20 @@ def test_fuzz_helpers_flag_what_they_should() -> None:
     cheap = cheap_body({"messages": [], "n": 100, "max_tokens": 5000}, context=8192)
     assert cheap == {"messages": [], "n": 2, "max_tokens": 8}
     assert cheap_body({"prompt": "x", "max_tokens": 10**9}, context=8192)["max_tokens"] == 10**9  # must be refused
+
+
+def test_the_operators_answer_length_cap_holds_on_every_route(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from .conftest import TEST_HOST, make_app
+
+    yaml_text = "name: p\ntask:\n  template: 'Say {text}'\n  max_tokens: 64\n"
+    with TestClient(make_app(tmp_path, max_tokens=16), base_url=f"http://{TEST_HOST}") as client:
+        chat = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
+                                                          "max_tokens": 64})
+        assert chat.status_code == 400 and "this server allows (16)" in chat.json()["error"]["message"]
+        ok = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
+                                                        "max_tokens": 16})
+        assert ok.status_code == 200
+        tried = client.post("/api/try", json={"yaml": yaml_text, "inputs": {"text": "hello"}})
+        assert "this server allows (16)" in tried.text and tried.status_code < 500

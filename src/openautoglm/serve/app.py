@@ -67,6 +67,9 @@ class ServerConfig:
     max_body_bytes: int = 10 * 1024 * 1024
     #: origins allowed by CORS (empty: CORS off)
     cors_origins: list[str] = field(default_factory=list)
+    #: the longest answer (tokens) one request may ask for; None: whatever the model's context
+    #: holds.  A cheap guard against requests that keep the model busy for minutes.
+    max_tokens: int | None = None
     micro_batching: bool = True
     batch_window_ms: float = 8.0
     max_batch: int = 32
@@ -159,12 +162,12 @@ def build_state(config: ServerConfig, backend: Backend | None = None) -> ServerS
         metrics.observe("batch_duration_seconds", seconds, {"kind": kind})
 
     batcher = BatchingBackend(inner, window_ms=config.batch_window_ms, max_batch=config.max_batch,
-                              enabled=config.micro_batching, on_batch=on_batch)
+                              enabled=config.micro_batching, on_batch=on_batch, max_tokens=config.max_tokens)
     store = ServerStore(store_path)
     registry = PipelineRegistry(config.pipelines_dir or home / "pipelines", batcher, allowed_calls=config.allow_calls)
     jobs = JobManager(store, registry, home, chunk_size=config.job_chunk_size)
     model_name = mask_text(model) if isinstance(model, str) else "local"
-    service = OpenAIService(batcher, model_name, config.max_concurrency, streaming=True,
+    service = OpenAIService(batcher, model_name, config.max_concurrency, streaming=True, max_tokens=config.max_tokens,
                             tracer=store.trace if config.trace else None)
     metrics.gauge("queue_depth", "Requests waiting for or inside the current backend call",
                   lambda: batcher.queue_depth)

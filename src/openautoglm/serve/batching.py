@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 
 from ..backends.base import Backend, Completion, GenerationRequest, ScoreRequest, ScoreResult
 from ..backends.delegate import DelegatingBackend
+from ..errors import BackendError
 
 #: called after each backend call: (kind, number of requests, seconds)
 BatchHook = Callable[[str, int, float], None]
@@ -54,8 +55,10 @@ class BatchingBackend(DelegatingBackend):
         max_batch: int = 32,
         enabled: bool = True,
         on_batch: BatchHook | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         super().__init__(inner)
+        self.max_tokens = max_tokens
         self.window_s = max(0.0, window_ms) / 1000.0
         self.max_batch = max(1, max_batch)
         self.enabled = enabled
@@ -78,6 +81,14 @@ class BatchingBackend(DelegatingBackend):
         if not self.inner.can_score:
             return self.inner.score_batch(requests)  # raises the backend's own "cannot score"
         return self._submit("score", list(requests))
+
+    def check_request(self, request: GenerationRequest | ScoreRequest) -> None:
+        """The wrapped backend's checks, and the server's answer-length limit (a pipeline record
+        asking for more fails alone with the reason)."""
+        super().check_request(request)
+        if self.max_tokens is not None and isinstance(request, GenerationRequest) and request.max_tokens > self.max_tokens:
+            raise BackendError(f"max_tokens = {request.max_tokens} is more than this server allows ({self.max_tokens})",
+                               hint="lower the task's max_tokens")
 
     def describe(self) -> dict[str, Any]:
         return {**self.inner.describe(), "micro_batching": self.enabled, "window_ms": self.window_s * 1000,

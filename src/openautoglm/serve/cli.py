@@ -40,6 +40,9 @@ def register(app: typer.Typer) -> None:
         auth: str = typer.Option("auto", help="auto (keys required beyond loopback or with --api-key), on, off"),
         rate_limit: float = typer.Option(600.0, help="requests per minute per API key (0: unlimited)"),
         max_body_mb: float = typer.Option(10.0, help="largest request body in MiB"),
+        max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1,
+                                                 help="longest answer one request may ask for (tokens; default: "
+                                                      "what the model's context holds)"),
         cors_origin: List[str] = typer.Option([], "--cors-origin", help="allow this browser origin (CORS is off by default)"),
         allow_call: List[str] = typer.Option(
             [], "--allow-call", metavar="MODULE:FUNCTION",
@@ -65,7 +68,7 @@ def register(app: typer.Typer) -> None:
         config = ServerConfig(
             model=model, store=store, pipelines_dir=pipelines, host=host, port=port, allowed_hosts=list(allowed_host),
             allow_calls=list(allow_call), api_keys=list(api_key), auth=auth,
-            rate_per_min=rate_limit or None, max_body_bytes=int(max_body_mb * 1024 * 1024),
+            rate_per_min=rate_limit or None, max_body_bytes=int(max_body_mb * 1024 * 1024), max_tokens=max_tokens,
             cors_origins=list(cors_origin), micro_batching=not no_batching, batch_window_ms=batch_window_ms,
             max_batch=max_batch,
         )

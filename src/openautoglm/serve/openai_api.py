@@ -95,8 +95,9 @@ class OpenAIService:
     """
 
     def __init__(self, backend: Backend, model_name: str, max_concurrency: int = 1, *,
-                 streaming: bool = False, tracer: Tracer | None = None) -> None:
+                 streaming: bool = False, tracer: Tracer | None = None, max_tokens: int | None = None) -> None:
         self.backend = backend
+        self.max_tokens = max_tokens
         self.model_name = model_name
         self.max_concurrency = max(1, max_concurrency)
         self.streaming = streaming
@@ -145,7 +146,13 @@ class OpenAIService:
             )
 
     def check_max_tokens(self, max_tokens: int, param: str = "max_tokens") -> None:
-        """Refuse an answer length the model's context cannot hold, whatever the prompt."""
+        """Refuse an answer length the model's context cannot hold, whatever the prompt, or
+        longer than the operator's ``--max-tokens``."""
+        if self.max_tokens is not None and max_tokens > self.max_tokens:
+            raise APIError(
+                400, f"{param} = {max_tokens} is more than this server allows ({self.max_tokens}); ask for fewer tokens",
+                param=param, code="max_tokens_too_large",
+            )
         context = self.backend.max_context
         if max_tokens > context:
             raise APIError(
