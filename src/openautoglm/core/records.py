@@ -256,7 +256,7 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
         frame = pd.read_parquet(path)
     except ImportError as exc:
         raise InputDataError(f"{path}: reading Parquet needs pandas with pyarrow ({exc})",
-                             hint="pip install pyarrow, or convert the file to CSV/JSONL") from None
+                             hint="pip install 'openautoglm[data]' (pandas and pyarrow), or convert the file to CSV/JSONL") from None
     return frame.to_dict(orient="records")
 
 
