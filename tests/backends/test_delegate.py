@@ -25,6 +25,7 @@ class Unusual(FakeBackend):
     feature_poolings = ("mean", "last")
     num_layers = 7
     reads_fields = True
+    constraints = frozenset({"choice"})
 
 
 def _wrappers(inner: Backend) -> list[Backend]:

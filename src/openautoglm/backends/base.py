@@ -34,9 +34,60 @@ def prompt_chars(prompt: Prompt) -> int:
     return sum(len(str(m.get("content", ""))) for m in prompt)
 
 
+#: the kinds of constraint a backend may enforce while decoding
+CONSTRAINT_KINDS = ("json_schema", "regex", "choice", "grammar")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What the generated text must match, enforced token by token by backends that can
+    (``Backend.constraints`` lists the kinds), so even a small model cannot leave it.
+
+    ``kind``: ``"json_schema"`` (``value``: a JSON Schema dict), ``"regex"`` (a pattern the
+    whole answer matches), ``"choice"`` (a tuple of allowed answers) or ``"grammar"`` (a
+    context-free grammar in Lark syntax, as llguidance reads it; ``start`` is the rule).
+    """
+
+    kind: str
+    value: Any
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONSTRAINT_KINDS:
+            raise ValueError(f"unknown constraint kind {self.kind!r}; use one of {', '.join(CONSTRAINT_KINDS)}")
+        if self.kind == "choice":
+            object.__setattr__(self, "value", tuple(str(v) for v in self.value))
+
+    @classmethod
+    def json(cls, schema: dict[str, Any]) -> "Constraint":
+        return cls("json_schema", schema)
+
+    @classmethod
+    def regex(cls, pattern: str) -> "Constraint":
+        return cls("regex", pattern)
+
+    @classmethod
+    def choice(cls, options: Sequence[str]) -> "Constraint":
+        return cls("choice", tuple(options))
+
+    @classmethod
+    def grammar(cls, lark: str) -> "Constraint":
+        return cls("grammar", lark)
+
+    def cache_payload(self) -> dict[str, Any]:
+        return {"kind": self.kind, "value": list(self.value) if self.kind == "choice" else self.value}
+
+    def __hash__(self) -> int:
+        return hash((self.kind, json.dumps(self.cache_payload()["value"], sort_keys=True, default=str)))
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One prompt to complete.  ``prompt`` is plain text or a list of chat messages."""
+    """One prompt to complete.  ``prompt`` is plain text or a list of chat messages.
+
+    ``constraint`` restricts what may be generated (backends without that capability ignore
+    it; callers validate the answer either way).  ``json_schema`` is the older spelling of
+    ``constraint=Constraint.json(schema)`` and is kept for callers that use it.
+    """
 
     prompt: Prompt
     max_tokens: int = 256
@@ -53,10 +104,17 @@ class GenerationRequest:
     #: the record's fields the prompt was built from, for backends that read them instead of
     #: the prompt (``reads_fields``: a distilled student); others ignore them
     fields: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    constraint: Constraint | None = None
+
+    def __post_init__(self) -> None:
+        if self.constraint is None and self.json_schema is not None:
+            object.__setattr__(self, "constraint", Constraint.json(self.json_schema))
+        elif self.json_schema is None and self.constraint is not None and self.constraint.kind == "json_schema":
+            object.__setattr__(self, "json_schema", self.constraint.value)
 
     def cache_payload(self) -> dict[str, Any]:
         """The fields that determine the response (used for the cache key)."""
-        return {
+        payload = {
             "prompt": self.prompt,
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
@@ -67,6 +125,9 @@ class GenerationRequest:
             "logprobs": self.logprobs,
             "seed": self.seed,
         }
+        if self.constraint is not None and self.constraint.kind != "json_schema":
+            payload["constraint"] = self.constraint.cache_payload()
+        return payload
 
 
 @dataclass
@@ -172,6 +233,8 @@ class Backend:
     can_score: bool = False
     score_method: str = "logprob"  # how scores arise; a Task reports it as the confidence method
     supports_json_schema: bool = False
+    #: constraint kinds enforced while decoding (see :class:`Constraint`); empty: none
+    constraints: frozenset[str] = frozenset()
     max_context: int = 2048
     #: whether identical temperature-0 requests give identical answers (cacheable)
     deterministic: bool = True
