@@ -70,6 +70,9 @@ class ServerConfig:
     #: the longest answer (tokens) one request may ask for; None: whatever the model's context
     #: holds.  A cheap guard against requests that keep the model busy for minutes.
     max_tokens: int | None = None
+    #: the most alternatives per token the OpenAI routes return (None: what is asked, up to 20);
+    #: a server that lists only its top few, as some hosted APIs do
+    max_top_logprobs: int | None = None
     micro_batching: bool = True
     batch_window_ms: float = 8.0
     max_batch: int = 32
@@ -168,7 +171,7 @@ def build_state(config: ServerConfig, backend: Backend | None = None) -> ServerS
     jobs = JobManager(store, registry, home, chunk_size=config.job_chunk_size)
     model_name = mask_text(model) if isinstance(model, str) else "local"
     service = OpenAIService(batcher, model_name, config.max_concurrency, streaming=True, max_tokens=config.max_tokens,
-                            tracer=store.trace if config.trace else None)
+                            tracer=store.trace if config.trace else None, max_top_logprobs=config.max_top_logprobs)
     metrics.gauge("queue_depth", "Requests waiting for or inside the current backend call",
                   lambda: batcher.queue_depth)
     metrics.gauge("jobs_active", "Background runs queued or running", lambda: jobs.running)

@@ -43,6 +43,10 @@ def register(app: typer.Typer) -> None:
         max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1,
                                                  help="longest answer one request may ask for (tokens; default: "
                                                       "what the model's context holds)"),
+        max_top_logprobs: Optional[int] = typer.Option(
+            None, "--max-top-logprobs", min=0, envvar="OPENAUTOGLM_MAX_TOP_LOGPROBS",
+            help="return at most this many alternatives per token from the OpenAI routes (default: what is "
+                 "asked, up to 20), as an endpoint that lists only its top few does"),
         cors_origin: List[str] = typer.Option([], "--cors-origin", help="allow this browser origin (CORS is off by default)"),
         allow_call: List[str] = typer.Option(
             [], "--allow-call", metavar="MODULE:FUNCTION",
@@ -69,6 +73,7 @@ def register(app: typer.Typer) -> None:
             model=model, store=store, pipelines_dir=pipelines, host=host, port=port, allowed_hosts=list(allowed_host),
             allow_calls=list(allow_call), api_keys=list(api_key), auth=auth,
             rate_per_min=rate_limit or None, max_body_bytes=int(max_body_mb * 1024 * 1024), max_tokens=max_tokens,
+            max_top_logprobs=max_top_logprobs,
             cors_origins=list(cors_origin), micro_batching=not no_batching, batch_window_ms=batch_window_ms,
             max_batch=max_batch,
         )

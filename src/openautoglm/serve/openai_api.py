@@ -18,11 +18,19 @@ error after the stream has started arrives as a ``data: {"error": ...}`` event.
 Requests naming another model than ``model_name`` (or the backend's own model name)
 answer 404.  Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
 
+Structured output
+    ``response_format`` (``json_object``, ``json_schema``) and vLLM's ``guided_json`` /
+    ``guided_regex`` / ``guided_choice`` / ``guided_grammar`` or ``structured_outputs``
+    reach the backend as a :class:`~openautoglm.backends.base.Constraint`, streamed or not.
+    A kind the backend does not enforce while decoding (``Backend.constraints``) answers 400
+    ``unsupported_constraint``; a malformed schema answers 400 naming its path.
+
 Logprobs
     ``logprobs`` (chat) / ``logprobs: k`` (completions) return the backend's token
-    logprobs when its ``generate`` provides them.  Otherwise, if the backend can score,
-    each choice gets a single entry: its whole text and the backend's log-probability
-    of it.  Otherwise ``logprobs`` is ``null``.
+    logprobs when its ``generate`` provides them (at most ``max_top_logprobs``
+    alternatives each, when set).  Otherwise, if the backend can score, each choice gets a
+    single entry: its whole text and the backend's log-probability of it.  Otherwise
+    ``logprobs`` is ``null``.
 
 Scoring through ``/v1/completions`` (the ``echo`` protocol)
     A backend scores a continuation given a prompt; it has no per-token logprobs of an
@@ -56,19 +64,12 @@ import time
 import uuid
 from typing import Any, AsyncIterator, Callable, TypeVar
 
-from ..backends.base import (
-    Backend,
-    Completion,
-    GenerationRequest,
-    Message,
-    Prompt,
-    ScoreRequest,
-    ScoreResult,
-    TokenLogprob,
-)
+from ..backends.base import (Backend, Completion, Constraint, GenerationRequest, Message, Prompt, ScoreRequest,
+                             ScoreResult, TokenLogprob)
 from .openai_errors import APIError, _backend_error, install_error_handlers
-from .openai_models import (MAX_TOP_LOGPROBS, ChatCompletionRequest, ChatMessage, CompletionRequest, Role,
-                            _chat_token, _json_schema, _legacy_logprobs, _segments, _stops, _top_entries, _usage)
+from .openai_models import (MAX_TOP_LOGPROBS, ChatCompletionRequest, ChatMessage, CompletionRequest, Role, _chat_token,
+                            _Guided, _legacy_logprobs, _offsets, _segments, _stops, _top_entries, _usage,
+                            enforced_constraint)
 from .openai_stream import DONE_EVENT, _error_event, _include_usage, _pieces, _sse, _stream, sse_chat, sse_completions
 
 try:
@@ -95,36 +96,34 @@ class OpenAIService:
     """
 
     def __init__(self, backend: Backend, model_name: str, max_concurrency: int = 1, *,
-                 streaming: bool = False, tracer: Tracer | None = None, max_tokens: int | None = None) -> None:
+                 streaming: bool = False, tracer: Tracer | None = None, max_tokens: int | None = None,
+                 max_top_logprobs: int | None = None) -> None:
         self.backend = backend
         self.max_tokens = max_tokens
+        #: the most alternatives per token this server returns, whatever a request asks for
+        self.max_top_logprobs = max_top_logprobs
         self.model_name = model_name
         self.max_concurrency = max(1, max_concurrency)
         self.streaming = streaming
         self.tracer = tracer
         self._limiter: anyio.CapacityLimiter | None = None
 
-    def _generate(self, requests: list[GenerationRequest], endpoint: str) -> list[Completion]:
+    def _traced(self, kind: str, requests: list[Any], endpoint: str) -> list[Any]:
         if self.tracer is None:
-            return self.backend.generate(requests)
+            return self.backend.generate(requests) if kind == "generate" else self.backend.score_batch(requests)
         from ..core.client import ModelClient
 
         client = ModelClient(self.backend, trace=True)
         try:
-            return client.generate(requests, step=endpoint)
+            return (client.generate if kind == "generate" else client.score)(requests, step=endpoint)
         finally:
             self.tracer(client.drain()[0])
+
+    def _generate(self, requests: list[GenerationRequest], endpoint: str) -> list[Completion]:
+        return self._traced("generate", requests, endpoint)
 
     def _score(self, requests: list[ScoreRequest], endpoint: str) -> list[ScoreResult]:
-        if self.tracer is None:
-            return self.backend.score_batch(requests)
-        from ..core.client import ModelClient
-
-        client = ModelClient(self.backend, trace=True)
-        try:
-            return client.score(requests, step=endpoint)
-        finally:
-            self.tracer(client.drain()[0])
+        return self._traced("score", requests, endpoint)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._limiter is None:  # created on the server's event loop, on first use
@@ -138,12 +137,8 @@ class OpenAIService:
 
     def check_model(self, model: str | None) -> None:
         if model is not None and model not in (self.model_name, self.backend.model):
-            raise APIError(
-                404,
-                f"The model {model!r} does not exist; this server serves {self.model_name!r}",
-                code="model_not_found",
-                param="model",
-            )
+            raise APIError(404, f"The model {model!r} does not exist; this server serves {self.model_name!r}",
+                           code="model_not_found", param="model")
 
     def check_max_tokens(self, max_tokens: int, param: str = "max_tokens") -> None:
         """Refuse an answer length the model's context cannot hold, whatever the prompt, or
@@ -161,6 +156,15 @@ class OpenAIService:
                 f"(the prompt and the answer must fit in it together); ask for fewer tokens",
                 param=param, code="max_tokens_too_large",
             )
+
+    def constraint(self, req: _Guided) -> Constraint | None:
+        """The request's constraint; 400 when malformed or when the backend cannot enforce it."""
+        return enforced_constraint(req, self.backend.constraints, self.model_name)
+
+    def top_k(self, asked: int | None) -> int:
+        """Alternatives per token to return: what was asked, capped by ``max_top_logprobs``."""
+        k = asked or 0
+        return k if self.max_top_logprobs is None else min(k, self.max_top_logprobs)
 
     def models(self) -> dict[str, Any]:
         return {"object": "list", "data": [self.model_card()]}
@@ -189,7 +193,7 @@ class OpenAIService:
             top_p=req.top_p,
             n=req.n,
             stop=_stops(req.stop),
-            json_schema=_json_schema(req.response_format),
+            constraint=self.constraint(req),
             logprobs=req.logprobs,
             seed=req.seed,
             on_text=on_text,
@@ -271,7 +275,7 @@ class OpenAIService:
                              completion: Completion) -> dict[str, Any]:
         messages = gen.prompt
         assert isinstance(messages, list)
-        logprobs = await self._chat_logprobs(messages, completion, req.top_logprobs or 0) if req.logprobs else None
+        logprobs = await self._chat_logprobs(messages, completion, self.top_k(req.top_logprobs)) if req.logprobs else None
         choices = [
             {
                 "index": i,
@@ -325,8 +329,12 @@ class OpenAIService:
         prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
         if not prompts:
             raise APIError(400, "prompt must not be empty", param="prompt")
+        constraint = self.constraint(req)
+        if constraint is not None and req.echo and (req.max_tokens == 0 or req.continuation_offset is not None):
+            raise APIError(400, "a structured-output field constrains generated text; this request only echoes "
+                           "or scores its prompt", code="unsupported_constraint")
         if req.echo and req.logprobs is not None and req.continuation_offset is not None:
-            choices, usage = await self._score_completions(prompts, self._offsets(req, prompts))
+            choices, usage = await self._score_completions(prompts, _offsets(req, prompts))
         elif req.echo and req.logprobs is not None and req.max_tokens == 0:
             raise APIError(
                 400,
@@ -339,7 +347,7 @@ class OpenAIService:
             usage = _usage(sum(self.backend.count_tokens(p) for p in prompts), 0)
         else:
             self._check_generation(req, prompts)
-            choices, usage = await self._generate_completions(req, prompts)
+            choices, usage = await self._generate_completions(req, prompts, constraint)
         return {
             "id": f"cmpl-{uuid.uuid4().hex}",
             "object": "text_completion",
@@ -361,21 +369,6 @@ class OpenAIService:
     @staticmethod
     def _text_choice(index: int, text: str, finish: str, logprobs: dict[str, Any] | None) -> dict[str, Any]:
         return {"index": index, "text": text, "finish_reason": finish, "logprobs": logprobs}
-
-    @staticmethod
-    def _offsets(req: CompletionRequest, prompts: list[str]) -> list[int]:
-        raw = req.continuation_offset
-        offsets = [raw] * len(prompts) if isinstance(raw, int) else list(raw or [])
-        if len(offsets) != len(prompts):
-            raise APIError(400, "continuation_offset needs one offset per prompt", param="continuation_offset")
-        for off, prompt in zip(offsets, prompts):
-            if not 0 < off <= len(prompt):
-                raise APIError(
-                    400,
-                    f"continuation_offset {off} is outside 1..{len(prompt)} (the context must not be empty)",
-                    param="continuation_offset",
-                )
-        return offsets
 
     async def _score_completions(
         self, prompts: list[str], offsets: list[int]
@@ -401,7 +394,7 @@ class OpenAIService:
         return choices, _usage(prompt_tokens, 0)
 
     async def _generate_completions(
-        self, req: CompletionRequest, prompts: list[str]
+        self, req: CompletionRequest, prompts: list[str], constraint: Constraint | None = None
     ) -> tuple[list[dict[str, Any]], dict[str, int]]:
         gens = [
             GenerationRequest(
@@ -413,6 +406,7 @@ class OpenAIService:
                 stop=_stops(req.stop),
                 logprobs=req.logprobs is not None,
                 seed=req.seed,
+                constraint=constraint,
             )
             for p in prompts
         ]
@@ -430,7 +424,7 @@ class OpenAIService:
     async def _completion_logprobs(
         self, req: CompletionRequest, prompt: str, comp: Completion
     ) -> list[dict[str, Any]] | None:
-        k = req.logprobs or 0
+        k = self.top_k(req.logprobs)
         head = prompt if req.echo else ""
         if comp.logprobs is not None:
             return [_legacy_logprobs(tokens, k, head) for tokens in comp.logprobs]
@@ -478,14 +472,16 @@ def add_openai_routes(app: FastAPI, service: OpenAIService, on_usage: UsageHook 
 
 
 def create_openai_app(backend: Backend, model_name: str = "local", *, max_concurrency: int = 1,
-                      streaming: bool = False) -> FastAPI:
+                      streaming: bool = False, max_top_logprobs: int | None = None) -> FastAPI:
     """A FastAPI app serving ``backend`` under OpenAI's ``/v1`` API as ``model_name``.
 
     ``max_concurrency`` bounds simultaneous backend calls (1: one at a time, which
     suits an in-process model; more for backends that are themselves remote, or a
-    :class:`~openautoglm.serve.batching.BatchingBackend` that merges them).
+    :class:`~openautoglm.serve.batching.BatchingBackend` that merges them).  ``max_top_logprobs``
+    caps the alternatives per token returned (an endpoint that lists only its top few).
     """
-    service = OpenAIService(backend, model_name, max_concurrency, streaming=streaming)
+    service = OpenAIService(backend, model_name, max_concurrency, streaming=streaming,
+                            max_top_logprobs=max_top_logprobs)
     app = FastAPI(title="Open-AutoGLM OpenAI-compatible API", version="1")
     app.state.openai_service = service
     install_error_handlers(app)

@@ -3,15 +3,20 @@ backend arguments, and the pieces responses are built from (usage, logprobs)."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, Literal, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..backends.base import TokenLogprob
+from ..backends.base import Constraint, TokenLogprob
+from ..backends.structured import SchemaProblem, check_json_schema
 from .openai_errors import APIError
 from .validation import require_valid_unicode
 
 MAX_TOP_LOGPROBS = 20
+#: the most options one guided choice may list
+MAX_CHOICES = 1000
 
 
 class _Body(BaseModel):
@@ -40,7 +45,21 @@ class ChatMessage(_Body):
         return "".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text")
 
 
-class ChatCompletionRequest(_Body):
+class _Guided(_Body):
+    """The structured-output fields: OpenAI's ``response_format`` and vLLM's guided decoding
+    (``guided_*`` before 0.12, ``structured_outputs`` after); at most one per request."""
+
+    response_format: dict[str, Any] | None = None
+    guided_json: Union[dict[str, Any], str, None] = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = Field(default=None, min_length=1, max_length=MAX_CHOICES)
+    guided_grammar: str | None = None
+    structured_outputs: dict[str, Any] | None = None
+    #: vLLM's engine choice; accepted for compatibility (this server has one engine)
+    guided_decoding_backend: str | None = None
+
+
+class ChatCompletionRequest(_Guided):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16},
         {"messages": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Hi!"}],
@@ -58,11 +77,10 @@ class ChatCompletionRequest(_Body):
     seed: int | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
-    response_format: dict[str, Any] | None = None
     stream: bool = False
 
 
-class CompletionRequest(_Body):
+class CompletionRequest(_Guided):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"prompt": "Once upon a time", "max_tokens": 8},
         {"prompt": "Is it good? Answer: yes", "continuation_offset": 19, "echo": True, "logprobs": 1,
@@ -92,20 +110,141 @@ def _stops(stop: Union[str, list[str], None]) -> tuple[str, ...]:
     return (stop,) if isinstance(stop, str) else tuple(stop)
 
 
-def _json_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not response_format:
+def enforced_constraint(req: _Guided, enforced: frozenset[str], model_name: str) -> Constraint | None:
+    """The request's structured-output constraint, refused (400) when the backend does not
+    enforce its kind while decoding (``enforced``): it is never dropped silently."""
+    constraint, field = _constraint(req)
+    if constraint is None:
         return None
-    kind = response_format.get("type", "text")
-    if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        if not isinstance(schema, dict):
-            raise APIError(400, "response_format.json_schema.schema must be an object", param="response_format")
-        return schema
+    if constraint.kind not in enforced:
+        kinds = ", ".join(sorted(enforced)) or "none"
+        raise APIError(
+            400,
+            f"{field}: the model {model_name!r} cannot enforce {constraint.kind} constraints while decoding "
+            f"(it enforces: {kinds}); send the request without {field}, or serve a backend that enforces them",
+            param=field, code="unsupported_constraint",
+        )
+    return constraint
+
+
+def _offsets(req: CompletionRequest, prompts: list[str]) -> list[int]:
+    """Where the scored continuation starts in each prompt (``continuation_offset``), checked."""
+    raw = req.continuation_offset
+    offsets = [raw] * len(prompts) if isinstance(raw, int) else list(raw or [])
+    if len(offsets) != len(prompts):
+        raise APIError(400, "continuation_offset needs one offset per prompt", param="continuation_offset")
+    for off, prompt in zip(offsets, prompts):
+        if not 0 < off <= len(prompt):
+            raise APIError(
+                400,
+                f"continuation_offset {off} is outside 1..{len(prompt)} (the context must not be empty)",
+                param="continuation_offset",
+            )
+    return offsets
+
+
+def _constraint(req: _Guided) -> tuple[Constraint | None, str | None]:
+    """The request's constraint and the field that asked for it; 400 for a malformed one,
+    for a JSON schema with the path of its problem."""
+    given = [name for name in ("response_format", "guided_json", "guided_regex", "guided_choice", "guided_grammar",
+                               "structured_outputs") if getattr(req, name) is not None]
+    if req.response_format is not None and req.response_format.get("type", "text") == "text":
+        given.remove("response_format")
+    if len(given) > 1:
+        raise APIError(400, f"give one structured-output field, not {' and '.join(given)}", param=given[1])
+    if not given:
+        return None, None
+    field = given[0]
+    if field == "response_format":
+        return _response_format(req.response_format or {}), field
+    if field == "structured_outputs":
+        return _structured_outputs(req.structured_outputs or {}), field
+    value = getattr(req, field)
+    if field == "guided_json":
+        return Constraint.json(_schema(_parsed_json(value, field), field)), field
+    if field == "guided_choice":
+        return _choice(value, field), field
+    if field == "guided_regex":
+        return Constraint.regex(_pattern(value, field)), field
+    return Constraint.grammar(_grammar(value, field)), field
+
+
+def _response_format(fmt: dict[str, Any]) -> Constraint:
+    kind = fmt.get("type", "text")
     if kind == "json_object":
-        return {"type": "object"}
-    if kind == "text":
-        return None
-    raise APIError(400, f"unsupported response_format type {kind!r}", param="response_format")
+        return Constraint.json({"type": "object"})
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise APIError(400, "response_format.json_schema.schema must be an object (a JSON schema)",
+                           param="response_format")
+        return Constraint.json(_schema(schema, "response_format.json_schema.schema"))
+    raise APIError(400, f"unsupported response_format type {kind!r}: use text, json_object or json_schema",
+                   param="response_format")
+
+
+def _structured_outputs(spec: dict[str, Any]) -> Constraint:
+    known = {"json", "regex", "choice", "grammar", "json_object"}
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise APIError(400, f"structured_outputs.{unknown[0]} is not supported by this server; use one of "
+                       f"{', '.join(sorted(known))}", param="structured_outputs")
+    given = [k for k in sorted(known) if spec.get(k) not in (None, False)]
+    if len(given) != 1:
+        raise APIError(400, "structured_outputs needs exactly one of json, regex, choice, grammar, json_object",
+                       param="structured_outputs")
+    key, value, where = given[0], spec[given[0]], f"structured_outputs.{given[0]}"
+    if key == "json_object":
+        return Constraint.json({"type": "object"})
+    if key == "json":
+        return Constraint.json(_schema(_parsed_json(value, where), where))
+    if key == "choice":
+        return _choice(value, where)
+    if key == "regex":
+        return Constraint.regex(_pattern(value, where))
+    return Constraint.grammar(_grammar(value, where))
+
+
+def _parsed_json(value: Any, where: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise APIError(400, f"{where} is not valid JSON: {exc}", param=where.split(".")[0]) from None
+    return value
+
+
+def _schema(schema: Any, where: str) -> dict[str, Any]:
+    try:
+        check_json_schema(schema, where)
+    except SchemaProblem as exc:
+        raise APIError(400, f"the JSON schema cannot be used: {exc}", param=where.split(".")[0],
+                       code="invalid_schema") from None
+    return schema
+
+
+def _choice(value: Any, where: str) -> Constraint:
+    if not isinstance(value, list) or not value or len(value) > MAX_CHOICES or \
+            not all(isinstance(v, str) and v for v in value):
+        raise APIError(400, f"{where} must be a list of 1 to {MAX_CHOICES} non-empty strings", param=where.split(".")[0])
+    return Constraint.choice(value)
+
+
+def _pattern(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise APIError(400, f"{where} must be a non-empty regular expression", param=where.split(".")[0])
+    try:
+        re.compile(value)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise APIError(400, f"{where} is not a regular expression: {exc}", param=where.split(".")[0]) from None
+    return value
+
+
+def _grammar(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise APIError(400, f"{where} must be a non-empty grammar (Lark syntax)", param=where.split(".")[0])
+    return value
 
 
 def _top_entries(top: dict[str, float], k: int) -> list[tuple[str, float]]:
