@@ -1,6 +1,14 @@
 """Test helpers: a real uvicorn server on 127.0.0.1 in a background thread, and an
 ASGI fault-injection layer the tests steer (errors, Retry-After, slow answers,
 malformed bodies, dropped connections), which also counts hits and in-flight requests.
+
+The layer also emulates how other servers treat structured-output fields
+(``FaultController.fields``): a field (or ``response_format:<type>``) can be ``accept``-ed
+(passed to Open-AutoGLM's server, which speaks ``response_format``, ``guided_*`` and
+``structured_outputs``), ``reject``-ed (HTTP 400, as OpenAI does with unknown arguments),
+``ignore``-d (dropped before the app sees it, as vLLM does with fields it does not know),
+or ``llamacpp``-translated (llama.cpp's ``json_schema`` / GBNF ``grammar`` into the
+server's guided fields).  Fields not listed pass through.
 """
 
 from __future__ import annotations
@@ -59,6 +67,8 @@ class FaultController:
             self._random: tuple[float, list[Fault], random.Random] | None = None
             self.reject_marker: str | None = None  # a body containing it gets HTTP 400, every time
             self.injected: Counter[str] = Counter()
+            #: structured-output field -> "accept" | "reject" | "ignore" | "llamacpp" (module docstring)
+            self.fields: dict[str, str] = {}
 
     def random_faults(self, rate: float, faults: Sequence[Fault], seed: int = 0) -> None:
         """From now on, each request meets one of ``faults`` (chosen at random) with probability ``rate``."""
@@ -126,6 +136,14 @@ class FaultMiddleware:
         fault = ctl.enter(scope["path"], headers.get("authorization"))
         try:
             receive, body = await self._buffer_body(receive)
+            if ctl.fields:
+                body, refused = dialect(body, ctl.fields)
+                if refused is not None:
+                    error = {"message": f"Unrecognized request argument supplied: {refused}",
+                             "type": "invalid_request_error", "code": None}
+                    await _send_json(send, 400, {"error": error})
+                    return
+                receive = _replay(body, receive)
             if ctl.reject_marker and ctl.reject_marker.encode() in body:
                 fault = Fault("status", status=400, message="content filter: this input was refused")
             if ctl.delay_s:
@@ -183,6 +201,43 @@ class FaultMiddleware:
             raise ValueError(f"unknown fault kind {fault.kind!r}")
 
 
+def dialect(body: bytes, rules: dict[str, str]) -> tuple[bytes, str | None]:
+    """``body`` as a server following ``rules`` passes it on, or the field it refuses."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return body, None
+    if not isinstance(data, dict):
+        return body, None
+    for field in list(data):
+        name = field
+        if field == "response_format" and isinstance(data[field], dict):
+            name = f"response_format:{data[field].get('type')}"
+        rule = rules.get(name, rules.get(field, "accept"))
+        if rule == "reject":
+            return body, name
+        if rule == "ignore":
+            del data[field]
+        elif rule == "llamacpp" and field == "json_schema":
+            data["guided_json"] = data.pop(field)
+        elif rule == "llamacpp" and field == "grammar":
+            data["guided_choice"] = json.loads("[" + data.pop(field).split("::=", 1)[1].replace(" | ", ",") + "]")
+    return json.dumps(data).encode(), None
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class ServerThread:
     """``uvicorn`` serving ``app`` on 127.0.0.1 (a free port) in a daemon thread."""
 
@@ -238,7 +293,7 @@ class TopLogprobFake(FakeBackend):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         out = super().generate(requests)
         for req, comp in zip(requests, out):
-            if req.logprobs:
+            if req.logprobs and req.constraint is None:  # constrained: the options' logprobs
                 comp.logprobs = [[self._first_token(req)] for _ in comp.texts]
         return out
 

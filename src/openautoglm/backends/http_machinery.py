@@ -132,6 +132,13 @@ class _Retryable(Exception):
         self.cls, self.message, self.hint, self.retry_after_s = cls, message, hint, retry_after_s
 
 
+class RequestRejected(BackendError):
+    """The server refused a request with a 4xx answer; ``status`` says which (400/422: a
+    parameter it does not take, which guided decoding reads as "try the next method")."""
+
+    status: int = 0
+
+
 class _Rejected(Exception):
     """The server answered with a definitive error (4xx): no retry; endpoint is healthy."""
 
@@ -250,7 +257,9 @@ class RetryingCalls:
             raise _Retryable(BackendError, message, hint, _retry_after_s(response.headers))
         if status >= 400:
             message = f"{url} answered HTTP {status}: {_server_message(response)}"
-            raise _Rejected(self._error(BackendError, message, self._rejected_hint(status)))
+            error = self._error(RequestRejected, message, self._rejected_hint(status))
+            error.status = status  # type: ignore[attr-defined]
+            raise _Rejected(error)
         try:
             data = response.json()
         except ValueError:

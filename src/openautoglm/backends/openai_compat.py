@@ -20,6 +20,14 @@ Sync and async
     owns.  :meth:`~OpenAICompatBackend.agenerate` / :meth:`~OpenAICompatBackend.ascore_batch`
     are their coroutine forms.
 
+Guided decoding
+    A request's :class:`~.base.Constraint` goes out in the form the endpoint takes
+    (``response_format``, vLLM's ``structured_outputs`` / ``guided_*``, llama.cpp's
+    ``json_schema`` / ``grammar``): presets declare theirs, other endpoints are probed once;
+    a refused or ignored field falls back to the next form, recorded in the completion's
+    ``constraint_method`` (see :mod:`.openai_guided`).  ``constraints`` lists the kinds known
+    to be enforced.
+
 Scoring (``score_mode``)
     ``"echo"``
         Exact.  For each continuation, ``POST /completions`` with the prompt text plus
@@ -85,6 +93,7 @@ from .openai_wire import (  # noqa: F401 - estimate_first_token_logprob, render_
     render_chat_text,
     to_messages,
 )
+from .openai_guided import GENERATE_TOP_LOGPROBS, WIRE_METHODS, GuidedGeneration  # noqa: F401 - re-exported
 from .presets import PRESETS, EndpointPreset, preset_for
 
 T = TypeVar("T")
@@ -92,8 +101,6 @@ T = TypeVar("T")
 SCORE_MODES = ("auto", "echo", "top_logprobs", "none")
 #: alternatives asked for per token when scoring with ``top_logprobs`` (OpenAI's maximum)
 SCORE_TOP_LOGPROBS = 20
-#: alternatives asked for per generated token when a request wants logprobs
-GENERATE_TOP_LOGPROBS = 5
 #: the extension field that marks where the continuation starts in an echo scoring request
 CONTINUATION_OFFSET_FIELD = "continuation_offset"
 
@@ -115,7 +122,7 @@ def _shape_checked(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitab
 # --------------------------------------------------------------------------- the backend
 
 
-class OpenAICompatBackend(RetryingCalls, Backend):
+class OpenAICompatBackend(GuidedGeneration, RetryingCalls, Backend):
     """Any OpenAI-compatible ``/v1`` endpoint (see the module docstring for details).
 
     ``base_url`` defaults to the preset's (``preset`` defaults to ``"openai"`` when no
@@ -133,7 +140,6 @@ class OpenAICompatBackend(RetryingCalls, Backend):
     """
 
     name = "openai"
-    supports_json_schema = True
     max_context = 8192
 
     def __init__(
@@ -176,6 +182,7 @@ class OpenAICompatBackend(RetryingCalls, Backend):
         self._breaker = _CircuitBreaker(int(breaker_threshold), float(breaker_cooldown_s))
         self._rng = random.Random()
         self._n_supported = True  # cleared when the server ignores n > 1
+        self._init_guided(self.preset.guided if self.preset else ())
         self._session: _Session | None = None
         self._loop = _LoopThread(f"openautoglm-http-{self.model}")
         self._finalizer = weakref.finalize(self, self._loop.stop)
@@ -235,6 +242,9 @@ class OpenAICompatBackend(RetryingCalls, Backend):
             timeout_s=self.timeout_s,
             max_retries=self.max_retries,
             breaker=self._breaker.state,
+            constraints=sorted(self.known_constraints()),
+            guided=self.guided_support(),
+            guided_fallbacks=list(self.guided_log),
         )
         return info
 
@@ -350,42 +360,7 @@ class OpenAICompatBackend(RetryingCalls, Backend):
                 hint="use score_mode='top_logprobs' or 'echo' if the server returns logprobs",
             )
 
-    # -- generation --------------------------------------------------------------------
-    def _chat_payload(self, req: GenerationRequest, n: int, seed: int | None) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "model": self.model,
-            "messages": to_messages(req.prompt),
-            "max_tokens": req.max_tokens,
-            "temperature": req.temperature,
-        }
-        if req.top_p != 1.0:
-            payload["top_p"] = req.top_p
-        if n != 1:
-            payload["n"] = n
-        if req.stop:
-            payload["stop"] = list(req.stop)
-        if seed is not None:
-            payload["seed"] = seed
-        if req.logprobs:
-            payload["logprobs"] = True
-            payload["top_logprobs"] = GENERATE_TOP_LOGPROBS
-        if req.json_schema is not None:
-            payload["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "output", "schema": req.json_schema},
-            }
-        return payload
-
-    def _choices(self, data: Mapping[str, Any], url: str) -> list[dict[str, Any]]:
-        choices = data.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise self._error(BackendError, f"{url} returned no choices: {str(data)[:200]}")
-        for choice in choices:
-            _expect(choice, Mapping, "choices[]")
-            index = choice.get("index", 0)
-            _expect(index, int, "choices[].index")
-        return sorted(choices, key=lambda c: c.get("index", 0))
-
+    # -- generation (the payloads and guided decoding are in openai_guided) ---------------
     def _malformed(self, url: str, exc: Exception) -> BackendError:
         return self._error(BackendError, f"{url} returned a malformed response: {exc}",
                            "the server does not follow the OpenAI API here; check base_url and the server's version")
@@ -395,34 +370,9 @@ class OpenAICompatBackend(RetryingCalls, Backend):
 
     @_shape_checked
     async def _generate_one(self, req: GenerationRequest) -> Completion:
-        t0 = time.perf_counter()
-        url = self.base_url + "/chat/completions"
-        responses: list[dict[str, Any]] = []
-        choices: list[dict[str, Any]] = []
-        if self._n_supported or req.n == 1:
-            responses.append(await self._call("/chat/completions", self._chat_payload(req, req.n, req.seed)))
-            choices = self._choices(responses[0], url)
-        missing = req.n - len(choices)
-        if missing > 0:
-            if responses:  # the server ignored n > 1: ask for one sample per request from now on
-                self._n_supported = False
-            seeds = [None if req.seed is None else req.seed + len(choices) + i for i in range(missing)]
-            extra = await _gather_fail_fast(
-                [self._call("/chat/completions", self._chat_payload(req, 1, s)) for s in seeds]
-            )
-            responses += extra
-            choices += [self._choices(d, url)[0] for d in extra]
-        choices = choices[: req.n]
-        usage = [_usage(d) for d in responses]
-        logprobs = [_chat_logprobs(c) for c in choices] if req.logprobs else None
-        return Completion(
-            texts=[_message_text(c) for c in choices],
-            finish_reasons=[str(c.get("finish_reason") or "unknown") for c in choices],
-            prompt_tokens=sum(p for p, _ in usage),
-            completion_tokens=sum(c for _, c in usage),
-            latency_s=time.perf_counter() - t0,
-            logprobs=logprobs if logprobs and any(logprobs) else None,
-        )
+        if req.constraint is None:
+            return await self._generate_plain(req, {})
+        return await self._generate_guided(req, req.constraint)
 
     # -- scoring ---------------------------------------------------------------------
     async def _score_all(self, requests: list[ScoreRequest]) -> list[ScoreResult]:

@@ -4,6 +4,10 @@ A model string such as ``zhipu:glm-4-flash`` names a preset (``zhipu``) and a
 model.  The preset supplies the base URL and the environment variable that
 holds the API key; both can be overridden per backend.
 
+Each preset also names the wire methods its servers take a decoding constraint by
+(``guided``, best first; see :mod:`openautoglm.backends.openai_guided`).  An endpoint
+without a preset (a custom ``base_url``) is probed instead.
+
 Nothing here touches the network: :func:`availability` only inspects the
 environment.
 """
@@ -29,6 +33,11 @@ class EndpointPreset:
     default_model: str | None
     description: str
     api_key_required: bool
+    #: how its servers take a constraint, best first (names in ``openai_guided.WIRE_METHODS``):
+    #: ``response_format`` (OpenAI's json_schema), ``json_object`` (JSON mode: valid JSON, the
+    #: schema not enforced), ``structured_outputs`` / ``guided`` (vLLM, new / before 0.12),
+    #: ``llamacpp`` (llama.cpp's ``json_schema`` and GBNF ``grammar``)
+    guided: tuple[str, ...] = ()
 
     @property
     def is_local(self) -> bool:
@@ -57,6 +66,7 @@ PRESETS: dict[str, EndpointPreset] = {
             default_model="gpt-4o-mini",
             description="OpenAI API",
             api_key_required=True,
+            guided=("response_format", "json_object"),
         ),
         EndpointPreset(
             name="zhipu",
@@ -65,6 +75,7 @@ PRESETS: dict[str, EndpointPreset] = {
             default_model="glm-4-flash",
             description="Zhipu AI (GLM models, BigModel open platform)",
             api_key_required=True,
+            guided=("json_object",),
         ),
         EndpointPreset(
             name="qwen",
@@ -73,6 +84,7 @@ PRESETS: dict[str, EndpointPreset] = {
             default_model="qwen-plus",
             description="Alibaba Cloud DashScope (Qwen models), OpenAI-compatible mode",
             api_key_required=True,
+            guided=("response_format", "json_object"),
         ),
         EndpointPreset(
             name="deepseek",
@@ -81,6 +93,7 @@ PRESETS: dict[str, EndpointPreset] = {
             default_model="deepseek-chat",
             description="DeepSeek API",
             api_key_required=True,
+            guided=("json_object",),
         ),
         EndpointPreset(
             name="vllm",
@@ -89,6 +102,7 @@ PRESETS: dict[str, EndpointPreset] = {
             default_model=None,
             description="a local vLLM server (`vllm serve <model>`); key only if started with --api-key",
             api_key_required=False,
+            guided=("response_format", "structured_outputs", "guided"),
         ),
         EndpointPreset(
             name="ollama",
@@ -97,6 +111,7 @@ PRESETS: dict[str, EndpointPreset] = {
             default_model=None,
             description="a local Ollama server (`ollama serve`)",
             api_key_required=False,
+            guided=("response_format", "json_object"),
         ),
         EndpointPreset(
             name="llamacpp",
@@ -105,6 +120,7 @@ PRESETS: dict[str, EndpointPreset] = {
             default_model=None,
             description="a local llama.cpp server (`llama-server -m model.gguf`)",
             api_key_required=False,
+            guided=("response_format", "llamacpp"),
         ),
     )
 }
