@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from openautoglm.backends.base import Completion, GenerationRequest, ScoreRequest, ScoreResult
+from openautoglm.backends.base import Completion, Constraint, GenerationRequest, ScoreRequest, ScoreResult
 from openautoglm.backends.fake import FakeBackend
 from openautoglm.core.client import ModelClient
 from openautoglm.core.labels import calibrate, distribution_from_logprobs, match_label, softmax
@@ -141,13 +141,55 @@ def test_first_token_estimate_is_flagged_in_method() -> None:
     assert res["method"] == "logprob-first-token-estimate"
 
 
+class Unlisted(FakeBackend):
+    """Scores as a top-k estimate that lists no label: every label the same floor value."""
+
+    def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        return [ScoreResult([-9.0] * len(r.continuations), [1] * len(r.continuations), exact=False)
+                for r in requests]
+
+
+def test_an_estimate_that_measured_nothing_is_never_returned_as_a_distribution() -> None:
+    res = run_one(Unlisted(), sentiment(), text="a negative film")  # the fake enforces choice, with logprobs
+    assert res["method"] == "guided-choice-first-token-estimate" and res["fallback"]
+    assert res["label"] == "negative" and res["scores"]["negative"] > res["scores"]["positive"]
+    with pytest.raises(Exception, match="cannot constrain an answer to the labels"):
+        run_one(Unlisted(constraints=()), sentiment(), text="a negative film")
+
+
+def test_equal_exact_scores_are_a_measurement() -> None:
+    class Tied(FakeBackend):
+        def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+            return [ScoreResult([-1.0, -1.0], [1, 1]) for _ in requests]
+
+    res = run_one(Tied(), sentiment(), text="x")  # exact scores that happen to tie: kept
+    assert res["method"] == "logprob" and res["scores"] == {"positive": 0.5, "negative": 0.5}
+
+
+def test_calibration_by_an_unmeasured_content_free_input_is_skipped_and_said() -> None:
+    res = run_one(Unlisted(), sentiment(calibrate=True), text="a negative film")
+    assert res["method"] == "guided-choice-first-token-estimate"  # the record itself fell back: no calibration
+
+    class ContentFreeUnlisted(FakeBackend):
+        def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+            out = super().score_batch(requests)
+            for req, r in zip(requests, out):
+                r.exact = False
+                if "N/A" in str(req.prompt) or "[MASK]" in str(req.prompt) or "Review: \n" in str(req.prompt):
+                    r.logprobs = [-9.0] * len(r.logprobs)
+            return out
+
+    res = run_one(ContentFreeUnlisted(), sentiment(calibrate=True), text="a negative film")
+    assert res["method"] == "logprob-first-token-estimate+calibration-skipped(content-free-unmeasured)"
+
+
 # -- vote share ---------------------------------------------------------------------
 
 
 def test_vote_share_when_backend_cannot_score() -> None:
     backend = RecordingFake(responses=["positive", "Positive.", "negative", "no idea", "positive"], can_score=False)
     res = run_one(backend, sentiment(), text="whatever")
-    assert res["method"] == "vote-share(n=5)"
+    assert res["method"] == "vote-share(n=5)+unconstrained"  # scripted answers: the fake enforces nothing
     assert res["label"] == "positive"
     assert res["scores"] == pytest.approx({"positive": 0.75, "negative": 0.25})
     assert res["unparsed_votes"] == 1
@@ -157,12 +199,23 @@ def test_vote_share_when_backend_cannot_score() -> None:
     assert not backend.score_requests
 
 
-def test_vote_share_all_unparsed_is_uniform_and_counted() -> None:
+def test_vote_share_all_unparsed_fails_instead_of_a_uniform_guess() -> None:
     backend = FakeBackend(responses=["hmm", "maybe"], can_score=False)
-    res = run_one(backend, sentiment(n_votes=4), text="x")
-    assert res["method"] == "vote-share(n=4)"
-    assert res["unparsed_votes"] == 4
-    assert res["scores"] == pytest.approx({"positive": 0.5, "negative": 0.5})
+    with pytest.raises(Exception) as info:
+        run_one(backend, sentiment(n_votes=4), text="x")
+    error = str(info.value)
+    assert "none of the 4 sampled answers names a label" in error and "no distribution was measured" in error
+    assert "score_mode='echo'" in error  # the hint names the fixes
+
+
+def test_vote_share_constrained_to_the_labels_when_the_backend_enforces_choice() -> None:
+    backend = RecordingFake(can_score=False)  # the rule-following fake enforces choice
+    res = run_one(backend, sentiment(n_votes=6), text="a negative and dull film")
+    assert res["method"] == "vote-share(n=6)+guided-choice"
+    assert res["unparsed_votes"] == 0
+    [req] = backend.gen_requests
+    assert req.constraint == Constraint.choice(["positive", "negative"]) and req.n == 6
+    assert res["label"] == "negative" and sum(res["scores"].values()) == pytest.approx(1.0)
 
 
 def test_vote_share_with_verbalizers() -> None:

@@ -24,8 +24,10 @@ import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from ..backends.base import GenerationRequest, Prompt, ScoreRequest
-from .labels import calibrate, distribution_from_logprobs, distribution_from_votes
+from ..backends.base import Completion, Constraint, GenerationRequest, Prompt, ScoreRequest, ScoreResult
+from ..backends.openai_wire import estimate_first_token_logprob
+from ..errors import BackendError
+from .labels import calibrate, distribution_from_logprobs, distribution_from_votes, softmax
 from .plugins import Registry
 from .result import Result
 from .retrieval import mix
@@ -38,6 +40,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: inputs whose label distribution contextual calibration divides by
 CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
+#: tokens a guided or voted label answer may take
+LABEL_ANSWER_TOKENS = 16
+#: why a record's first-token estimate was replaced (``Result["fallback"]``)
+UNLISTED = "no label among the first token's listed alternatives"
+#: what to do when no label can be measured
+MEASURE_HINT = ("use score_mode='echo' for exact scores (vLLM, Open-AutoGLM's server), a server with guided "
+                "choice (vLLM, Open-AutoGLM's server on a backend that enforces choice), score_mode='none' to "
+                "vote over unconstrained samples, or verbalizers the model begins its answer with")
 
 
 class OutputKind:
@@ -141,21 +151,31 @@ class Labels(OutputKind):
         reqs = [ScoreRequest(p, tuple(conts[j] for j in sub), fields=_at(fields, i))
                 for i, (p, sub) in enumerate(zip(prompts, subsets))]
         results = client.score(reqs, step=step, record_keys=record_keys, attempt=attempt)
+        unlisted = [i for i, (res, sub) in enumerate(zip(results, subsets)) if unmeasured(res, len(sub))]
+        measured = self._measure_unlisted(task, client, prompts, subsets, unlisted, step, record_keys, attempt,
+                                          fields) if unlisted else {}
         cf = self._content_free(task, client, step) if task.calibrate else None
         bias = [(task.label_bias or {}).get(lab, 0.0) for lab in labels]
         weight = task.retrieval.knn_weight if task.retrieval and neighbours else 0.0
         out = []
         for i, (res, sub) in enumerate(zip(results, subsets)):
-            probs, normalised = distribution_from_logprobs(res.logprobs, res.lengths)
-            method = getattr(client.backend, "score_method", "logprob") + ("-length-normalised" if normalised else "")
-            if not res.exact:
-                method += "-first-token-estimate"
-            if cf is not None:
-                probs = calibrate(probs, [cf[j] for j in sub])
-                method += "+contextual-calibration"
-            if task.label_bias:
-                probs = apply_bias(probs, [bias[j] for j in sub])
-                method += "+label-bias"
+            extra: dict[str, Any] = {}
+            if i in measured:
+                probs, method, extra = measured[i]
+            else:
+                probs, normalised = distribution_from_logprobs(res.logprobs, res.lengths)
+                method = getattr(client.backend, "score_method", "logprob") + ("-length-normalised" if normalised
+                                                                               else "")
+                if not res.exact:
+                    method += "-first-token-estimate"
+                if cf is not None:
+                    probs = calibrate(probs, [cf[j] for j in sub])
+                    method += "+contextual-calibration"
+                elif task.calibrate:
+                    method += "+calibration-skipped(content-free-unmeasured)"
+                if task.label_bias:
+                    probs = apply_bias(probs, [bias[j] for j in sub])
+                    method += "+label-bias"
             full = [0.0] * len(labels)
             for j, p in zip(sub, probs):
                 full[j] = p
@@ -167,15 +187,51 @@ class Labels(OutputKind):
             if head_probs is not None and task.head is not None:
                 full = mix(full, head_probs[i], task.head.weight)
                 method += f"+head(w={task.head.weight:g})"
-            out.append(Result.of_labels(labels, full, method))
+            result = Result.of_labels(labels, full, method)
+            result.update(extra)
+            out.append(result)
         return out
 
-    def _content_free(self, task: "Task", client: "ModelClient", step: str) -> list[float]:
+    def _measure_unlisted(self, task: "Task", client: "ModelClient", prompts: list[Prompt],
+                          subsets: list[list[int]], todo: list[int], step: str, record_keys: Sequence[str],
+                          attempt: int, fields: Sequence[Mapping[str, Any]] | None
+                          ) -> dict[int, tuple[list[float], str, dict[str, Any]]]:
+        """Distributions for the records whose first-token estimate measured nothing: from a
+        choice-constrained answer's first-token logprobs where the backend returns them, else
+        from a vote over ``n_votes`` choice-constrained samples; an error naming the fix when
+        the backend cannot constrain an answer to the labels."""
+        verbal = task.verbalized()
+        options = {i: [verbal[j] for j in subsets[i]] for i in todo}
+        if "choice" not in client.backend.constraints:
+            shown = ", ".join(repr(o) for o in options[todo[0]])
+            raise BackendError(f"{client.backend.name}: no label ({shown}) is among the first token's listed "
+                               "alternatives, so their scores would be a constant, and the backend cannot "
+                               "constrain an answer to the labels", hint=MEASURE_HINT)
+        keys = [record_keys[i] for i in todo]
+        guided = client.generate([GenerationRequest(prompts[i], max_tokens=LABEL_ANSWER_TOKENS, logprobs=True,
+                                                    constraint=Constraint.choice(options[i]), fields=_at(fields, i))
+                                  for i in todo], step=f"{step}:guided-choice", record_keys=keys, attempt=attempt)
+        out: dict[int, tuple[list[float], str, dict[str, Any]]] = {}
+        for i, comp in zip(todo, guided):
+            logprobs = first_token_choice_logprobs(comp, options[i])
+            if logprobs is not None:
+                out[i] = (softmax(logprobs), "guided-choice-first-token-estimate", {"fallback": UNLISTED})
+        rest = [i for i in todo if i not in out]
+        if rest:
+            votes = self._votes(task, client, [prompts[i] for i in rest], [options[i] for i in rest], step,
+                                [record_keys[i] for i in rest], attempt, [_at(fields, i) for i in rest], True)
+            for i, (probs, method, extra) in zip(rest, votes):
+                out[i] = (probs, method, {**extra, "fallback": UNLISTED})
+        return out
+
+    def _content_free(self, task: "Task", client: "ModelClient", step: str) -> list[float] | None:
         conts = task.continuations()
         reqs = [ScoreRequest(task.build_prompt({v: cf for v in task.input_variables},
                                                examples=[] if task.retrieval else None), conts)
                 for cf in CONTENT_FREE_INPUTS]
         results = client.score(reqs, step=f"{step}:calibration")
+        if any(unmeasured(r, len(conts)) for r in results):
+            return None  # dividing by a constant would change nothing but the method's name
         dists = [distribution_from_logprobs(r.logprobs, r.lengths)[0] for r in results]
         return [sum(d[i] for d in dists) / len(dists) for i in range(len(conts))]
 
@@ -183,15 +239,36 @@ class Labels(OutputKind):
                   record_keys: Sequence[str], attempt: int,
                   fields: Sequence[Mapping[str, Any]] | None) -> list[Result]:
         assert task.labels
-        reqs = [GenerationRequest(p, max_tokens=16, temperature=max(task.temperature, 0.7), n=task.n_votes,
-                                  fields=_at(fields, i)) for i, p in enumerate(prompts)]
+        verbal = task.verbalized()
+        votes = self._votes(task, client, prompts, [verbal] * len(prompts), step, record_keys, attempt,
+                            [_at(fields, i) for i in range(len(prompts))],
+                            "choice" in client.backend.constraints)
+        out = []
+        for probs, method, extra in votes:
+            result = Result.of_labels(task.labels, probs, method)
+            result.update(extra)
+            out.append(result)
+        return out
+
+    def _votes(self, task: "Task", client: "ModelClient", prompts: list[Prompt], options: list[list[str]],
+               step: str, record_keys: Sequence[str], attempt: int, fields: Sequence[Mapping[str, Any] | None],
+               constrain: bool) -> list[tuple[list[float], str, dict[str, Any]]]:
+        """Vote share over ``n_votes`` samples, constrained to ``options`` when ``constrain``
+        (method ``+guided-choice``; ``+unconstrained`` when not, or when the backend fell back);
+        an error for a record none of whose samples names a label."""
+        reqs = [GenerationRequest(p, max_tokens=LABEL_ANSWER_TOKENS, temperature=max(task.temperature, 0.7),
+                                  n=task.n_votes, fields=f, constraint=Constraint.choice(opts) if constrain else None)
+                for p, opts, f in zip(prompts, options, fields)]
         comps = client.generate(reqs, step=step, record_keys=record_keys, attempt=attempt)
         out = []
-        for comp in comps:
-            probs, unparsed = distribution_from_votes(comp.texts, task.verbalized())
-            result = Result.of_labels(task.labels, probs, f"vote-share(n={task.n_votes})")
-            result["unparsed_votes"] = unparsed
-            out.append(result)
+        for comp, opts in zip(comps, options):
+            probs, unparsed = distribution_from_votes(comp.texts, opts)
+            if unparsed == len(comp.texts):
+                raise BackendError(f"{client.backend.name}: none of the {len(comp.texts)} sampled answers names a "
+                                   f"label ({', '.join(opts)}), so no distribution was measured", hint=MEASURE_HINT)
+            guided = constrain and not constraint_fell_back(comp)
+            method = f"vote-share(n={task.n_votes})" + ("+guided-choice" if guided else "+unconstrained")
+            out.append((probs, method, {"unparsed_votes": unparsed}))
         return out
 
     def vote_key(self, task: "Task", result: Result) -> str | None:
@@ -252,7 +329,9 @@ class Json(OutputKind):
                fields: Sequence[Mapping[str, Any]] | None = None) -> list[Result]:
         schema = task.output_schema
         assert schema is not None
-        json_schema = schema.json_schema if client.backend.supports_json_schema else None
+        backend = client.backend
+        enforced = "json_schema" in backend.constraints or backend.supports_json_schema
+        constraint = Constraint.json(schema.json_schema) if enforced else None
         results: list[Result | None] = [None] * len(prompts)
         conversations: list[Prompt] = list(prompts)
         history: list[list[dict[str, Any]]] = [[] for _ in prompts]
@@ -261,7 +340,7 @@ class Json(OutputKind):
             if not pending:
                 break
             reqs = [GenerationRequest(conversations[i], max_tokens=task.max_tokens, temperature=task.temperature,
-                                      json_schema=json_schema, fields=_at(fields, i)) for i in pending]
+                                      constraint=constraint, fields=_at(fields, i)) for i in pending]
             comps = client.generate(reqs, step=step, record_keys=[record_keys[i] for i in pending],
                                     attempt=attempt + retry)
             still = []
@@ -272,7 +351,8 @@ class Json(OutputKind):
                 if not errors:
                     validated, errors = schema.validate(value)
                 history[i].append({"attempt": retry, "output": comp.text, "errors": errors,
-                                   "tokens": comp.prompt_tokens + comp.completion_tokens})
+                                   "tokens": comp.prompt_tokens + comp.completion_tokens,
+                                   "method": json_method(comp) if constraint is not None else None})
                 if not errors:
                     data = validated.model_dump() if hasattr(validated, "model_dump") else validated
                     results[i] = Result(output=data, valid=True)
@@ -286,6 +366,8 @@ class Json(OutputKind):
                 res = Result(output=None, valid=False, errors=history[i][-1]["errors"])
             res["attempts"] = len(history[i])
             res["tokens"] = sum(h["tokens"] for h in history[i])
+            if history[i][-1]["method"] is not None:
+                res["method"] = history[i][-1]["method"]
             if len(history[i]) > 1:
                 res["failed_attempts"] = [{"attempt": h["attempt"], "errors": h["errors"]}
                                           for h in history[i] if h["errors"]]
@@ -317,6 +399,40 @@ def output_kind(name: str) -> OutputKind:
 
 def _at(fields: Sequence[Mapping[str, Any]] | None, i: int) -> Mapping[str, Any] | None:
     return fields[i] if fields is not None else None
+
+
+def json_method(comp: Completion) -> str:
+    """How a JSON answer's constraint was applied: ``constrained-decoding`` (with the HTTP
+    method used), or ``validate-and-re-ask`` with why the endpoint did not apply it."""
+    how = getattr(comp, "constraint_method", None)
+    if constraint_fell_back(comp):
+        return f"validate-and-re-ask (constraint not applied: {str(how)[len('none: '):]})"
+    return f"constrained-decoding ({how})" if how else "constrained-decoding"
+
+
+def unmeasured(result: ScoreResult, n_labels: int) -> bool:
+    """Whether a score estimate measured nothing: an estimate (``exact`` false) that gives every
+    label the same value, as the top-k estimate does when none of them is listed (each gets
+    the same floor) or when they share the one listed first token."""
+    return not result.exact and n_labels > 1 and len(set(result.logprobs)) == 1
+
+
+def constraint_fell_back(comp: Completion) -> bool:
+    """Whether a backend sent a request without its constraint (an HTTP endpoint that refused or
+    ignored every method it was tried with: ``constraint_method`` starts with ``none``)."""
+    return str(getattr(comp, "constraint_method", "") or "").startswith("none")
+
+
+def first_token_choice_logprobs(comp: Completion, options: Sequence[str]) -> list[float] | None:
+    """Each option's log-probability estimated from a choice-constrained answer's first token
+    and its listed alternatives; ``None`` when that measures nothing (no logprobs, the
+    constraint was not applied, or every option gets the same value)."""
+    if constraint_fell_back(comp) or not comp.logprobs or not comp.logprobs[0]:
+        return None
+    first = comp.logprobs[0][0]
+    top = {first.token: first.logprob, **first.top}
+    logprobs = [estimate_first_token_logprob(top, o) for o in options]
+    return logprobs if len(set(logprobs)) > 1 else None
 
 
 def apply_bias(probs: Sequence[float], bias: Sequence[float]) -> list[float]:
