@@ -22,6 +22,7 @@ from openautoglm.core.task import Task
 from openautoglm.errors import ConfigError, InputDataError
 from openautoglm.evaluation import EvalResult, evaluate
 from openautoglm.evaluation.cli import eval_command
+from openautoglm.evaluation.report import render_html
 from openautoglm.store.sqlite import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -243,3 +244,48 @@ def test_parse_label_map_errors_name_the_fix() -> None:
     assert parse_label_map("1=positive, 0=negative") == {"1": "positive", "0": "negative"}
     with pytest.raises(ConfigError, match="1=positive"):
         parse_label_map("1:positive")
+
+
+class Estimating(FakeBackend):
+    """Scores as an endpoint's top-k estimate does (``exact`` false): a record whose text says
+    ``unlisted`` gets one floor value for every label, as when no label was listed."""
+
+    def score_batch(self, requests: Any) -> Any:
+        from openautoglm.backends.fake import prompt_text
+
+        out = super().score_batch(requests)
+        for req, res in zip(requests, out):
+            res.exact = False
+            if "unlisted" in prompt_text(req.prompt):
+                res.logprobs = [-9.0] * len(res.logprobs)
+        return out
+
+
+def test_the_report_counts_records_per_confidence_method(tmp_path: Path) -> None:
+    data = [{"text": "a positive film", "gold": "positive"}, {"text": "a negative film", "gold": "negative"},
+            {"text": "unlisted but negative", "gold": "negative"}, {"text": "unlisted, positive", "gold": "negative"}]
+    with Pipeline(model=Estimating(), task=Task(**TASK), store=tmp_path / "s.db") as pipe:
+        result = evaluate(pipe, data, label_column="gold")
+    methods = result.metrics["methods"]
+    assert set(methods) == {"logprob-first-token-estimate", "guided-choice-first-token-estimate"}
+    assert methods["logprob-first-token-estimate"] == {"records": 2, "correct": 2, "fallbacks": 0,
+                                                       "unparsed_votes": 0, "accuracy": 1.0}
+    assert methods["guided-choice-first-token-estimate"]["records"] == 2
+    assert methods["guided-choice-first-token-estimate"]["fallbacks"] == 2
+    assert methods["guided-choice-first-token-estimate"]["accuracy"] == 0.5  # the last row's gold disagrees
+    assert all(len(set(p["scores"].values())) > 1 for p in result.predictions)  # none uniform
+    assert result.metrics["cost"]["model_calls"] == 6  # a score call per record, and a guided answer per fallback
+    html = render_html(result)
+    assert "method: guided-choice-first-token-estimate" in html and "2 records, accuracy 0.500" in html
+
+    # a backend that cannot constrain its answers: those records fail, counted apart, never uniform
+    with Pipeline(model=Estimating(constraints=()), task=Task(**TASK), store=tmp_path / "t.db") as pipe:
+        failed = evaluate(pipe, data, label_column="gold")
+    assert failed.metrics["methods"]["(failed)"]["records"] == 2
+    assert "cannot constrain an answer to the labels" in failed.metrics["errors"][0]["error"]
+
+
+def test_methods_are_empty_for_outputs_without_one() -> None:
+    from openautoglm.evaluation import methods_report
+
+    assert methods_report([{"output": {"text": "x"}, "correct": True, "error": None}]) == {}

@@ -36,6 +36,10 @@ def test_template_report_shows_every_text_table_and_plot_of_the_f_string_report(
     old, new = parse(legacy_report.render_html(result)), parse(render_html(result))
     assert len(old.tables) == 6 and len(old.images) == 3  # the fixture covers every section, cost included
     assert missing_texts(old, new) == {}
+    methods = [row for row in new.tables[1] if row[0].startswith("method: ")]  # rows the f-string report lacked
+    assert methods == [[f"method: {name}", f"{row['records']} records, accuracy {row['accuracy']:.3f}"]
+                       for name, row in result.metrics["methods"].items()] and methods
+    new.tables[1] = [row for row in new.tables[1] if row not in methods]
     assert missing_tables(old, new) == []
     assert new.images == old.images  # the same plots, byte for byte, in the same order
     assert len(new.tables) == len(old.tables)

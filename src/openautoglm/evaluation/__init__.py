@@ -119,6 +119,7 @@ def evaluate(
         labels = _task_labels(pipe)
         predictions = _predictions(pipe, records, gold, batch, label_column, calls)
         metrics = _metrics(predictions, labels)
+        metrics["methods"] = methods_report(predictions)
         metrics["cost"] = _cost(batch, calls, len(records))
         if calls is None:
             metrics["warnings"].append("calls are not traced in a store: model calls and tokens are unknown")
@@ -293,6 +294,33 @@ def _metrics(predictions: list[dict[str, Any]], task_labels: list[str]) -> dict[
         "errors": errors,
         "warnings": warnings,
     }
+
+
+#: the ``methods`` entry of records that failed, and of answers that name no method
+FAILED_METHOD, NO_METHOD = "(failed)", "(none)"
+
+
+def methods_report(predictions: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Records per confidence method (``Result.method``: how each distribution was measured,
+    e.g. ``logprob``, ``logprob-first-token-estimate``, ``guided-choice-first-token-estimate``,
+    ``vote-share(n=5)+guided-choice``), with their accuracy, how many fell back from a
+    first-token estimate that measured nothing, and the unparsed votes; ``{}`` when no answer
+    names a method."""
+    if not any(isinstance(p.get("output"), Mapping) and p["output"].get("method") for p in predictions):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for p in predictions:
+        output = p.get("output") if isinstance(p.get("output"), Mapping) else {}
+        name = FAILED_METHOD if p.get("error") is not None else str(output.get("method") or NO_METHOD)
+        row = out.setdefault(name, {"records": 0, "correct": 0, "fallbacks": 0, "unparsed_votes": 0})
+        row["records"] += 1
+        row["correct"] += int(bool(p.get("correct")))
+        row["fallbacks"] += int(bool(output.get("fallback")))
+        votes = output.get("unparsed_votes")
+        row["unparsed_votes"] += votes if isinstance(votes, int) and not isinstance(votes, bool) else 0
+    for row in out.values():
+        row["accuracy"] = row["correct"] / row["records"]
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1]["records"], kv[0])))
 
 
 def _cost(batch: BatchResult, calls: list[dict[str, Any]] | None, n: int) -> dict[str, Any]:

@@ -120,6 +120,8 @@ def _tables(result: "EvalResult") -> dict[str, Table | None]:
     summary = [["accuracy", m["accuracy"]], ["macro-F1", m["macro_f1"]], ["errors", m["n_errors"]]]
     if cal:
         summary += [["ECE (15 bins)", cal["ece"]], ["Brier", cal["brier"]], ["mean confidence", cal["mean_confidence"]]]
+    summary += [[f"method: {name}", f"{row['records']} records, accuracy {row['accuracy']:.3f}"]
+                for name, row in (m.get("methods") or {}).items()]
     return {
         "run": _table(["pipeline", "model", "data", "label column", "run id", "examples"],
                       [[result.name, result.model, result.data, result.label_column, result.run_id, m["n"]]]),
