@@ -200,3 +200,37 @@ def test_a_schema_the_server_cannot_take_is_a_clear_error(make_backend: Any, con
     assert "refused this request's JSON schema" in message and "hint:" in message
     assert backend.describe()["guided"]["response_format/json_schema"] is True  # the method itself works
     assert "json_schema" in backend.constraints  # not marked unsupported because of one schema
+
+
+# --------------------------------------------------------------------------- the JSON output kind
+
+
+def test_a_json_task_uses_the_endpoint_constraint_and_records_how(make_backend: Any,
+                                                                   controller: FaultController) -> None:
+    from openautoglm.core.pipeline import Pipeline
+    from openautoglm.core.task import Task
+
+    task = Task(name="person", template="Extract the person: {text}", schema=PERSON)
+    res = Pipeline(model=make_backend(preset="vllm"), task=task, store=False).run(text="Ann is 31")
+    assert res["valid"] is True and res["attempts"] == 1 and res["output"] == {"name": "", "age": 0}
+    assert res["method"] == "constrained-decoding (response_format)"
+    assert controller.bodies[-1]["response_format"]["json_schema"]["schema"] == PERSON
+
+    controller.fields = {f: "reject" for f in ("response_format", "structured_outputs", "guided_json")}
+    backend = make_backend(preset="vllm")
+    res = Pipeline(model=backend, task=task, store=False).run(text="Ann is 31")
+    assert res["method"] == ("validate-and-re-ask (constraint not applied: "
+                             f"{backend.base_url} refused or ignored response_format, structured_outputs, "
+                             "guided for json_schema constraints)")  # the last attempt's; the first said HTTP 400
+    assert res["valid"] is False and res["attempts"] == 3  # the fake echoes: re-asked, and said why
+    assert len(backend.guided_log) == 3 and "response_format: refused (HTTP 400" in backend.guided_log[0]
+
+
+def test_a_json_task_on_a_backend_without_constraints_sends_none(make_backend: Any) -> None:
+    from openautoglm.core.pipeline import Pipeline
+    from openautoglm.core.task import Task
+
+    task = Task(name="person", template="Extract the person: {text}", schema=PERSON, max_retries=0)
+    backend = FakeBackend(constraints=())
+    res = Pipeline(model=backend, task=task, store=False).run(text="Ann is 31")
+    assert "method" not in res and res["valid"] is False  # nothing constrained: plain validate-and-re-ask

@@ -250,12 +250,14 @@ class GuidedGeneration:
                 raise BackendError(f"the JSON schema cannot be sent to {self.base_url}: {exc}",
                                    hint=f"fix the schema at {exc.path}") from None
         notes: list[str] = []
+        skipped: list[str] = []
         for method in self._methods_for(c.kind):
             key = (method.name, c.kind)
             known = self._support.get(key)
             if known is None and not self._declared:
                 known = await self._probe(method, c.kind)
             if known is False:
+                skipped.append(method.name)
                 continue
             try:
                 comp = await self._generate_plain(req, method.fields(c))
@@ -279,7 +281,9 @@ class GuidedGeneration:
                 label += " (an answer does not satisfy the constraint)"
             return self._noted(comp, label + (f"; after {'; '.join(notes)}" if notes else ""), c, notes)
         comp = await self._generate_plain(req, {})
-        reason = "; ".join(notes) if notes else f"{self.base_url} takes no {c.kind} constraint"
+        reason = "; ".join(notes) if notes else (
+            f"{self.base_url} refused or ignored {', '.join(skipped)} for {c.kind} constraints" if skipped
+            else f"{self.base_url} takes no {c.kind} constraint")
         return self._noted(comp, f"none: {reason}", c, notes or [reason])
 
     def _noted(self, comp: Completion, method: str, c: Constraint, fallbacks: list[str]) -> Completion:
