@@ -6,9 +6,12 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
+
+MAP_HELP = "feed a template variable from a column, e.g. text=sentence (repeatable; adds to the YAML's `inputs:`)"
+GOLD_STEP_HELP = "the label step the gold column scores (default: the step whose labels the gold values match)"
 
 app = typer.Typer(
     name="openautoglm",
@@ -34,9 +37,11 @@ def _run_id(config_hash: str, input_path: Path, output: Path | None, model: str 
 @app.command()
 def run(
     pipeline: Path = typer.Argument(..., help="pipeline YAML file"),
-    input: Path = typer.Option(..., "--input", "-i", help="records: .csv, .tsv, .jsonl or .json"),
+    input: Path = typer.Option(..., "--input", "-i", help="records: .csv, .tsv, .jsonl, .json or .parquet"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="results (.jsonl)"),
+    input_map: Optional[List[str]] = typer.Option(None, "--map", help=MAP_HELP),
     gold_column: Optional[str] = typer.Option(None, "--gold-column", "-g", help="column with gold labels: prints accuracy"),
+    gold_step: Optional[str] = typer.Option(None, "--gold-step", help=GOLD_STEP_HELP),
     label_map: Optional[str] = typer.Option(None, help="map gold labels to task labels, e.g. '1=positive,0=negative'"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="override the pipeline's model"),
     limit: Optional[int] = typer.Option(None, help="only the first N records"),
@@ -60,19 +65,24 @@ def run(
     """
     from .core.batch import run_batch
     from .core.pipeline import Pipeline
-    from .core.records import map_labels, parse_label_map, read_records, require_columns
+    from .core.records import check_gold, map_labels, parse_input_map, parse_label_map, read_records, require_columns
 
     mapping = parse_label_map(label_map)  # a malformed map fails before any model call
-    pipe = Pipeline.from_yaml(pipeline, model=model, store=store or True)
+    pipe = Pipeline.from_yaml(pipeline, model=model, store=store or True, inputs=parse_input_map(input_map))
     records = read_records(input, encoding=encoding, limit=limit, allow_empty=allow_empty)
     require_columns(records, pipe.required_inputs | ({gold_column} if gold_column else set()), str(input))
+    con = _console(stderr=True)
+    gold = None
+    if gold_column and records:  # gold labels that match no task label fail now, not after the run
+        gold = check_gold(records, gold_column, pipe.label_steps(), mapping=mapping, source=str(input),
+                          step=gold_step, prefer=pipe.output_step)
+        _print_gold_check(con, gold, pipe.output_step, gold_column)
     rid = run_id or _run_id(pipe.config.fingerprint(), input, output, model) + (f"-n{limit}" if limit else "")
     from rich.markup import escape
 
     from .backends.registry import resolve_model
     from .redact import mask_secrets
 
-    con = _console(stderr=True)
     shown_model = mask_secrets(resolve_model(model, pipe.config.model))
     con.print(escape(f"{pipe.config.name}: {len(records)} records from {input} · model {shown_model} · run {rid}"))
     result = run_batch(pipe, records, run_id=rid, output=output, batch_size=batch_size,
@@ -92,8 +102,9 @@ def run(
         for reason, count in result.failure_reasons[:5]:
             con.print(f"  {count} × {escape(mask_secrets(reason))}")
         con.print(f"  first: record {result.errors[0][0]}; rerun with --retry-failed to redo them")
-    if gold_column:
-        _print_accuracy(out, map_labels(records, gold_column, mapping), result.results, gold_column)
+    if gold is not None:
+        step = None if gold.step == pipe.output_step else gold.step
+        _print_accuracy(out, map_labels(records, gold_column, mapping), result.results, gold_column, step)
     _print_examples(out, records, result.results, pipe, show)
     if output:
         out.print(f"results written to {output}")
@@ -102,13 +113,33 @@ def run(
         raise typer.Exit(3)
 
 
-def _print_accuracy(out: Any, records: list[dict[str, Any]], results: list[dict[str, Any]], gold: str) -> None:
-    pairs = [(str(r.get(gold)), res.get("label")) for r, res in zip(records, results) if "label" in res]
+def _print_gold_check(con: Any, gold: Any, output_step: str, column: str) -> None:
+    """Say which step the gold column scores (when not the result's) and what will count as wrong."""
+    from rich.markup import escape
+
+    if gold.step != output_step:
+        con.print(escape(f"scoring step {gold.step!r} against column {column!r} "
+                         f"({gold.matched} of {gold.total} gold labels are its labels; --gold-step picks another)"))
+    for warning in gold.warnings:
+        con.print("[yellow]warning:[/] " + escape(warning))
+
+
+def _print_accuracy(out: Any, records: list[dict[str, Any]], results: list[dict[str, Any]], gold: str,
+                    step: str | None = None) -> None:
+    """Accuracy of the result's labels, or of step ``step``'s (``result["steps"][step]``)."""
+    def predicted(res: dict[str, Any]) -> Any:
+        if step is None:
+            return res.get("label")
+        return (res.get("steps") or {}).get(step, {}).get("label")
+
+    pairs = [(str(r.get(gold)).strip(), predicted(res)) for r, res in zip(records, results) if "error" not in res]
+    pairs = [(g, p) for g, p in pairs if p is not None]
     if not pairs:
         out.print("no label predictions to score")
         return
     correct = sum(g == p for g, p in pairs)
-    out.print(f"[bold]accuracy[/]: {correct / len(pairs):.3f} ({correct}/{len(pairs)}) against column {gold!r}")
+    where = f" (step {step!r})" if step else ""
+    out.print(f"[bold]accuracy[/]{where}: {correct / len(pairs):.3f} ({correct}/{len(pairs)}) against column {gold!r}")
 
 
 def _print_examples(out: Any, records: list[dict[str, Any]], results: list[dict[str, Any]], pipe: Any, n: int) -> None:

@@ -45,6 +45,9 @@ class PipelineConfig(BaseModel):
     name: str = "pipeline"
     description: str | None = None
     model: str | dict[str, Any] | None = None  # None: $OPENAUTOGLM_MODEL, else "local" (backends.registry)
+    #: template variable -> record field, applied to every record before the steps run
+    #: (``{text: sentence}``: a file whose column is ``sentence`` feeds ``{text}``)
+    inputs: dict[str, str] = Field(default_factory=dict)
     steps: list[StepConfig] = Field(default_factory=list)
     output: str | None = None  # name of the step whose output is the result (default: last)
     batch_size: int = Field(default=64, ge=1, le=100_000)
@@ -72,10 +75,19 @@ class PipelineConfig(BaseModel):
             raise ValueError(f"step names must be unique; repeated: {dupes}")
         if self.output is not None and self.output not in names:
             raise ValueError(f"`output: {self.output}` names no step; steps are {names}")
+        for var, field in self.inputs.items():
+            if not var.isidentifier() or not field.strip():
+                raise ValueError(f"`inputs: {{{var}: {field}}}` must map a variable name to a record field")
+            if field.split(".")[0] in names:
+                raise ValueError(f"`inputs: {{{var}: {field}}}`: the top-level mapping runs before any step; "
+                                 "map a step's output in that step's own `inputs:`")
         return self
 
     def fingerprint(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, default=str)
+        # an empty top-level ``inputs`` is left out, so configs written before it existed keep their hash
+        # (runs in progress resume, evaluations keep their run ids)
+        data = self.model_dump(mode="json", by_alias=True, exclude=None if self.inputs else {"inputs"})
+        blob = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -6,7 +6,9 @@
 A step is a :class:`Task`, a Python callable (``"package.module:function"``, called with
 the record's context dict) or a sub-pipeline.  Each step sees the input fields and the
 outputs of earlier steps (``context[step_name]``); ``inputs:`` maps template variables to
-other fields (``{text: review}`` or ``{text: summarize.text}``).
+other fields (``{text: review}`` or ``{text: summarize.text}``).  A top-level ``inputs:``
+(``Pipeline(inputs=...)``, the CLI's ``--map text=sentence``) renames record fields for
+every step before the first one runs.
 
 Work is batch-first: a chunk of records goes through step 1, then step 2..., so a
 backend sees whole batches (one padded forward pass locally, concurrent requests over
@@ -66,6 +68,7 @@ class Pipeline:
         steps: Sequence[StepConfig | Mapping[str, Any]] | None = None,
         name: str | None = None,
         output: str | None = None,
+        inputs: Mapping[str, str] | None = None,
         batch_size: int = 64,
         store: Any = True,
         cache: bool = True,
@@ -87,6 +90,7 @@ class Pipeline:
         self.config = PipelineConfig(
             name=name or (task.name if task is not None else "pipeline"),
             model=model_spec,
+            inputs=dict(inputs or {}),
             steps=step_list,
             output=output,
             batch_size=batch_size,
@@ -117,7 +121,9 @@ class Pipeline:
         if not isinstance(config, PipelineConfig):
             config = validate_pipeline_dict(dict(config), source=source or "<config>")
         model = kwargs.pop("model", None) or config.model
-        return cls(model=model, steps=config.steps, name=config.name, output=config.output,
+        inputs = {**config.inputs, **(kwargs.pop("inputs", None) or {})}  # the caller's mapping wins
+        output = kwargs.pop("output", None) or config.output
+        return cls(model=model, steps=config.steps, name=config.name, output=output, inputs=inputs,
                    batch_size=config.batch_size, source=source, **kwargs)
 
     @classmethod
@@ -172,7 +178,8 @@ class Pipeline:
     # -- introspection -------------------------------------------------------------
     @property
     def required_inputs(self) -> set[str]:
-        """Input fields the records must have (what the first reader of each needs)."""
+        """Input fields the records must have (what the first reader of each needs), after the
+        top-level ``inputs:`` mapping: ``{text: sentence}`` makes ``sentence`` required, not ``text``."""
         produced: set[str] = set()
         needed: set[str] = set()
         for step in self.config.steps:
@@ -181,7 +188,45 @@ class Pipeline:
                 wanted |= {expr.split(".")[0] for expr in step.inputs.values()}
                 needed |= wanted - produced
             produced.add(step.name)
-        return needed
+        mapping = self.config.inputs
+        return (needed - set(mapping)) | {expr.split(".")[0] for expr in mapping.values()}
+
+    @property
+    def output_step(self) -> str:
+        """The step whose output is the pipeline's result (``output:``, else the last)."""
+        return self.config.output or self.config.steps[-1].name
+
+    def label_steps(self) -> dict[str, list[str]]:
+        """The steps that predict labels (name → labels), in order: what gold labels can score."""
+        return {s.name: list(s.task.labels) for s in self.config.steps
+                if s.task is not None and s.task.kind.distribution and s.task.labels}
+
+    def map_inputs(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The record as the steps see it: the top-level ``inputs:`` mapping applied (the record's
+        own fields stay).  A variable the record already has is kept when its mapped field is
+        absent, so ``run(text=...)`` works on a pipeline that maps ``text`` from a file column."""
+        context = dict(record)
+        for var, expr in self.config.inputs.items():
+            try:
+                context[var] = _lookup(record, expr, "inputs")
+            except TemplateError:
+                if var in record:
+                    continue
+                have = ", ".join(sorted(map(str, record))) or "no fields"
+                raise TemplateError(
+                    f"input {var!r} is mapped to the field {expr!r}, which the record lacks; the record has: {have}",
+                    hint="fix the pipeline's top-level `inputs:` (or --map VAR=COLUMN) or the column names",
+                ) from None
+        return context
+
+    def step_context(self, step_name: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        """What step ``step_name`` reads for ``record``: the top-level mapping, then the step's own
+        ``inputs:`` (for a step that reads record fields only, e.g. the first: optimize uses it)."""
+        step = next((s for s in self.config.steps if s.name == step_name), None)
+        if step is None:
+            raise ConfigError(f"no step {step_name!r}", source=self.source,
+                              hint=f"steps: {', '.join(s.name for s in self.config.steps)}")
+        return self._bind(step, self.map_inputs(record))
 
     # -- execution -------------------------------------------------------------------
     def run(self, record: Mapping[str, Any] | None = None, /, **inputs: Any) -> Result:
@@ -235,8 +280,14 @@ class Pipeline:
 
         Touches no database: safe to run on a worker of a distributed executor.
         """
-        contexts: list[dict[str, Any]] = [dict(r) for r in records]
+        contexts: list[dict[str, Any]] = []
         failed: dict[int, Exception] = {}
+        for i, record in enumerate(records):
+            try:
+                contexts.append(self.map_inputs(record))
+            except TemplateError as exc:  # this record lacks a mapped field: it fails alone
+                contexts.append(dict(record))
+                failed[i] = exc
         all_calls: list[Any] = []
         new_cache: dict[str, Any] = {}
         for step in self.config.steps:
@@ -261,7 +312,7 @@ class Pipeline:
                     failed[i] = out
                 else:
                     contexts[i][step.name] = out
-        final = self.config.output or self.config.steps[-1].name
+        final = self.output_step
         results: list[dict[str, Any] | Exception] = []
         for i, ctx in enumerate(contexts):
             if i in failed:

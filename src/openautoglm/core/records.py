@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator, Sequence
@@ -265,12 +266,41 @@ def require_columns(records: Sequence[dict[str, Any]], needed: Iterable[str], so
     if not records:
         return
     have = set(records[0])
-    missing = sorted(set(needed) - have)
+    needed = set(needed)
+    missing = sorted(needed - have)
     if missing:
         raise InputDataError(
             f"{source}: missing column {', '.join(repr(m) for m in missing)}; it has: {', '.join(sorted(have))}",
-            hint="rename the column in the file, or map it in the pipeline with `inputs: {text: your_column}`",
+            hint=_map_hint(missing[0], sorted(have - needed)),
         )
+
+
+#: column names that hold gold labels or ids, not the text a template variable wants
+_NOT_TEXT = frozenset({"label", "labels", "gold", "target", "class", "y", "id", "idx", "index"})
+
+
+def _map_hint(missing: str, spare: Sequence[str]) -> str:
+    """How to feed the missing variable from a column of the file (named when only one is left)."""
+    texts = [c for c in spare if c.casefold() not in _NOT_TEXT]
+    column = texts[0] if len(texts) == 1 else "your_column"
+    return (f"rename the column in the file, or map it: `--map {missing}={column}` (run, eval, optimize, "
+            f"distill) or `inputs: {{{missing}: {column}}}` at the top of the pipeline YAML")
+
+
+def parse_input_map(values: str | Sequence[str] | None) -> dict[str, str]:
+    """``["text=sentence", "title=headline"]`` (or one comma list) → ``{"text": "sentence", ...}``:
+    template variable → record field, the CLI's ``--map``."""
+    if not values:
+        return {}
+    items = [values] if isinstance(values, str) else list(values)
+    mapping: dict[str, str] = {}
+    for part in (p for item in items for p in item.split(",")):
+        var, sep, column = (x.strip() for x in part.partition("="))
+        if not sep or not var.isidentifier() or not column:
+            raise ConfigError(f"bad --map entry {part!r}",
+                              hint="write it like 'text=sentence': the template variable, then the column that fills it")
+        mapping[var] = column
+    return mapping
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]], *, append: bool = False) -> None:
@@ -298,3 +328,102 @@ def map_labels(records: list[dict[str, Any]], column: str, mapping: dict[str, st
     if not mapping:
         return records
     return [{**r, column: mapping.get(str(r.get(column, "")).strip(), r.get(column))} for r in records]
+
+
+# -- gold labels against a task's labels (checked before any model call) ------------------------
+_NEGATIVE_WORDS = frozenset({"negative", "neg", "bad", "no", "false", "负面", "消极", "差评", "否", "负"})
+_POSITIVE_WORDS = frozenset({"positive", "pos", "good", "yes", "true", "正面", "积极", "好评", "是", "正"})
+_FALSE_GOLD = ("0", "-1", "false", "no", "n", "f")
+_TRUE_GOLD = ("1", "true", "yes", "y", "t")
+
+
+def gold_values(records: Sequence[dict[str, Any]], column: str, mapping: dict[str, str]) -> list[str]:
+    """The gold column as the task's labels are compared with it: mapped, then stripped strings."""
+    mapped = map_labels(list(records), column, mapping)
+    return ["" if r.get(column) is None else str(r[column]).strip() for r in mapped]
+
+
+def suggest_label_map(values: Iterable[str], labels: Sequence[str]) -> str | None:
+    """A ``--label-map`` turning every gold value into a task label, when one is clear: labels that
+    differ in case or are abbreviated (``Pos`` → ``positive``), or binary gold values (``0/1``,
+    ``true/false``) beside one positive and one negative label; else ``None``."""
+    values = sorted({v for v in values if v} - set(labels))
+    found: dict[str, str] = {}
+    for value in values:
+        key = value.casefold()
+        same = [lab for lab in labels if lab.casefold() == key]
+        prefix = [lab for lab in labels if lab.casefold().startswith(key) or key.startswith(lab.casefold())]
+        match = same or (prefix if len(key) >= 2 else [])
+        if len(match) == 1:
+            found[value] = match[0]
+    rest = [v for v in values if v not in found]
+    positive = [lab for lab in labels if lab.casefold() in _POSITIVE_WORDS]
+    negative = [lab for lab in labels if lab.casefold() in _NEGATIVE_WORDS]
+    if rest and len(positive) == 1 and len(negative) == 1:
+        for value in rest:
+            key = value.casefold()
+            if key in _TRUE_GOLD:
+                found[value] = positive[0]
+            elif key in _FALSE_GOLD:
+                found[value] = negative[0]
+    if not values or set(found) != set(values) or len(set(found.values())) < len(found):
+        return None
+    return ",".join(f"{value}={label}" for value, label in sorted(found.items()))
+
+
+def label_map_hint(values: Iterable[str], labels: Sequence[str]) -> str:
+    """What to pass as ``--label-map`` (a clear suggestion, else its shape with the task's labels)."""
+    values = sorted(set(values) - set(labels) - {""})
+    suggestion = suggest_label_map(values, labels)
+    if suggestion is not None:
+        return f"map the file's labels to the task's: --label-map '{suggestion}'"
+    shown = ",".join(f"{v}=LABEL" for v in values[:4]) + (",..." if len(values) > 4 else "")
+    return (f"map the file's labels to the task's ({', '.join(labels)}): --label-map '{shown}'; "
+            "or pick the right column (--gold-column / --label-column)")
+
+
+@dataclass
+class GoldCheck:
+    """Which label step the gold column scores, how many rows match its labels, and warnings."""
+
+    step: str
+    matched: int
+    total: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_gold(records: Sequence[dict[str, Any]], column: str, steps: dict[str, Sequence[str]], *,
+               mapping: dict[str, str], source: str, step: str | None = None,
+               prefer: str | None = None) -> GoldCheck:
+    """Check the gold column against the labels of a label step, before any model call.
+
+    ``steps``: label steps (name → labels).  ``step`` names the one to score (``--gold-step``);
+    otherwise the step whose labels match the most rows wins (``prefer``, the pipeline's output
+    step, on a tie).  No row matching raises :class:`InputDataError` with a suggested
+    ``--label-map``; some rows not matching is a warning (they will count as wrong).
+    """
+    if not steps:
+        raise InputDataError(f"{source}: no step of the pipeline predicts labels, so column {column!r} "
+                             "cannot be scored", hint="gold labels score a task with `labels:`")
+    if step is not None and step not in steps:
+        raise InputDataError(f"--gold-step {step!r} is not a label step of the pipeline",
+                             hint=f"label steps: {', '.join(steps)}")
+    gold = gold_values(records, column, mapping)
+    counts = {name: sum(g in set(labels) for g in gold) for name, labels in steps.items()}
+    order = list(steps)
+    chosen = step or max(order, key=lambda n: (counts[n], n == prefer, order.index(n)))
+    labels = list(steps[chosen])
+    unknown = Counter(g for g in gold if g not in set(labels))
+    if counts[chosen] == 0:
+        sample = ", ".join(repr(v) for v, _ in unknown.most_common(5))
+        where = f" (step {chosen!r})" if len(steps) > 1 else ""
+        raise InputDataError(
+            f"{source}: no gold label in column {column!r} is one of the task's labels{where} "
+            f"{labels}; the column holds {sample}", hint=label_map_hint(unknown, labels))
+    check = GoldCheck(chosen, counts[chosen], len(gold))
+    if unknown:
+        sample = ", ".join(repr(v) for v, _ in unknown.most_common(3))
+        check.warnings.append(f"{sum(unknown.values())} of {len(gold)} rows have a gold label that is not one of "
+                              f"the task's labels ({sample}): they count as wrong; "
+                              + label_map_hint(unknown, labels))
+    return check

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -18,10 +18,14 @@ def optimize_command(
     pipeline: Path = typer.Argument(..., help="pipeline YAML whose (single) step is a label task"),
     train: Path = typer.Option(..., "--train", help="labelled rows for demonstrations and calibration"),
     dev: Path = typer.Option(..., "--dev", help="labelled rows for selection (a share is held out for the report)"),
-    budget: int = typer.Option(2000, help="model calls the search may spend"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="optimized pipeline YAML (default <name>.optimized.yaml)"),
+    budget: int = typer.Option(2000, help="model calls the whole run may spend (the held-out measurement included)"),
+    out: Optional[Path] = typer.Option(None, "--output", "-o", "--out",
+                                       help="optimized pipeline YAML (default <name>.optimized.yaml)"),
     label_column: str = typer.Option("label", help="gold label column in --train and --dev"),
     label_map: Optional[str] = typer.Option(None, help="map file labels to task labels, e.g. '1=positive,0=negative'"),
+    input_map: Optional[List[str]] = typer.Option(
+        None, "--map", help="feed a template variable from a column, e.g. text=sentence (repeatable; kept in the "
+        "optimized YAML's `inputs:`)"),
     metric: str = typer.Option("accuracy", help="accuracy or macro_f1"),
     holdout: float = typer.Option(0.3, help="share of --dev rows never used for choices (the honest estimate)"),
     max_train: int = typer.Option(2000, help="use at most this many train rows"),
@@ -37,12 +41,12 @@ def optimize_command(
     from rich.console import Console
 
     from ..core.pipeline import Pipeline
-    from ..core.records import read_records, require_columns
+    from ..core.records import check_gold, parse_input_map, read_records, require_columns
     from ..errors import ConfigError
     from .search import Optimizer
 
     con = Console(stderr=True, highlight=False)
-    pipe = Pipeline.from_yaml(pipeline, model=model, store=False)
+    pipe = Pipeline.from_yaml(pipeline, model=model, store=False, inputs=parse_input_map(input_map))
     steps = pipe.config.steps
     if len(steps) != 1 or steps[0].task is None:
         raise ConfigError("optimize works on single-task pipelines for now", source=str(pipeline), field="steps",
@@ -53,6 +57,9 @@ def optimize_command(
     for name, path in (("train", train), ("dev", dev)):
         recs = read_records(path)
         require_columns(recs, pipe.required_inputs | {label_column}, str(path))
+        check_gold(recs, label_column, pipe.label_steps(), mapping=mapping, source=str(path))
+        # the task reads its variables as the pipeline would feed them (top-level and step `inputs:`)
+        recs = [{**pipe.step_context(steps[0].name, r), label_column: r[label_column]} for r in recs]
         rows[name] = map_labels(recs, label_column, mapping)
     random.Random(seed).shuffle(rows["train"])
     backend = pipe.backend_for(steps[0])
