@@ -382,7 +382,7 @@ class Pipeline:
             field = f"steps.{step.name}"
             if step.call is not None:
                 self._callables[step.call] = self.policy.import_callable(step.call, source=self.source,
-                                                                         field=f"{field}.call")
+                                                                         field=f"{field}.call", folder=self.base_dir)
             if step.task is not None:
                 self._resolve_strategy_callables(step, step.task, field)
             if step.pipeline is not None:
@@ -395,7 +395,8 @@ class Pipeline:
         refs = spec.cls.callable_refs(spec.settings)
         if not refs:
             return
-        resolved = {path: self.policy.import_callable(ref, source=self.source, field=f"{field}.task.strategy.{path}")
+        resolved = {path: self.policy.import_callable(ref, source=self.source, field=f"{field}.task.strategy.{path}",
+                                                      folder=self.base_dir)
                     for path, ref in refs.items()}
         settings = spec.cls.with_callables(spec.settings, resolved)
         self._tasks[step.name] = task.model_copy(update={"strategy": spec.model_copy(update={"settings": settings})})

@@ -9,15 +9,26 @@ other YAML files (``pipeline:`` steps).  Whoever wrote the YAML decides what run
   allows only the callables its operator named at start-up (``--allow-call``) and only
   sub-pipelines inside its pipelines folder, and its errors never quote a file.
 
-Every reference is checked when the pipeline is built, before any record runs.
+Every reference is checked when the pipeline is built, before any record runs (and before
+any model is loaded: backends load on their first call).
+
+Under the trusted policy a ``call:`` module is also looked up in the pipeline file's
+folder, as ``python script.py`` looks beside the script: ``mypkg.routing:route`` next to
+``pipeline.yaml`` imports without ``PYTHONPATH=.``.  The folder is on ``sys.path`` only
+while the module is imported (the module and its package stay imported; a module that
+imports a sibling of that folder lazily, inside a function, needs it installed or on
+``PYTHONPATH``).  The untrusted policy never touches ``sys.path``.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import ConfigError
 
@@ -44,8 +55,10 @@ class LoadPolicy:
     def trusted(self) -> bool:
         return self.allowed_calls is None and self.pipelines_root is None
 
-    def import_callable(self, ref: str, *, source: str | None, field: str) -> Callable[..., Any]:
-        """Import ``"module:function"`` if this policy allows it."""
+    def import_callable(self, ref: str, *, source: str | None, field: str,
+                        folder: str | Path | None = None) -> Callable[..., Any]:
+        """Import ``"module:function"`` if this policy allows it; a trusted policy also looks in
+        ``folder`` (the pipeline file's), put first on ``sys.path`` for the import only."""
         if self.allowed_calls is not None and ref not in self.allowed_calls:
             allowed = ", ".join(sorted(self.allowed_calls)) or "none"
             raise ConfigError(
@@ -54,12 +67,15 @@ class LoadPolicy:
                 hint=f"the operator can allow it when starting the server: --allow-call {ref}",
             )
         module_name, _, attr = ref.partition(":")
+        where = folder if self.trusted and folder is not None else None
         try:
-            func = getattr(importlib.import_module(module_name), attr)
+            with _on_path(where):
+                func = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
+            place = f"the pipeline's folder ({where}), " if where is not None else ""
             raise ConfigError(
                 f"cannot import {ref!r}: {exc}", source=source, field=field,
-                hint="the module must be importable (on PYTHONPATH or installed) and define the function",
+                hint=f"the module must be importable ({place}on PYTHONPATH or installed) and define the function",
             ) from None
         if not callable(func):
             raise ConfigError(f"{ref!r} is not callable", source=source, field=field)
@@ -87,3 +103,25 @@ class LoadPolicy:
             raise ConfigError(f"sub-pipeline {ref!r} is larger than {MAX_PIPELINE_FILE_BYTES} bytes",
                               source=source, field=field)
         return path
+
+
+_PATH_LOCK = threading.RLock()  # re-entrant: an imported module may build a pipeline itself
+
+
+@contextmanager
+def _on_path(folder: str | Path | None) -> Iterator[None]:
+    """``folder`` first on ``sys.path`` while the block runs, then removed again (imports are
+    serialised meanwhile, so two pipelines built in threads do not see each other's folder)."""
+    if folder is None:
+        yield
+        return
+    entry = str(Path(folder).resolve())
+    with _PATH_LOCK:
+        sys.path.insert(0, entry)
+        try:
+            yield
+        finally:
+            try:
+                sys.path.remove(entry)  # the first occurrence: ours (unless the import moved it)
+            except ValueError:
+                pass
