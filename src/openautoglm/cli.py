@@ -22,6 +22,43 @@ app = typer.Typer(
 )
 
 
+def _show_flags_without_a_value() -> None:
+    """Typer's help lists every boolean flag as ``--fresh <bool>``, which reads as if it took a
+    value (``--fresh yes`` then fails): show flags with no value type, as click does."""
+    from typer.core import TyperOption
+
+    original = TyperOption.display_type_rich
+    if getattr(original, "_flags_fixed", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> Optional[str]:
+        if self.is_flag and not self.count:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._flags_fixed = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_show_flags_without_a_value()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    """Automate NLP and ML work with LLMs; runs offline on an embedded model."""
+
+
 def _console(stderr: bool = False):  # type: ignore[no-untyped-def]
     from rich.console import Console
 

@@ -46,7 +46,8 @@ def run_command(
     instruction: str = typer.Argument(..., help="what to predict, e.g. \"predict whether a customer churns\""),
     data: Path = typer.Option(..., "--data", "-d", help="training table: .csv, .tsv, .jsonl or .parquet"),
     time_budget: float = typer.Option(120.0, "--time-budget", "-t", help="wall-clock seconds for the whole fit"),
-    out: Path = typer.Option(Path("runs/automl"), "--out", "-o", help="folder for model, plan, leaderboard, report"),
+    out: Path = typer.Option(Path("runs/automl"), "--output", "-o", "--out",
+                             help="folder for model, plan, leaderboard, report"),
     seed: int = typer.Option(0, help="random seed (folds, sampler, models)"),
     planner: str = typer.Option("auto", help="auto | llm | heuristic"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="LLM for planning (default: local embedded model)"),
@@ -89,12 +90,13 @@ def run_command(
 
 def predict_command(
     data: Path = typer.Argument(..., help="table to predict: same columns as the training data"),
-    model: Path = typer.Option(..., "--model", "-m", help="folder written by 'openautoglm automl ... --out'"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write predictions here (.csv); default: stdout"),
+    model: Path = typer.Option(..., "--model", "-m", help="folder written by 'openautoglm automl ... --output'"),
+    out: Optional[Path] = typer.Option(None, "--output", "-o", "--out",
+                                       help="write predictions here (.csv); default: stdout"),
     proba: bool = typer.Option(True, "--proba/--no-proba", help="add one probability column per class"),
     encoding: str = typer.Option("utf-8-sig", help="input file encoding"),
 ) -> None:
-    """Predict with a saved model; prints CSV (or writes --out)."""
+    """Predict with a saved model; prints CSV (or writes --output)."""
     import sys
 
     from .estimator import load

@@ -54,7 +54,7 @@ def profile_command(
     input: Path = typer.Argument(..., help="table: .csv, .tsv, .jsonl, .json or .parquet"),
     text_column: str = typer.Option("text", "--text-column", "-t"),
     label_column: Optional[str] = typer.Option(None, "--label-column", "-l"),
-    out: Path = typer.Option(Path("out/data-profile"), "--out", "-o", help="folder for profile.json/html"),
+    out: Path = typer.Option(Path("out/data-profile"), "--output", "-o", "--out", help="folder for profile.json/html"),
     near_threshold: float = typer.Option(0.8, help="Jaccard threshold for near duplicates"),
     no_near_dup: bool = typer.Option(False, "--no-near-dup", help="skip near-duplicate detection"),
     no_pii: bool = typer.Option(False, "--no-pii", help="skip PII counting"),

@@ -36,11 +36,13 @@ def train_command(
     seeds: int = typer.Option(10, "--seeds", help="number of seeds (0..N-1); mean ± std is reported"),
     no_input_graph: bool = typer.Option(False, "--no-input-graph",
                                         help="ignore the input edges: start from a feature kNN graph"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for results.json, learned_edges.csv and "
-                                                                 "graph_comparison.png"),
+    out: Optional[Path] = typer.Option(None, "--output", "-o", "--out",
+                                       help="folder for results.json, learned_edges.csv and graph_comparison.png"),
     param: List[str] = typer.Option([], "--param", "-p", help="override a hyper-parameter: KEY=VALUE (repeatable)"),
     knn_k: int = typer.Option(10, "--knn-k", help="neighbours of the kNN starting graph when there are no edges"),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="folder with the Planetoid ind.* files"),
+    data_root: Optional[Path] = typer.Option(None, "--root", "--data-root",
+                                             help="folder with the Planetoid ind.* files (default: $OPENAUTOGLM_DATA/"
+                                             "planetoid, else the user data folder's planetoid/)"),
     threads: str = typer.Option("auto", "--threads", help="torch threads (auto: 2, or 1 on a busy CPU)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
 ) -> None:

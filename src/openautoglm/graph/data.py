@@ -9,6 +9,8 @@ the structure is to be learned from features alone) and boolean split masks.
 from __future__ import annotations
 
 import csv
+import os
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -19,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 __all__ = ["GraphData", "PLANETOID", "default_data_root", "knn_graph", "load_dataset", "load_graph_csv",
-           "load_planetoid"]
+           "load_planetoid", "user_data_dir"]
 
 PLANETOID = ("cora", "citeseer")
 
@@ -66,9 +68,33 @@ class GraphData:
                 f"{int(self.test_mask.sum())}")
 
 
+#: names the folder that holds downloaded/copied data sets (Planetoid files in ``planetoid/``)
+DATA_ENV = "OPENAUTOGLM_DATA"
+
+
+def user_data_dir() -> Path:
+    """Open-AutoGLM's data folder: ``$OPENAUTOGLM_DATA``, else ``$XDG_DATA_HOME/openautoglm``
+    (``~/.local/share/openautoglm``; ``%LOCALAPPDATA%\\openautoglm`` on Windows)."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "openautoglm"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "openautoglm"
+
+
 def default_data_root() -> Path:
-    """``<repo>/../shared/data/planetoid`` (where this project keeps the Planetoid files)."""
-    return Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "planetoid"
+    """Where the Planetoid files are looked for without ``root=`` / ``--root``:
+    ``<user data folder>/planetoid`` (see :func:`user_data_dir`).  In a source checkout whose
+    user folder has none, the project's ``../shared/data/planetoid`` beside the repository."""
+    root = user_data_dir() / "planetoid"
+    if root.is_dir():
+        return root
+    repo = Path(__file__).resolve().parents[3]
+    beside = repo.parent / "shared" / "data" / "planetoid"
+    if not os.environ.get(DATA_ENV) and (repo / "pyproject.toml").is_file() and beside.is_dir():
+        return beside
+    return root
 
 
 # -- Planetoid ---------------------------------------------------------------------------
@@ -90,7 +116,8 @@ def load_planetoid(name: str, root: str | Path | None = None, normalize_features
     folder = Path(root) if root is not None else default_data_root()
     if not folder.is_dir():
         raise InputDataError(f"{folder}: Planetoid folder not found",
-                             hint="pass root= (or --data-root) pointing at the folder with ind.<name>.* files")
+                             hint=f"copy the ind.<name>.* files into {user_data_dir() / 'planetoid'}, set "
+                             f"${DATA_ENV} to a folder with a planetoid/ inside, or pass root= (--root)")
     parts = {}
     for part in ("x", "y", "tx", "ty", "allx", "ally", "graph"):
         path = folder / f"ind.{key}.{part}"

@@ -111,7 +111,8 @@ def evaluate(
     attempts: int = typer.Option(3, help="tries per candidate (full mode)"),
     max_tokens: int = typer.Option(160, help="longest SQL the model may write, in tokens"),
     timeout: float = typer.Option(10.0, help="per-query time limit (gold and predicted)"),
-    out: Path = typer.Option(Path("runs/sql-eval"), help="folder for report.json and report.html"),
+    out: Path = typer.Option(Path("runs/sql-eval"), "--output", "-o", "--out",
+                             help="folder for report.json and report.html"),
     store: Optional[Path] = typer.Option(None, help="SQLite store (per-question results; resumable)"),
 ) -> None:
     """Execution accuracy on Spider-style dev questions, by hardness, with an HTML report."""
