@@ -7,6 +7,8 @@ it names (:mod:`.outputs`: ``labels``, ``json``, ``text``, inferred from ``label
 ``schema``) and the strategy it names (:mod:`.strategy`: ``direct`` by default).  Running
 it is the strategy's job (:func:`~.strategy.run_task`); answering under the spec is the
 output kind's.  Prompt building lives here because it is a function of the task's data.
+A task that gives no labels may take them from a preset (:mod:`.presets`: ``sentiment.v1``...),
+resolved when it is validated and recorded in its fields.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ class Task(BaseModel):
 
     name: str = "task"
     prompt_template: str = Field(alias="template")
+    #: a built-in or plug-in task preset (``sentiment.v1``; see :mod:`.presets`), set when one applied
+    preset: str | None = None
+    #: the preset's language (``zh``/``en``; detected from the template when not given)
+    language: Literal["zh", "en"] | None = None
+    #: what the task is (a preset writes what it supplied and why it applied)
+    description: str | None = None
     labels: list[str] | None = None
     #: label -> the word the model is scored on (defaults to the label itself)
     verbalizers: dict[str, str] | None = None
@@ -73,6 +81,18 @@ class Task(BaseModel):
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     _heads: dict[str, LabelHead] = PrivateAttr(default_factory=dict)  # fitted heads, per backend identity
     _retriever: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        from .presets import resolve
+
+        try:
+            return resolve(data)
+        except ConfigError as exc:  # an unknown preset: a validation error at the field
+            raise ValueError(exc.message) from None
 
     @field_validator("strategy", mode="before")
     @classmethod
@@ -285,8 +305,13 @@ class Task(BaseModel):
     def run_many(
         self, client: ModelClient, contexts: Sequence[dict[str, Any]], *, step: str, record_keys: Sequence[str]
     ) -> list[Result]:
-        """Run the task on a batch of records with its strategy (batching is the backend's business)."""
-        return [Result.wrap(r) for r in run_task(self, client, contexts, step=step, record_keys=record_keys)]
+        """Run the task on a batch of records with its strategy (batching is the backend's business).
+        A preset task's results name the preset (``result["preset"]``)."""
+        results = [Result.wrap(r) for r in run_task(self, client, contexts, step=step, record_keys=record_keys)]
+        if self.preset is not None:
+            for result in results:
+                result.setdefault("preset", self.preset)
+        return results
 
     def answer(self, client: ModelClient, prompts: Sequence[Prompt], *, step: str, record_keys: Sequence[str],
                attempt: int = 0) -> list[Result]:
