@@ -14,6 +14,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "Task": "openautoglm.core.task",
     "Pipeline": "openautoglm.core.pipeline",
+    # the origin articles' names: aliases of Pipeline (see openautoglm.core.aliases)
+    "TaskPipeline": "openautoglm.core.aliases",
+    "AutoGLM": "openautoglm.core.aliases",
     "Store": "openautoglm.store.sqlite",
     "create_backend": "openautoglm.backends.registry",
     "list_models": "openautoglm.backends.registry",
@@ -38,6 +41,7 @@ __all__ = sorted(_LAZY) + ["__version__"]
 if TYPE_CHECKING:  # pragma: no cover
     from .backends.base import Backend, GenerationRequest, ScoreRequest
     from .backends.registry import create_backend, list_models
+    from .core.aliases import AutoGLM, TaskPipeline
     from .core.config import load_pipeline_config
     from .core.pipeline import Pipeline
     from .core.records import read_records

@@ -108,7 +108,8 @@ def _norm(value: Any) -> Any:
 class SemanticParser:
     """Text-to-SQL over one database.
 
-    ``model`` is any backend spec (``"local"``, ``"openai:..."``, a Backend);
+    ``model`` is any backend spec (``"local"``, ``"openai:..."``, a Backend; ``model_path`` is an
+    alias, the origin articles' spelling);
     ``db`` a URL (``sqlite:///x.db``, ``postgresql://...``, ``duckdb:///x.duckdb``) or a
     :class:`Database`; ``examples`` a question/SQL pool (a .jsonl path, a list of dicts,
     an :class:`ExamplePool`, or ``None``).
@@ -121,13 +122,15 @@ class SemanticParser:
                  max_rows: int = 1000, max_tokens: int = 160, max_columns: int = 60,
                  store: "Store | str | Path | bool | None" = None, exclude_example_db: str | None = None,
                  link_values: bool = True, run_id: str | None = None, examples_dialect: str = "sqlite",
-                 seed: int = 0) -> None:
+                 seed: int = 0, model_path: "str | Backend | None" = None) -> None:
         from ..backends.registry import create_backend
 
         if db is None:
             raise OpenAutoGLMError("SemanticParser needs a database", hint='pass db="sqlite:///path/to/file.db"')
         self.db = db if isinstance(db, Database) else Database(str(db), timeout_s=timeout_s, max_rows=max_rows)
-        self.backend = create_backend(model)
+        if model_path is not None and model is not None and model != model_path:
+            raise OpenAutoGLMError("give SemanticParser `model=` or its alias `model_path=`, not both")
+        self.backend = create_backend(model if model is not None else model_path)
         self.pool = _as_pool(examples)
         self.n_examples = n_examples
         self.n_candidates = max(1, n_candidates)
