@@ -23,7 +23,9 @@ of them); a candidate replaces the current best only when it gets at least two m
 selection rows right.  A share of the dev rows (``holdout``) is never used for any decision: the
 baseline and the chosen task are both measured there at the end, so the reported gain
 is not the selection's own optimism.  Calls answered from the response cache are free;
-the budget counts calls that reached the model.
+the budget counts calls that reached the model, all of them: the held-out measurement is
+paid from it too (the baseline's right after its selection pass, the chosen task's from a
+reserve kept back from the search), so a run never spends more than ``budget``.
 
 This module holds the search (:class:`Optimizer`) and its result; the stages' candidates
 are in :mod:`.candidates` and :mod:`.head_stage`, the call budget in :mod:`.budget`, the
@@ -32,6 +34,7 @@ metric in :mod:`.scoring` (their public names are importable from here too).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import Counter
@@ -71,14 +74,19 @@ class OptimizeResult:
     budget: int
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage
+    holdout_calls: int = 0  # of ``calls``: the held-out measurements (base and chosen task)
 
     def summary(self) -> str:
         s = self.scores
-        lines = [f"{len(self.trials)} candidates tried, {self.calls}/{self.budget} model calls",
+        held = f" ({self.holdout_calls} of them on held-out rows)" if self.holdout_calls else ""
+        lines = [f"{len(self.trials)} candidates tried, {self.calls}/{self.budget} model calls{held}",
                  f"select  ({self.metric}): base {s['base_select']:.3f} -> best {s['best_select']:.3f}"]
         if "best_holdout" in s:
             lines.append(f"holdout ({self.metric}): base {s['base_holdout']:.3f} -> best {s['best_holdout']:.3f}"
                          f"  (rows never used for any choice)")
+        elif "base_holdout" in s:
+            lines.append(f"holdout ({self.metric}): base {s['base_holdout']:.3f}; the chosen task was not measured "
+                         "there (budget spent)")
         lines.append("chosen: " + describe(self.task))
         if self.seconds:
             lines.append("seconds: " + self.timing())
@@ -91,7 +99,7 @@ class OptimizeResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "scores": self.scores, "calls": self.calls, "budget": self.budget,
-                "chosen": describe(self.task), "notes": self.notes, "seconds": self.seconds,
+                "holdout_calls": self.holdout_calls, "chosen": describe(self.task), "notes": self.notes, "seconds": self.seconds,
                 "trials": [{"stage": t.stage, "candidate": t.description, "score": t.score, "rows": t.rows}
                            for t in self.trials]}
 
@@ -119,6 +127,10 @@ def describe(task: Task) -> str:
     if task.label_bias:
         parts.append("label bias")
     return ", ".join(parts)
+
+
+#: calls kept for a held-out measurement beyond its rows' (contextual calibration's content-free inputs)
+HOLDOUT_MARGIN = 4
 
 
 class Optimizer(CandidateStages, HeadStage):
@@ -260,6 +272,10 @@ class Optimizer(CandidateStages, HeadStage):
         margin = 2 / len(self.select) - 1e-9
         for s, task in sorted(scored_full, key=lambda x: _runtime_cost(x[1])):
             if s >= best[0] + margin and s > best[0]:
+                if not self._fits(task):
+                    self.notes.append(f"{stage}: a better candidate was left out: the budget left could not "
+                                      "measure it on the held-out rows")
+                    continue
                 best = (s, task)
         return best
 
@@ -277,6 +293,9 @@ class Optimizer(CandidateStages, HeadStage):
                               hint=f"use --budget of at least ~{10 * len(self.select)}") from None
         self.trials.append(Trial("base", "the task as given", base, base_score, len(self.select)))
         self.log(f"  {'base':13s} {base_score:.3f}  the task as given")
+        scores = {"base_select": base_score}
+        self._row_cost = self.backend.calls / len(self.select)
+        holdout_calls = self._measure_base_holdout(base, scores)
         best = (base_score, base)
         if len(self.labels) > 10 and self.use_retrieval and len(self.train) >= 20 and base.retrieval is None:
             # many labels: scoring all of them for every candidate is what costs; let the
@@ -289,18 +308,19 @@ class Optimizer(CandidateStages, HeadStage):
             self.trials.append(Trial("candidates", "kNN candidate pruning (top 10 labels)", pruned, pruned_score,
                                      len(self.select)))
             self.log(f"  {'candidates':13s} {pruned_score:.3f}  kNN candidate pruning (top 10 labels)")
-            if pruned_score >= base_score:  # no worse and ~8x cheaper per candidate: search from here
+            if pruned_score >= base_score and self._fits(pruned):  # no worse, ~8x cheaper per candidate
                 best = (pruned_score, pruned)
         seconds["base"] = time.perf_counter() - started
         # the head stage featurises train and select rows once: keep up to 60 % of the budget for it
         head_calls = len(self.train) + len(self.select) if self.backend.can_featurize else 0
         reserve = min(head_calls, int(self.budget * self.head_share))
-        self.backend.limit = self.budget - reserve
         for stage, make in (("prompt", self._prompt_candidates), ("verbalizers", self._verbalizer_candidates),
                             ("demos", self._demo_candidates), ("knn", self._knn_candidates),
                             ("head", self._head_candidates), ("calibration", self._calibration_candidates)):
             if stage == "head":
-                self.backend.limit = self.budget
+                reserve = 0
+            # what the held-out measurement of the best so far will cost is never spent on the search
+            self.backend.limit = self.budget - reserve - self._holdout_cost(best[1])
             if self.backend.calls >= self.backend.limit:
                 continue
             t0 = time.perf_counter()
@@ -312,13 +332,49 @@ class Optimizer(CandidateStages, HeadStage):
                 best = self._try(stage, candidates, best)
             seconds[stage] = time.perf_counter() - t0
             self.log(f"  {stage} stage: {seconds[stage]:.1f} s, {self.backend.calls} calls so far")
-        scores = {"base_select": base_score, "best_select": best[0]}
+        scores["best_select"] = best[0]
         if self.holdout:
-            self.backend.limit = None  # the final measurement is not part of the search budget
-            scores["base_holdout"] = self.measure(base, self.holdout)
-            scores["best_holdout"] = self.measure(best[1], self.holdout) if best[1] is not base else scores["base_holdout"]
+            self.backend.limit = self.budget  # what the search left: at least the reserve for this
+            before = self.backend.calls
+            try:
+                scores["best_holdout"] = (self.measure(best[1], self.holdout) if best[1] is not base
+                                          else scores["base_holdout"])
+            except BudgetExhausted:
+                self.notes.append("the budget ran out before the chosen task was measured on the held-out rows")
+            holdout_calls += self.backend.calls - before
         return OptimizeResult(task=best[1], base_task=base, trials=self.trials, metric=self.metric, scores=scores,
-                              calls=self.backend.calls, budget=self.budget, notes=self.notes, seconds=seconds)
+                              calls=self.backend.calls, budget=self.budget, notes=self.notes, seconds=seconds,
+                              holdout_calls=holdout_calls)
+
+    def _measure_base_holdout(self, base: Task, scores: dict[str, float]) -> int:
+        """Measure the task as given on the held-out rows now (paid like the search's calls,
+        before it); returns the calls it took."""
+        if not self.holdout:
+            return 0
+        before = self.backend.calls
+        try:
+            scores["base_holdout"] = self.measure(base, self.holdout)
+        except BudgetExhausted:
+            raise ConfigError(f"a budget of {self.budget} calls does not cover the {len(self.select)} selection "
+                              f"and {len(self.holdout)} held-out rows once", field="budget",
+                              hint=f"use --budget of at least ~{10 * (len(self.select) + len(self.holdout))}") from None
+        return self.backend.calls - before
+
+    def _holdout_cost(self, task: Task) -> int:
+        """The most calls measuring ``task`` on the held-out rows takes (0 for the task as given:
+        measured there already): label scores at the task as given's calls per row unless a
+        head answers alone, one feature pass per row for a head over the model's hidden states,
+        and a few calls for contextual calibration's content-free inputs."""
+        if not self.holdout or task is self.task:
+            return 0
+        head = task.head
+        scoring = self._row_cost if head is None or head.weight < 1 else 0.0
+        features = 1.0 if head is not None and head.features == "model" else 0.0
+        return math.ceil((scoring + features) * len(self.holdout)) + HOLDOUT_MARGIN
+
+    def _fits(self, task: Task) -> bool:
+        """Whether the budget left can still measure ``task`` on the held-out rows."""
+        return self.backend.calls + self._holdout_cost(task) <= self.budget
 
 
 def _runtime_cost(task: Task) -> int:
