@@ -71,7 +71,8 @@ def test_regression_and_multiclass():
     wine = load_wine(as_frame=True).frame
     cls = AutoML("predict the wine class", **FAST).fit(wine)
     assert cls.plan_.task == "multiclass" and cls.predict_proba(wine).shape == (len(wine), 3)
-    assert cls.score(wine) < 0.5  # in-sample log-loss of bagged fold models
+    assert cls.score_metric(wine) < 0.5  # in-sample log-loss of bagged fold models
+    assert cls.score(wine) > 0.9  # scikit-learn's score: accuracy
 
 
 @pytest.mark.slow
@@ -100,7 +101,7 @@ def test_adult_quirks_are_handled_generically():
     assert train.isna().any().any()  # '?' became missing
     m = AutoML("predict whether income exceeds 50K", **FAST).fit(train)
     assert m.plan_.target == "ltgt50k"
-    auc = m.score(test)  # test labels end with '.', aligned to the training classes
+    auc = m.score_metric(test)  # test labels end with '.', aligned to the training classes
     assert auc > 0.85
 
 

@@ -17,6 +17,8 @@ from .errors import PlanError
 from .io import align_labels, clean_frame, require_columns
 
 ORDER = ("lgbm", "linear", "hgb", "et", "rf")
+#: share of ``time_budget`` LLM planning may use (no question is asked after it)
+PLAN_SHARE = 0.5
 
 
 class AutoML(BaseEstimator):
@@ -25,9 +27,13 @@ class AutoML(BaseEstimator):
     Parameters
     ----------
     instruction: what to predict, in plain words ("predict whether a customer churns").
-    time_budget: wall-clock seconds for the whole ``fit`` (planning, preparation, search, ensemble);
-        if LLM planning is slow the search still gets at least half of it (``plan_seconds_`` says
-        how long planning took).
+    time_budget: wall-clock seconds for the whole ``fit`` (planning, preparation, search,
+        ensemble), an upper bound.  LLM planning counts inside it: no question is asked after
+        half of it (the heuristic planner decides the rest, and the plan's notes say so).
+        What cannot be interrupted, loading the planning model or a question under way, can
+        overrun that half; the search then still gets half the budget, and ``over_budget_``
+        (printed by the CLI) says by how many seconds the fit went over.  ``plan_seconds_``,
+        ``search_seconds_`` and ``time_used_`` say where the time went.
     seed: makes folds, sampler and models reproducible (given the same number of trials).
     planner: ``"auto"`` (LLM checked by heuristics), ``"llm"`` or ``"heuristic"``.
     model: the LLM for planning: a model string for the backends registry (``"local"``,
@@ -87,11 +93,13 @@ class AutoML(BaseEstimator):
             target = df.columns[-1]
         self.plan_ = make_plan(df, self.instruction, self.profile_, planner=self.planner, backend=self.model,
                                target=target, task=self.task, metric=self.metric, drop=self.drop,
-                               class_weight=self.class_weight)
+                               class_weight=self.class_weight, deadline=t0 + PLAN_SHARE * float(self.time_budget))
         plan = self.plan_
         self.plan_seconds_ = time.monotonic() - t0
-        # a slow LLM must not eat the search: it always gets at least half the budget
-        deadline = max(deadline, time.monotonic() + 0.5 * float(self.time_budget))
+        # only an uninterruptible model load can overrun planning's share; the search still gets
+        # at least half the budget then (over_budget_ reports the overrun)
+        deadline = max(deadline, time.monotonic() + (1 - PLAN_SHARE) * float(self.time_budget))
+        search_started = time.monotonic()
         tgt = plan.target
         if df[tgt].isna().any():
             n_missing = int(df[tgt].isna().sum())
@@ -172,6 +180,8 @@ class AutoML(BaseEstimator):
         self.holdout_ = (df.iloc[va0][features].reset_index(drop=True), y_enc[va0])
         self.y_ = y_enc
         self.time_used_ = time.monotonic() - t0
+        self.search_seconds_ = time.monotonic() - search_started
+        self.over_budget_ = max(0.0, self.time_used_ - float(self.time_budget))
         self.n_rows_ = len(df)
         return self
 
@@ -193,10 +203,18 @@ class AutoML(BaseEstimator):
         return self.classes_[np.argmax(raw, axis=1)]
 
     def score(self, X: Any, y: Any = None) -> float:
-        """The plan's metric on ``X`` (target column in ``X`` or given as ``y``), in natural units."""
+        """scikit-learn's score: accuracy for classification, R² for regression (target column
+        in ``X`` or given as ``y``); :meth:`score_metric` gives the plan's metric."""
+        self._check_fitted()
+        return self.score_metric(X, y, metric="r2" if self.plan_.task == "regression" else "accuracy")
+
+    def score_metric(self, X: Any, y: Any = None, metric: str | None = None) -> float:
+        """The plan's metric (or ``metric``) on ``X`` (target column in ``X`` or given as ``y``),
+        in natural units: ROC AUC, log-loss, RMSE... (lower is better for losses)."""
         from .metrics import score
 
         self._check_fitted()
+        metric = metric or self.plan_.metric
         df = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
         truth = pd.Series(y) if y is not None else df.get(self.plan_.target)
         if truth is None:
@@ -204,8 +222,21 @@ class AutoML(BaseEstimator):
                                  hint="pass y, or data that includes the target column")
         raw = self.best_estimator_.predict_raw(self._features(df))
         if self.plan_.task == "regression":
-            return score(self.plan_.metric, pd.to_numeric(truth).to_numpy(dtype=float), raw)
-        return score(self.plan_.metric, self.encode_labels(truth), raw)
+            return score(metric, pd.to_numeric(truth).to_numpy(dtype=float), raw)
+        return score(metric, self.encode_labels(truth), raw)
+
+    # ------------------------------------------------------------------ scikit-learn tags
+
+    @property
+    def _estimator_type(self) -> str:  # what scikit-learn < 1.6 reads
+        from .sklearn_api import estimator_kind
+
+        return estimator_kind(self)
+
+    def __sklearn_tags__(self) -> Any:  # scikit-learn >= 1.6
+        from .sklearn_api import sklearn_tags
+
+        return sklearn_tags(self, super().__sklearn_tags__())
 
     def encode_labels(self, labels: Any) -> np.ndarray:
         """Indices into ``classes_`` (labels differing only by case/spaces/trailing dots are aligned)."""

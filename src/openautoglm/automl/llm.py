@@ -6,8 +6,12 @@ length-normalised log-probabilities); others vote over a few sampled answers.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+from ..backends.delegate import DelegatingBackend
+from ..errors import OpenAutoGLMError
 
 SYSTEM = ("You are an expert data scientist. You plan supervised machine-learning tasks on tables. "
           "Answer with one of the options, nothing else.")
@@ -75,3 +79,34 @@ def choose(backend: Any, question: str, options: Sequence[str], *, samples: int 
     comp = backend.generate([GenerationRequest(messages(question), max_tokens=24, temperature=0.7, n=samples)])[0]
     probs, _ = distribution_from_votes(comp.texts, opts)
     return Choice(opts, probs, "votes")
+
+
+class PlanningTimeUp(OpenAutoGLMError):
+    """The planning share of the time budget is spent: the heuristic planner decides the rest."""
+
+
+class DeadlineBackend(DelegatingBackend):
+    """The planning LLM, asked nothing more once ``deadline`` (on ``clock``) has passed.
+
+    A question already under way (or the model's first load, which happens with it) is not
+    interrupted; later ones raise :class:`PlanningTimeUp` and are counted in ``refused``."""
+
+    def __init__(self, inner: Any, deadline: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(inner)
+        self.deadline, self.clock, self.refused = deadline, clock, 0
+
+    def _check(self) -> None:
+        if self.clock() > self.deadline:
+            self.refused += 1
+            raise PlanningTimeUp("the planning share of the time budget is spent")
+
+    def generate(self, requests: Sequence[Any]) -> list[Any]:
+        self._check()
+        return self.inner.generate(requests)
+
+    def score_batch(self, requests: Sequence[Any]) -> list[Any]:
+        self._check()
+        return self.inner.score_batch(requests)
+
+    def close(self) -> None:  # the owner closes the inner backend
+        pass

@@ -18,8 +18,9 @@ instead of guessing.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence
 
 from pydantic import BaseModel, Field
 
@@ -187,10 +188,14 @@ def make_plan(
     metric: str | None = None,
     drop: Sequence[str] | None = None,
     class_weight: str | None = "auto",
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Plan:
     """Build and validate the plan.  ``planner``: ``"auto"`` (LLM checked by heuristics,
     heuristics alone if no backend can be loaded), ``"llm"`` (must use the LLM) or
-    ``"heuristic"``.  Explicit arguments always win and are recorded as ``user``."""
+    ``"heuristic"``.  Explicit arguments always win and are recorded as ``user``.
+    ``deadline`` (on ``clock``): no LLM question is asked after it; the heuristic planner
+    decides what is left, and the plan's notes say so."""
     if planner not in ("auto", "llm", "heuristic"):
         raise PlanError(f"planner={planner!r} is not one of 'auto', 'llm', 'heuristic'", hint="pick one of the three")
     notes: list[str] = []
@@ -198,6 +203,10 @@ def make_plan(
     if planner != "heuristic":
         llm = _load_backend(backend, required=planner == "llm", notes=notes)
     used = "llm" if llm is not None else "heuristic"
+    if llm is not None and deadline is not None:
+        from .llm import DeadlineBackend
+
+        llm = DeadlineBackend(llm, deadline, clock)
     inst = instruction or ""
     fields: dict[str, PlanField] = {}
     stated, inst_core = _stated_drops(inst, profile.names)
@@ -207,6 +216,9 @@ def make_plan(
     fields["metric"] = _plan_metric(inst, fields["task"].value, metric)
     fields["drop"] = _plan_drop(inst, profile, tgt, drop, llm, stated)
     fields["class_weight"] = _plan_class_weight(fields["task"].value, fields["metric"].value, df, tgt, class_weight)
+    if getattr(llm, "refused", 0):
+        notes.append(f"LLM planning stopped at its share of the time budget: {llm.refused} question(s) left to "
+                     "the heuristic planner")
     plan = Plan(instruction=inst, fields=fields, planner=used, notes=notes)
     plan.spec()  # validates against the schema
     return plan
@@ -449,10 +461,12 @@ def _plan_class_weight(task: str, metric: str, df: Any, tgt: str, user: str | No
 
 def _safe_choose(llm: Any, question: str, options: Sequence[str], content_free: str | None = None) -> Any:
     from ..errors import OpenAutoGLMError
-    from .llm import choose
+    from .llm import PlanningTimeUp, choose
 
     try:
         return choose(llm, question, options, content_free=content_free)
+    except PlanningTimeUp:  # counted by the backend; make_plan notes it once
+        return None
     except (OpenAutoGLMError, RuntimeError, ValueError) as exc:  # the heuristic planner takes over
         import warnings
 
