@@ -24,7 +24,7 @@ def main() -> None:
     automl.fit(train)
     print(automl.plan_.summary())
     print(automl.leaderboard()[["model", "roc_auc", "seconds", "weight"]].head(8).to_string(index=False))
-    print(f"cross-validated AUC {automl.cv_score_:.3f}; held-out AUC {automl.score(test):.3f} "
+    print(f"cross-validated AUC {automl.cv_score_:.3f}; held-out AUC {automl.score_metric(test):.3f} "
           f"(test labels '>50K.' are aligned to '>50K')")
     automl.save(args.out)
     print("report:", automl.report(args.out))
