@@ -202,17 +202,27 @@ def _print_examples(out: Any, records: list[dict[str, Any]], results: list[dict[
 
 
 @app.command()
-def models() -> None:
-    """List the models/backends available here, and why others are not."""
+def models(
+    check: bool = typer.Option(False, "--check", help="probe each endpoint (GET /models) with a short timeout"),
+    timeout: float = typer.Option(1.0, "--timeout", min=0.05, help="seconds each probe may take (with --check)"),
+) -> None:
+    """List the models/backends configured here, and why others are not (--check: which answer)."""
+    from rich.markup import escape
     from rich.table import Table
 
     from .backends.registry import list_models
 
-    table = Table(title="models")
-    for col in ("model", "backend", "available", "detail"):
+    rows = list_models(check=check, timeout=timeout)
+    table = Table(title="models" + ("" if check else " (configured, not checked: --check probes the endpoints)"))
+    for col in ("model", "backend", "configured", *(("reachable",) if check else ()), "detail"):
         table.add_column(col, overflow="fold")
-    for row in list_models():
-        table.add_row(row["model"], row["backend"], "yes" if row["available"] else "[red]no[/]", row["detail"])
+    for row in rows:
+        cells = [row["model"], row["backend"], "yes" if row["configured"] else "[red]no[/]"]
+        if check:
+            reachable = row["reachable"]
+            cells.append("–" if reachable is None else "yes" if reachable else "[red]no[/]")
+        detail = row["detail"] + (f"; {row['probe']}" if check and row.get("probe") else "")
+        table.add_row(*(escape(c) if i != 2 and i != 3 else c for i, c in enumerate(cells)), escape(detail))
     _console().print(table)
 
 

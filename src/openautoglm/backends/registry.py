@@ -116,26 +116,56 @@ def _preset_names() -> set[str]:
     return set(PRESETS)
 
 
-def list_models(env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """What can be used here, and why not where it cannot (no network access)."""
+def list_models(env: Mapping[str, str] | None = None, *, check: bool = False,
+                timeout: float | None = None) -> list[dict[str, Any]]:
+    """What is configured here, and why not where it is not.
+
+    Each row has ``model``, ``backend``, ``configured`` (installed, or an endpoint whose key
+    is set; ``available`` is the same value, the name earlier versions used) and ``detail``.
+    Without ``check`` nothing touches the network, so a local server preset is *configured*
+    whether or not anything listens.  ``check=True`` probes every endpoint once
+    (:mod:`.probe`, ``timeout`` seconds each, concurrently) and adds ``reachable`` (``None``
+    for rows without an endpoint) and ``probe``, what the probe found.
+    """
     env = os.environ if env is None else env
     rows: list[dict[str, Any]] = []
     rows.append(_local_row())
-    from .presets import PRESETS, availability
+    from .presets import PRESETS, api_key_from_env, availability
 
     for name, preset in sorted(PRESETS.items()):
         ok, why = availability(preset, env)
+        url = preset.resolved_base_url(env)
         rows.append({
             "model": f"{name}:{preset.default_model or '<model>'}",
             "backend": "openai-compatible",
             "available": ok,
-            "detail": why if not ok else f"{preset.resolved_base_url(env)} ({preset.description})",
+            "detail": why if not ok else f"{preset.description}: {why}" if preset.is_local else f"{url} ({preset.description})",
+            "endpoint": url,
+            "_key": api_key_from_env(preset, env),
         })
     for name, ep in sorted(_entry_points().items()):
         rows.append(_plugin_row(name, ep))
     rows.append({"model": "fake", "backend": "fake", "available": True,
                  "detail": "deterministic rule-based backend for tests; not a model"})
+    if check:
+        _probe_rows(rows, timeout)
+    for row in rows:
+        row["configured"] = row["available"]
+        row.pop("_key", None)  # a key is used for probing, never listed
     return rows
+
+
+def _probe_rows(rows: list[dict[str, Any]], timeout: float | None) -> None:
+    """Add ``reachable``/``probe`` to each row: a probe of its endpoint, ``None`` without one."""
+    from . import probe
+
+    with_endpoint = [r for r in rows if r.get("endpoint")]
+    found = probe.probe_all([(r["endpoint"], r.get("_key")) for r in with_endpoint],
+                            timeout=probe.DEFAULT_TIMEOUT if timeout is None else timeout)
+    for row in rows:
+        row["reachable"], row["probe"] = None, "in this process" if row["available"] else ""
+    for row, result in zip(with_endpoint, found):
+        row["reachable"], row["probe"] = result.reachable, result.detail
 
 
 def _local_row() -> dict[str, Any]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -25,6 +26,40 @@ def _parser(db: str, model: Optional[str], examples: Optional[Path], candidates:
 
     return SemanticParser(model, db, examples=examples, n_candidates=candidates, timeout_s=timeout,
                           store=store or True, max_attempts=attempts, max_tokens=max_tokens)
+
+
+@contextmanager
+def _database_errors(db: str) -> Iterator[None]:
+    """A database that cannot be reached (or fails outside a query) is one line, not a traceback:
+    the driver's error becomes a :class:`~openautoglm.sql.database.DatabaseError`."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise _one_line(db, exc, "cannot reach the database") from None
+    except DBAPIError as exc:
+        raise _one_line(db, exc, "database error on") from None
+
+
+def _one_line(db: str, exc: Exception, what: str) -> Exception:
+    from .database import DatabaseError
+
+    lines = [line.strip() for line in str(getattr(exc, "orig", None) or exc).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(exc).__name__
+    hint = lines[1] if len(lines) > 1 and lines[1].endswith("?") else None
+    return DatabaseError(f"{what} {_safe_url(db)}: {reason}",
+                         hint=hint or "check the --db URL, and that the server is running and accepts connections")
+
+
+def _safe_url(db: str) -> str:
+    """The URL with its password hidden."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(db).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy parses: show the scheme only
+        return db.split("://", 1)[0] + "://…"
 
 
 def _show(result, as_json: bool, max_rows: int) -> None:  # type: ignore[no-untyped-def]
@@ -67,11 +102,12 @@ def ask(
     store: Optional[Path] = typer.Option(None, help="SQLite store for the trace (default ./.openautoglm/store.db)"),
 ) -> None:
     """Answer one question with one read-only SELECT."""
-    parser = _parser(db, model, examples, candidates, timeout, store, attempts, max_tokens)
-    try:
-        _show(parser.parse(question), as_json, max_rows)
-    finally:
-        parser.close()
+    with _database_errors(db):
+        parser = _parser(db, model, examples, candidates, timeout, store, attempts, max_tokens)
+        try:
+            _show(parser.parse(question), as_json, max_rows)
+        finally:
+            parser.close()
 
 
 @sql_app.command("chat")
@@ -85,19 +121,20 @@ def chat(
     store: Optional[Path] = typer.Option(None),
 ) -> None:
     """Interactive questions; follow-ups ("and only those in 2023?") see earlier turns. Empty line quits."""
-    parser = _parser(db, model, examples, candidates, timeout, store)
-    session = parser.conversation()
-    try:
-        while True:
-            try:
-                question = input("? ").strip()
-            except EOFError:
-                break
-            if not question or question in ("exit", "quit"):
-                break
-            _show(session.ask(question), False, max_rows)
-    finally:
-        parser.close()
+    with _database_errors(db):
+        parser = _parser(db, model, examples, candidates, timeout, store)
+        session = parser.conversation()
+        try:
+            while True:
+                try:
+                    question = input("? ").strip()
+                except EOFError:
+                    break
+                if not question or question in ("exit", "quit"):
+                    break
+                _show(session.ask(question), False, max_rows)
+        finally:
+            parser.close()
 
 
 @sql_app.command("eval")
