@@ -10,6 +10,9 @@
   - ``paraphrase`` – an Open-AutoGLM pipeline (default: the embedded model) rewrites minority
     rows until each class reaches ``target`` rows; paraphrases that duplicate an original
     or each other (exact or near duplicate, Jaccard ≥ ``dedup_threshold``) are dropped.
+    Generated text passes through the same PII redaction as ``clean`` (``pii="mask"`` by
+    default: a model that copies a phone number from its source row does not put it in a
+    new row; ``pii="none"`` keeps it), before the duplicate checks.
 """
 
 from __future__ import annotations
@@ -58,8 +61,10 @@ class BalanceResult:
 def balance(records: Sequence[Mapping[str, Any]], *, label_column: str = "label", text_column: str = "text",
             method: str = "oversample", seed: int = 0, embedder: str = "auto", k_neighbors: int = 5,
             pipeline: Any = None, target: int | None = None, max_new: int | None = None,
-            dedup_threshold: float = 0.8, progress: bool = False) -> BalanceResult:
-    """Rebalance ``records`` by ``method`` (see the module docstring)."""
+            dedup_threshold: float = 0.8, progress: bool = False, pii: str | None = "mask",
+            pii_types: Sequence[str] | None = None, pii_salt: str = "openautoglm") -> BalanceResult:
+    """Rebalance ``records`` by ``method`` (see the module docstring); ``pii``, ``pii_types`` and
+    ``pii_salt`` redact paraphrases as :class:`~openautoglm.data.clean.CleanConfig` does."""
     method = method.lower().replace("_", "-")
     if method not in METHODS:
         raise OpenAutoGLMError(f"unknown balance method {method!r}", hint=f"use one of: {', '.join(METHODS)}")
@@ -81,8 +86,9 @@ def balance(records: Sequence[Mapping[str, Any]], *, label_column: str = "label"
         out = [dict(records[int(i)]) for i in idx[:, 0]]
         return BalanceResult(method, before, dict(Counter(out_labels).most_common()), records=out)
     if method == "paraphrase":
+        redactor = _redactor(pii, pii_types, pii_salt)  # a bad mode fails before any model call
         return _paraphrase(records, labels, before, text_column, label_column, pipeline, target, max_new,
-                           dedup_threshold, seed, progress)
+                           dedup_threshold, seed, progress, redactor)
     from imblearn.over_sampling import ADASYN, SMOTE, BorderlineSMOTE
 
     from ..embeddings import get_embedder
@@ -104,9 +110,26 @@ def balance(records: Sequence[Mapping[str, Any]], *, label_column: str = "label"
                          info={"embedder": getattr(features, "dtype", None) and embedder, "k_neighbors": k})
 
 
+def _redactor(mode: str | None, types: Sequence[str] | None, salt: str) -> Any:
+    """``text -> (redacted text, PII types found)`` as ``clean`` redacts, or ``None`` for no redaction."""
+    from .pii import REDACT_MODES, PIIDetector
+
+    if mode is None or mode == "none":
+        return None
+    if mode not in REDACT_MODES:
+        raise OpenAutoGLMError(f"unknown PII mode {mode!r}", hint=f"use one of: {', '.join(REDACT_MODES)}")
+    detector = PIIDetector(types, salt=salt)
+
+    def redact(text: str) -> tuple[str, list[str]]:
+        redacted, matches = detector.redact_with_matches(text, mode)
+        return redacted, [m.type for m in matches]
+
+    return redact
+
+
 def _paraphrase(records: Sequence[Mapping[str, Any]], labels: list[str], before: dict[str, int], text_column: str,
                 label_column: str, pipeline: Any, target: int | None, max_new: int | None,
-                dedup_threshold: float, seed: int, progress: bool) -> BalanceResult:
+                dedup_threshold: float, seed: int, progress: bool, redactor: Any = None) -> BalanceResult:
     import random
 
     from .dedup import NearDuplicateIndex, exact_key
@@ -128,11 +151,15 @@ def _paraphrase(records: Sequence[Mapping[str, Any]], labels: list[str], before:
     results = pipe.run_batch([{"text": str(src.get(text_column) or "")} for _, src in jobs], progress=progress)
     new: list[dict[str, Any]] = []
     rejected = Counter[str]()
+    redacted = Counter[str]()
     for (label, src), res in zip(jobs, results):
         text = str(res.get("text") or "").strip().split("\n")[0].strip() if isinstance(res, Mapping) else ""
         if not text:
             rejected["empty"] += 1
             continue
+        if redactor is not None:
+            text, found = redactor(text)
+            redacted.update(found)
         key = exact_key(text)
         if key in keys:
             rejected["exact_duplicate"] += 1
@@ -145,7 +172,8 @@ def _paraphrase(records: Sequence[Mapping[str, Any]], labels: list[str], before:
     out = [dict(r) for r in records] + new
     after = Counter(labels) + Counter(r[label_column] for r in new)
     return BalanceResult("paraphrase", before, dict(after.most_common()), records=out,
-                         info={"requested": len(jobs), "added": len(new), "rejected": dict(rejected)})
+                         info={"requested": len(jobs), "added": len(new), "rejected": dict(rejected),
+                               "pii_redacted": dict(redacted.most_common())})
 
 
 def _paraphrase_pipeline(pipeline: Any) -> Any:

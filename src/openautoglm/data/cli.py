@@ -149,6 +149,10 @@ def balance_command(
     pipeline: Optional[str] = typer.Option(None, help="paraphrase: pipeline YAML or model name (default: local)"),
     target: Optional[int] = typer.Option(None, help="paraphrase: rows per class to reach"),
     max_new: Optional[int] = typer.Option(None, help="paraphrase: at most this many model calls"),
+    pii: str = typer.Option("mask", help="paraphrase: redact PII in generated rows as `clean` does: mask, "
+                            "pseudonymize, hash or none"),
+    pii_types: Optional[str] = typer.Option(None, help="paraphrase: comma list of PII types (default all)"),
+    salt: str = typer.Option("openautoglm", help="paraphrase: HMAC key for pseudonyms (keep it secret)"),
     weights: bool = typer.Option(False, "--weights", help="only print class weights"),
     seed: int = typer.Option(0),
 ) -> None:
@@ -162,7 +166,8 @@ def balance_command(
         _print_dict("class weights", class_weights(texts_of(records, label_column, str(input))))
         return
     result = balance(records, label_column=label_column, text_column=text_column, method=method, seed=seed,
-                     pipeline=pipeline, target=target, max_new=max_new)
+                     pipeline=pipeline, target=target, max_new=max_new, pii=pii, pii_types=_split(pii_types),
+                     pii_salt=salt)
     if result.features is not None:
         import numpy as np
 
