@@ -36,6 +36,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: paths anyone may request, even when API keys are required
 PUBLIC_PREFIXES = ("/healthz", "/health", "/static/", "/login", "/favicon.ico")
+#: extensions every server loads (``ServerConfig.extensions``)
+DEFAULT_EXTENSIONS = ("openautoglm.workbench:install",)
 
 
 @dataclass
@@ -73,6 +75,12 @@ class ServerConfig:
     #: the most alternatives per token the OpenAI routes return (None: what is asked, up to 20);
     #: a server that lists only its top few, as some hosted APIs do
     max_top_logprobs: int | None = None
+    #: databases the SQL page may query, ``{name: URL}`` (``--sql-db NAME=URL``); a browser names
+    #: one of these, never a URL of its own
+    sql_dbs: dict[str, str] = field(default_factory=dict)
+    #: ``module:function`` callables ``f(app, state)`` that add routes and pages when the app is
+    #: built (the workbench's SQL and data pages live in a layer above the server's)
+    extensions: list[str] = field(default_factory=lambda: list(DEFAULT_EXTENSIONS))
     micro_batching: bool = True
     batch_window_ms: float = 8.0
     max_batch: int = 32
@@ -126,8 +134,12 @@ class ServerState:
     metrics: Metrics
     service: OpenAIService
     started: float = field(default_factory=time.time)
+    #: called first when the server stops (extensions and workbench jobs register theirs)
+    on_close: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
+        for close in reversed(self.on_close):
+            close()
         self.jobs.close()
         self.store.close()
         self.keys.close()
@@ -265,6 +277,18 @@ class Gate:
         return None
 
 
+def _extension(ref: str) -> Any:
+    """The ``install(app, state)`` callable named ``module:function`` (imported by name, as plug-ins are)."""
+    from importlib import import_module
+
+    module, _, name = ref.partition(":")
+    try:
+        return getattr(import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"server extension {ref!r} cannot be loaded: {exc}", source="ServerConfig.extensions",
+                          hint="name an importable `module:function`") from None
+
+
 def _presented_key(scope: dict[str, Any]) -> str | None:
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
     bearer = headers.get("authorization", "")
@@ -299,7 +323,8 @@ def create_app(config: ServerConfig | None = None, *, backend: Backend | None = 
     from contextlib import asynccontextmanager
 
     from .task_api import build_router
-    from .ui import build_ui_router
+    from .ui import Pages, build_ui_router
+    from .workbench_routes import build_workbench_router
 
     config = config or ServerConfig()
     state = build_state(config, backend)
@@ -343,7 +368,12 @@ def create_app(config: ServerConfig | None = None, *, backend: Backend | None = 
 
     add_openai_routes(app, state.service, on_usage)
     app.include_router(build_router(state, on_usage))
-    app.include_router(build_ui_router(state))
+    pages = Pages(state)
+    app.state.pages = pages
+    app.include_router(build_workbench_router(state))
+    app.include_router(build_ui_router(state, pages))
+    for ref in config.extensions:
+        _extension(ref)(app, state)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
 
     app.add_middleware(Gate, state=state)

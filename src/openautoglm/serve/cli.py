@@ -18,6 +18,25 @@ def _key_store(store: Optional[Path]):  # type: ignore[no-untyped-def]
     return KeyStore(store or default_store_path())
 
 
+def parse_sql_dbs(values: List[str]) -> dict[str, str]:
+    """``["shop=sqlite:///shop.db"]`` as ``{"shop": "sqlite:///shop.db"}`` (names checked, each once)."""
+    import re
+
+    from ..errors import ConfigError
+
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        name, url = name.strip(), url.strip()
+        if not sep or not url or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", name):
+            raise ConfigError(f"--sql-db {value.split('=')[0]!r}=... is not NAME=URL", source="openautoglm serve",
+                              hint="e.g. --sql-db shop=sqlite:///data/shop.db (NAME: letters, digits, '_', '-')")
+        if name in out:
+            raise ConfigError(f"--sql-db {name} is given twice", source="openautoglm serve")
+        out[name] = url
+    return out
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``serve`` command group to the main app."""
     serve_app = typer.Typer(help="Run the server (task API, OpenAI-compatible API, metrics, web UI); manage API keys.",
@@ -57,6 +76,10 @@ def register(app: typer.Typer) -> None:
             help="also answer requests whose Host header names NAME (repeatable); requests for other names "
                  "are refused (DNS rebinding).  Loopback binds answer localhost/127.0.0.1/[::1]; a 0.0.0.0 "
                  "bind needs the names clients use; '*' answers any name (only behind a proxy that checks Host)"),
+        sql_db: List[str] = typer.Option(
+            [], "--sql-db", metavar="NAME=URL",
+            help="a database the web UI's SQL page may query, read-only (repeatable), e.g. "
+                 "shop=sqlite:///shop.db; the browser picks a NAME, never sends a URL"),
         no_batching: bool = typer.Option(False, "--no-batching", help="turn micro-batching of concurrent requests off"),
         batch_window_ms: float = typer.Option(8.0, help="how long the first request waits for others to batch with"),
         max_batch: int = typer.Option(32, help="most requests per batched model call"),
@@ -70,6 +93,7 @@ def register(app: typer.Typer) -> None:
         from .app import ServerConfig, create_app
 
         config = ServerConfig(
+            sql_dbs=parse_sql_dbs(sql_db),
             model=model, store=store, pipelines_dir=pipelines, host=host, port=port, allowed_hosts=list(allowed_host),
             allow_calls=list(allow_call), api_keys=list(api_key), auth=auth,
             rate_per_min=rate_limit or None, max_body_bytes=int(max_body_mb * 1024 * 1024), max_tokens=max_tokens,
@@ -82,7 +106,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"serving {state.model_name} on http://{host}:{port}/  (UI /, API /docs, OpenAI /v1, metrics /metrics;"
                    f" API keys {'required' if state.auth.required else 'off'};"
                    f" micro-batching {'on' if config.micro_batching else 'off'};"
-                   f" callables allowed in pipelines: {', '.join(config.allow_calls) or 'none'})", err=True)
+                   f" callables allowed in pipelines: {', '.join(config.allow_calls) or 'none'};"
+                   f" SQL databases: {', '.join(config.sql_dbs) or 'none'})", err=True)
         # access logs hold method, path and status only: no headers, so no keys
         uvicorn.run(application, host=host, port=port, log_level=log_level)
 

@@ -22,7 +22,9 @@ from ..core.records import FORMATS, read_records
 from ..errors import InputDataError, OpenAutoGLMError
 from .pipelines import PipelineRegistry
 from ..redact import mask_text
+from .reports import predicted_label
 from .traces import ServerStore
+from .workbench_monitor import EventLog
 from .validation import lone_surrogate_path
 
 SCHEMA = """
@@ -62,7 +64,8 @@ class RunCancelled(KeyboardInterrupt):
 
 
 class _Watched:
-    """A pipeline whose ``process`` checks for cancellation and times each chunk."""
+    """A pipeline whose ``process`` checks for cancellation and times each chunk
+    (``on_chunk(records, outputs, seconds)``)."""
 
     def __init__(self, pipeline: Any, cancel: threading.Event, on_chunk: Any) -> None:
         self._pipeline = pipeline
@@ -77,7 +80,7 @@ class _Watched:
             raise RunCancelled
         t0 = time.perf_counter()
         out = self._pipeline.process(records, keys)
-        self._on_chunk(len(records), time.perf_counter() - t0)
+        self._on_chunk(records, out[0], time.perf_counter() - t0)
         return out
 
 
@@ -94,6 +97,8 @@ class JobManager:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openautoglm-job")
         with store.lock:
             store.store.add_schema(SCHEMA)
+        #: per-record events for the monitor page (background runs and task API requests)
+        self.events = EventLog(store)
         # runs left active by a previous server process are not running any more
         store.execute("UPDATE serve_jobs SET status = 'interrupted' WHERE status IN ('queued', 'running')")
 
@@ -164,7 +169,7 @@ class JobManager:
         cancel = threading.Event()
         with self._lock:
             self._cancel[run_id] = cancel
-        self._executor.submit(self._execute, run_id, config, mapped, meta["filename"], cancel)
+        self._executor.submit(self._execute, run_id, config, mapped, meta["filename"], cancel, label_column)
         return self.get(run_id)
 
     def resume(self, run_id: str) -> dict[str, Any]:
@@ -183,7 +188,7 @@ class JobManager:
         with self._lock:
             self._cancel[run_id] = cancel
         self._set(run_id, status="queued", error=None, finished=None)
-        self._executor.submit(self._execute, run_id, config, mapped, meta["filename"], cancel)
+        self._executor.submit(self._execute, run_id, config, mapped, meta["filename"], cancel, job["label_column"])
         return self.get(run_id)
 
     def _set(self, run_id: str, **fields: Any) -> None:
@@ -191,7 +196,7 @@ class JobManager:
         self.store.execute(f"UPDATE serve_jobs SET {cols} WHERE run_id = ?", (*fields.values(), run_id))
 
     def _execute(self, run_id: str, config: Any, records: list[dict[str, Any]], input_name: str,
-                 cancel: threading.Event) -> None:
+                 cancel: threading.Event, label_column: str | None = None) -> None:
         from ..core.batch import run_batch
 
         if cancel.is_set():
@@ -200,9 +205,12 @@ class JobManager:
         self._set(run_id, status="running", started=time.time())
         pipe = self.registry.build_config(config, store=str(self.store.path), trace=True)
 
-        def on_chunk(n: int, seconds: float) -> None:
+        def on_chunk(chunk: Sequence[Mapping[str, Any]], outputs: Sequence[Any], seconds: float) -> None:
             self.store.execute("INSERT INTO serve_chunks (run_id, ts, n, seconds) VALUES (?,?,?,?)",
-                               (run_id, time.time(), n, seconds))
+                               (run_id, time.time(), len(chunk), seconds))
+            self.events.add(config.name, "run", [
+                (seconds * 1000, isinstance(out, Exception), _correct(rec, out, label_column))
+                for rec, out in zip(chunk, outputs)])
 
         try:
             result = run_batch(_Watched(pipe, cancel, on_chunk), records, run_id=run_id,
@@ -272,6 +280,15 @@ class JobManager:
             for event in self._cancel.values():
                 event.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _correct(record: Mapping[str, Any], output: Any, label_column: str | None) -> bool | None:
+    """Whether ``output`` answers ``record``'s gold label (None: no gold)."""
+    if not label_column or record.get(label_column) in (None, ""):
+        return None
+    if isinstance(output, Exception):
+        return False
+    return predicted_label(output) == str(record[label_column]).strip()
 
 
 def map_columns(records: list[dict[str, Any]], column_map: Mapping[str, str], required: set[str],

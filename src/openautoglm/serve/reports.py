@@ -21,7 +21,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(values, q))
 
 
-def _predicted(output: Any) -> str | None:
+def predicted_label(output: Any) -> str | None:
+    """The answer a stored output gives (its label, else its text or value), stripped."""
     if not isinstance(output, dict):
         return None
     for key in ("label", "text", "value"):
@@ -41,7 +42,7 @@ def predictions(inputs: list[dict[str, Any]], rows: list[dict[str, Any]], label_
         gold = None
         if label_column and rec.get(label_column) not in (None, ""):
             gold = str(rec[label_column]).strip()
-        pred = _predicted(output)
+        pred = predicted_label(output)
         conf = output.get("confidence") if isinstance(output, dict) else None
         conf = float(conf) if isinstance(conf, (int, float)) and not isinstance(conf, bool) else None
         scores = output.get("scores") if isinstance(output, dict) else None

@@ -125,6 +125,8 @@ def build_router(state: "ServerState", on_usage: Callable[[str, dict[str, int]],
                  "completion_tokens": sum(c.completion_tokens for c in calls if not c.cached)}
         on_usage("task", usage)
         result = outs[0]
+        state.jobs.events.add(pipe.config.name, "try" if want_prompts else "request",
+                              [(seconds * 1000, isinstance(result, Exception), None)])
         if isinstance(result, TemplateError):  # the submitted template, not the model, failed
             raise APIError(422, result.message, param="template", code="template_error")
         body: dict[str, Any] = {"pipeline": pipe.config.name, "latency_ms": seconds * 1000, "usage": usage}
