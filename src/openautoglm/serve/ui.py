@@ -1,8 +1,12 @@
-"""The web UI: server-rendered Jinja2 pages plus one small vanilla-JS file (no build, no CDN).
+"""The web UI: server-rendered Jinja2 pages plus small vanilla-JS files (no build, no CDN).
 
 Pages: ``/`` pipeline editor (YAML with live validation, or a form; try it on a text),
-``/runs`` (upload a file, start a run), ``/runs/{id}`` (progress, metrics, calibration,
-throughput and latency, per-record results), ``/traces`` and ``/traces/{id}``.
+``/builder`` (the same pipeline as a node graph, :mod:`.workbench_builder`), ``/runs``
+(upload a file, start a run), ``/runs/{id}`` (progress, metrics, calibration, throughput and
+latency, per-record results), ``/compare`` (runs side by side), ``/optimize`` (the prompt
+optimizer as a background job), ``/monitor`` (traffic, latency, errors and accuracy over
+time), ``/traces`` and ``/traces/{id}``.  Extensions (:mod:`openautoglm.workbench`: the SQL
+and data pages) render through the same :class:`Pages` and add their links to its ``nav``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ task:
   labels: [positive, negative]
 """
 
+#: the navigation bar: (path, title); extensions append theirs (before "API")
+NAV = [("/", "Editor"), ("/builder", "Builder"), ("/runs", "Runs"), ("/compare", "Compare"),
+       ("/optimize", "Optimize"), ("/monitor", "Monitor"), ("/traces", "Traces")]
+
 
 def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
@@ -42,20 +50,39 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2, default=str)
 
 
-def build_ui_router(state: "ServerState") -> APIRouter:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
-    env.filters["when"] = _when
-    env.filters["pretty"] = _pretty
-    router = APIRouter(include_in_schema=False)
+class Pages:
+    """Renders the UI's templates (autoescaped) with what every page shows: model, nav, path."""
 
-    def page(name: str, request: Request, **context: Any) -> HTMLResponse:
-        html = env.get_template(name).render(model=state.model_name, path=request.url.path,
-                                             auth_required=state.auth.required, **context)
-        return HTMLResponse(html)
+    def __init__(self, state: "ServerState") -> None:
+        self.state = state
+        self.nav: list[tuple[str, str]] = list(NAV)
+        self.env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
+        self.env.filters["when"] = _when
+        self.env.filters["pretty"] = _pretty
+
+    def render(self, name: str, request: Request, status_code: int = 200, **context: Any) -> HTMLResponse:
+        path = request.url.path
+        active = next((href for href, _ in sorted(self.nav, key=lambda n: -len(n[0]))
+                       if path == href or (href != "/" and path.startswith(href + "/"))), None)
+        html = self.env.get_template(name).render(model=self.state.model_name, path=path, nav=self.nav,
+                                                  active=active, auth_required=self.state.auth.required, **context)
+        return HTMLResponse(html, status_code=status_code)
+
+    def message(self, request: Request, title: str, message: str, status_code: int = 404) -> HTMLResponse:
+        return self.render("message.html", request, status_code, title=title, message=message)
+
+
+def build_ui_router(state: "ServerState", pages: Pages) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    page = pages.render
 
     @router.get("/")
     async def editor(request: Request) -> HTMLResponse:
         return page("editor.html", request, pipelines=state.registry.list(), default_yaml=DEFAULT_YAML)
+
+    @router.get("/builder")
+    async def builder(request: Request) -> HTMLResponse:
+        return page("builder.html", request, pipelines=state.registry.list(), default_yaml=DEFAULT_YAML)
 
     @router.get("/runs")
     async def runs(request: Request) -> HTMLResponse:
@@ -68,10 +95,20 @@ def build_ui_router(state: "ServerState") -> APIRouter:
         try:
             run = state.jobs.get(run_id)
         except JobNotFound as exc:
-            response = page("message.html", request, title="Run not found", message=exc.message)
-            response.status_code = 404
-            return response
+            return pages.message(request, "Run not found", exc.message)
         return page("run.html", request, run=run)
+
+    @router.get("/compare")
+    async def compare(request: Request) -> HTMLResponse:
+        return page("compare.html", request, runs=state.jobs.list(200))
+
+    @router.get("/optimize")
+    async def optimize(request: Request) -> HTMLResponse:
+        return page("optimize.html", request, pipelines=state.registry.list())
+
+    @router.get("/monitor")
+    async def monitor(request: Request) -> HTMLResponse:
+        return page("monitor.html", request)
 
     @router.get("/traces")
     async def traces(request: Request, q: str = Query("", max_length=500), run_id: str = Query("", max_length=64),
@@ -83,10 +120,7 @@ def build_ui_router(state: "ServerState") -> APIRouter:
     async def trace(request: Request, call_id: int) -> HTMLResponse:
         row = state.store.get_trace(call_id)
         if row is None:
-            response = page("message.html", request, title="Trace not found",
-                            message=f"No model call with id {call_id} in the store.")
-            response.status_code = 404
-            return response
+            return pages.message(request, "Trace not found", f"No model call with id {call_id} in the store.")
         return page("trace.html", request, t=row)
 
     @router.get("/login")

@@ -23,9 +23,44 @@ async function api(path, options = {}) {
   const body = (resp.headers.get("content-type") || "").includes("json") ? await resp.json() : await resp.text();
   if (!resp.ok) {
     const message = body && body.error ? body.error.message : `HTTP ${resp.status}`;
-    throw new Error(message);
+    const err = new Error(message);
+    err.status = resp.status;
+    throw err;
   }
   return body;
+}
+
+// A request that never reached the server (fetch's TypeError) or a gateway's answer: the link, not the request, failed.
+const connectionLost = (err) => err instanceof TypeError || [502, 503, 504].includes(err.status);
+
+function showConnection(ok) {
+  const banner = $("#connection");
+  if (banner) banner.hidden = ok;
+  document.body.dataset.connection = ok ? "ok" : "lost";
+}
+
+// Poll `step` (an async function; it returns false when there is nothing more to watch) every `interval` ms.
+// While the connection is down the page keeps what it shows, says so, and retries with backoff (up to `max` ms);
+// other errors go to `onError` and polling goes on.
+function live(step, { interval = 1000, max = 8000, onError = null } = {}) {
+  let delay = interval, stopped = false;
+  async function tick() {
+    if (stopped) return;
+    let again = true;
+    try {
+      again = (await step()) !== false;
+      showConnection(true);
+      delay = interval;
+    } catch (err) {
+      if (connectionLost(err)) {
+        showConnection(false);
+        delay = Math.min(max, delay * 2);
+      } else if (onError) onError(err);
+    }
+    if (again && !stopped) setTimeout(tick, delay);
+  }
+  tick();
+  return { stop() { stopped = true; } };
 }
 
 function debounce(fn, ms) {
@@ -306,24 +341,21 @@ function initRun() {
   let finished = false;
 
   async function poll() {
-    try {
-      const run = await api(`/api/runs/${runId}`);
-      $("#run-status").textContent = run.status;
-      $("#run-progress").max = run.total;
-      $("#run-progress").value = run.done + run.failed;
-      $("#run-count").textContent = `${run.done + run.failed}/${run.total}` + (run.failed ? ` (${run.failed} failed)` : "");
-      $("#run-error").textContent = run.error || "";
-      const active = run.status === "queued" || run.status === "running";
-      $("#cancel-btn").hidden = !active;
-      $("#resume-btn").hidden = !["cancelled", "interrupted", "failed", "done-with-errors"].includes(run.status);
-      await report();
-      if (active) setTimeout(poll, 1000); else finished = true;
-      document.body.dataset.runFinished = finished ? "1" : "0";
-    } catch (err) {
-      $("#run-error").textContent = err.message;
-      setTimeout(poll, 3000);
-    }
+    const run = await api(`/api/runs/${runId}`);
+    $("#run-status").textContent = run.status;
+    $("#run-progress").max = run.total;
+    $("#run-progress").value = run.done + run.failed;
+    $("#run-count").textContent = `${run.done + run.failed}/${run.total}` + (run.failed ? ` (${run.failed} failed)` : "");
+    $("#run-error").textContent = run.error || "";
+    const active = run.status === "queued" || run.status === "running";
+    $("#cancel-btn").hidden = !active;
+    $("#resume-btn").hidden = !["cancelled", "interrupted", "failed", "done-with-errors"].includes(run.status);
+    await report();
+    finished = !active;
+    document.body.dataset.runFinished = finished ? "1" : "0";
+    return active;
   }
+  const watch = () => live(poll, { onError: (err) => { $("#run-error").textContent = err.message; } });
 
   async function report() {
     const rep = await api(`/api/runs/${runId}/report`);
@@ -366,9 +398,9 @@ function initRun() {
   });
   $("#resume-btn").addEventListener("click", async () => {
     await api(`/api/runs/${runId}/resume`, { method: "POST" });
-    if (finished) { finished = false; poll(); }
+    if (finished) { finished = false; watch(); }
   });
-  poll();
+  watch();
 }
 
 // ------------------------------------------------------------------ login
@@ -380,7 +412,9 @@ function initLogin() {
   });
 }
 
+// Each page's script; the workbench's files (builder.js, compare.js, ...) add theirs, loaded after this one.
+const PAGES = { editor: initEditor, runs: initRuns, run: initRun, login: initLogin };
+
 document.addEventListener("DOMContentLoaded", () => {
-  const page = document.body.dataset.page;
-  ({ editor: initEditor, runs: initRuns, run: initRun, login: initLogin })[page]?.();
+  PAGES[document.body.dataset.page]?.();
 });
