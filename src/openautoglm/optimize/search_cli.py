@@ -57,7 +57,8 @@ def optimize_command(
     for name, path in (("train", train), ("dev", dev)):
         recs = read_records(path)
         require_columns(recs, pipe.required_inputs | {label_column}, str(path))
-        check_gold(recs, label_column, pipe.label_steps(), mapping=mapping, source=str(path))
+        if pipe.label_steps():  # (a task without labels is refused by the Optimizer, with its own reason)
+            check_gold(recs, label_column, pipe.label_steps(), mapping=mapping, source=str(path))
         # the task reads its variables as the pipeline would feed them (top-level and step `inputs:`)
         recs = [{**pipe.step_context(steps[0].name, r), label_column: r[label_column]} for r in recs]
         rows[name] = map_labels(recs, label_column, mapping)
