@@ -156,6 +156,24 @@ def test_optimize_reads_the_mapped_column_and_keeps_the_mapping(tmp_path: Path) 
     assert yaml.safe_load(out.read_text(encoding="utf-8"))["inputs"] == {"text": "headline"}
 
 
+def test_optimize_honours_a_step_s_own_inputs(tmp_path: Path) -> None:
+    from openautoglm.core.pipeline import Pipeline
+    from tests.optimize.test_search import blind_task, rows
+
+    step = {"name": "topic", "inputs": {"text": "headline"}, "task": blind_task().to_config()}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"name": "topic", "model": "fake", "steps": [step]}),
+                                     encoding="utf-8")
+    for name, seed, n in (("train.jsonl", 1, 30), ("dev.jsonl", 2, 40)):
+        data = [{"headline": r["text"], "label": r["label"]} for r in rows(n, seed)]
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in data), encoding="utf-8")
+    out = tmp_path / "best.yaml"
+    result = invoke("optimize", str(tmp_path / "p.yaml"), "--train", str(tmp_path / "train.jsonl"), "--dev",
+                    str(tmp_path / "dev.jsonl"), "--budget", "3000", "--no-retrieval", "-o", str(out))
+    assert result.exit_code == 0, result.output  # it used to fail: "missing variable 'text'"
+    best = Pipeline.from_yaml(out, store=False)
+    assert best.run(headline="politics news: the senate voted")["label"] == "politics"
+
+
 def test_distill_checks_dev_labels_first_and_takes_a_label_map(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
     (tmp_path / "p.yaml").write_text(PIPELINE, encoding="utf-8")
