@@ -67,6 +67,8 @@ class BuilderGraph(BaseModel):
 
     pipeline: dict[str, Any] = Field(default_factory=dict)
     steps: list[BuilderStep] = Field(min_length=1, max_length=MAX_STEPS)
+    #: how the YAML spells the steps: ``task:`` (one plain step), ``steps:``, or "auto" (``task:`` when it can)
+    form: Literal["auto", "task", "steps"] = "auto"
 
     @classmethod
     def checked(cls, data: Any) -> "BuilderGraph":
@@ -176,7 +178,7 @@ def yaml_to_graph(text: str) -> dict[str, Any]:
         earlier.append(node["name"])
         nodes.append(node)
     pipeline = {k: v for k, v in data.items() if k not in ("steps", "task")}
-    return {"pipeline": pipeline, "steps": nodes, "shorthand": shorthand}
+    return {"pipeline": pipeline, "steps": nodes, "shorthand": shorthand, "form": "task" if shorthand else "steps"}
 
 
 # -- graph → YAML -------------------------------------------------------------------------------
@@ -238,7 +240,8 @@ def graph_dict(graph: BuilderGraph) -> dict[str, Any]:
     head = {k: graph.pipeline[k] for k in HEAD_FIELDS if graph.pipeline.get(k) not in (None, {}, "")}
     tail = {k: v for k, v in graph.pipeline.items() if k not in HEAD_FIELDS and k not in ("steps", "task")}
     only = steps[0] if len(steps) == 1 else None
-    if only is not None and "task" in only and set(only) == {"name", "task"} and "name" not in only["task"]:
+    plain = only is not None and "task" in only and set(only) == {"name", "task"} and "name" not in only["task"]
+    if plain and graph.form != "steps":
         return {**head, "task": {"name": only["name"], **only["task"]}, **tail}
     return {**head, "steps": steps, **tail}
 

@@ -196,8 +196,10 @@ class OptimizerJobs:
             finalists = [t for t in opt.trials if t.rows == full]
             best = max(finalists, key=lambda t: (t.score, t.stage == "base"), default=None)
             task = best.task if best is not None else opt.task
+            base = next((t for t in opt.trials if t.stage == "base"), None)
+            scores = {"base_select": base.score} if base is not None else {}
             summary = {"metric": opt.metric, "calls": opt.backend.calls, "budget": opt.budget,
-                       "scores": {"best_select": best.score} if best is not None else {},
+                       "scores": {**scores, "best_select": best.score} if best is not None else scores,
                        "chosen": best.description if best is not None else "the task as given",
                        "notes": [*opt.notes, "stopped: the best candidate measured on all selection rows so far; "
                                  "no held-out measurement"]}

@@ -125,31 +125,29 @@ class SqlSessions:
             if len(conv.turns) >= MAX_TURNS:
                 raise InputDataError(f"this conversation has {MAX_TURNS} turns", hint="open a new conversation")
             started = time.time()
+            last = self.state.store.execute("SELECT COALESCE(MAX(id), 0) AS id FROM calls")[0]["id"]
             follow_up = bool(conv.chat.history)
             result = conv.chat.ask(question)
             turn = mask_secrets(json.loads(json.dumps(result.to_dict(MAX_ROWS), default=str)))
             turn.update(follow_up=follow_up, seconds=round(time.time() - started, 3),
-                        attempts=self._attempts(conv_id, started, len(result.candidates)))
+                        attempts=self._attempts(conv_id, last, len(result.candidates)))
             conv.turns.append(turn)
             return turn
 
-    def _attempts(self, conv_id: str, since: float, n: int) -> list[list[dict[str, Any]]]:
+    def _attempts(self, conv_id: str, after_id: int, n: int) -> list[list[dict[str, Any]]]:
         """Per candidate (greedy first), each verified attempt: its SQL, whether it passed, the feedback."""
         from ..sql.parser import extract_sql
 
         rows = self.state.store.execute(
             "SELECT record_key, attempt, prompt, response FROM calls WHERE run_id = ? AND kind = 'verify'"
-            " AND ts >= ? ORDER BY id", (conv_id, since - 1))
+            " AND id > ? ORDER BY id", (conv_id, after_id))
         by_key: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         for row in rows:
-            try:
-                verdict = json.loads(row["response"]) if row["response"] else {}
-                answer = json.loads(row["prompt"]) if row["prompt"] else ""
-            except ValueError:
-                verdict, answer = {}, row["prompt"]
+            verdict, answer = _json(row["response"], {}), _json(row["prompt"], row["prompt"] or "")
             by_key.setdefault(row["record_key"] or "", []).append({
-                "attempt": row["attempt"], "sql": extract_sql(str(answer)), "ok": bool(verdict.get("ok")),
-                "feedback": mask_text(str(verdict.get("feedback") or ""))})
+                "attempt": row["attempt"], "sql": extract_sql(str(answer)),
+                "ok": bool(verdict.get("ok")) if isinstance(verdict, dict) else False,
+                "feedback": mask_text(str(verdict.get("feedback") or "")) if isinstance(verdict, dict) else ""})
 
         def order(key: str) -> tuple[int, int]:
             tail = key.rsplit("#", 1)[-1]
@@ -162,6 +160,16 @@ class SqlSessions:
             for conv in self._conversations.values():
                 conv.parser.close()
             self._conversations.clear()
+
+
+def _json(text: Any, default: Any) -> Any:
+    """``text`` read as JSON (the store keeps prompts and responses as JSON when they are not plain text)."""
+    if not isinstance(text, str):
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
 
 
 def build_sql_router(state: Any, pages: Any) -> APIRouter:

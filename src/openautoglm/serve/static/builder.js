@@ -13,7 +13,11 @@ function initBuilder() {
   editor.start();
   const meta = new Map();       // node id -> { kind, extra }: what is not a plain string field
   let recordId = null, building = false, options = { calls: [], strategies: ["direct"], pipelines: [] };
-  let pipelineMeta = {}, order = [], inputs = ["text"], runUpload = null;
+  let pipelineMeta = {}, order = [], inputs = ["text"], runUpload = null, form = "auto";
+  // every edit, on either side, bumps `seq`; an answer to a request sent before the latest edit is dropped
+  let seq = 0, version = 0;
+  const touch = () => ++seq;
+  const settled = () => { document.body.dataset.graphVersion = String(++version); };
   const positions = JSON.parse(localStorage.getItem(POS_KEY) || "{}");
 
   // -------------------------------------------------------------- nodes
@@ -30,9 +34,10 @@ function initBuilder() {
     if (kind === "task") {
       body = `<label>template <textarea df-template rows="2" aria-label="template"></textarea></label>` +
         `<label>labels <input df-labels placeholder="a, b, c (empty: text answer)" aria-label="labels"></label>` +
+        `<details><summary>strategy, model, JSON schema</summary>` +
         `<label>strategy <select df-strategy aria-label="strategy">${choices(options.strategies, data.strategy, " (unknown)")}</select></label>` +
         `<label>model <input df-model placeholder="(served model)" aria-label="model"></label>` +
-        `<details><summary>JSON schema</summary><textarea df-schema_text rows="3" aria-label="schema"></textarea></details>`;
+        `<label>JSON schema <textarea df-schema_text rows="3" aria-label="schema"></textarea></label></details>`;
     } else if (kind === "call") {
       body = `<label>callable <select df-call aria-label="callable">${choices(options.calls, data.call, " (not allowed)")}</select></label>`;
     } else {
@@ -105,20 +110,24 @@ function initBuilder() {
       else step.pipeline = d.pipeline || "";
       return step;
     });
-    return { pipeline: { ...pipelineMeta, name: $("#pipe-name").value.trim() || "pipeline" }, steps };
+    return { pipeline: { ...pipelineMeta, name: $("#pipe-name").value.trim() || "pipeline" }, steps, form };
   }
 
   function defaultPosition(step, i, graph, depth) {
     const d = depth[step.name] = 1 + Math.max(0, ...step.reads_steps.map((s) => depth[s] || 0));
     const same = graph.steps.slice(0, i).filter((s) => depth[s.name] === d).length;
-    return { x: 40 + d * 300, y: 20 + same * 280 };
+    return { x: 40 + d * 300, y: 20 + same * 300 };
   }
 
+  let arrange = false;  // "Arrange": lay the nodes out afresh instead of keeping where they are
   function draw(graph) {
     building = true;
     try {
+      if (!arrange) for (const n of stepNodes()) positions[n.data.name] = positions[n.data.name] || { x: n.pos_x, y: n.pos_y };
+      arrange = false;
       editor.clear(); meta.clear();
       pipelineMeta = Object.fromEntries(Object.entries(graph.pipeline).filter(([k]) => k !== "name"));
+      form = graph.form || "auto";
       $("#pipe-name").value = graph.pipeline.name ?? "pipeline";
       const fields = [...new Set(graph.steps.flatMap((s) => s.reads_fields))];
       addRecord(fields);
@@ -179,10 +188,11 @@ function initBuilder() {
   }
 
   // -------------------------------------------------------------- both directions
-  const fromGraph = debounce(async () => {
-    if (building) return;
+  const later = debounce(async () => {
+    const mine = seq;
     try {
       const out = await api("/api/builder/yaml", { method: "POST", json: { graph: graphJSON() } });
+      if (mine !== seq) return;
       if (out.yaml !== null) {
         yaml.value = out.yaml;
         localStorage.setItem(STORE_KEY, out.yaml);
@@ -190,15 +200,19 @@ function initBuilder() {
       showProblems(out.problems, `valid · steps: ${graphJSON().steps.map((s) => s.name).join(", ")}`);
       if (!out.problems.length) setInputs(out.inputs);
       $("#graph-status").textContent = "YAML updated from the graph";
+      settled();
     } catch (err) {
       status.replaceChildren(el("span", { class: "bad" }, err.message));
     }
   }, 300);
+  const fromGraph = () => { if (!building) { touch(); later(); } };
 
   async function fromYaml() {
     localStorage.setItem(STORE_KEY, yaml.value);
+    const mine = seq;
     try {
       const out = await api("/api/builder/graph", { method: "POST", json: { yaml: yaml.value } });
+      if (mine !== seq) return;
       if (!out.ok) {  // keep the last valid graph; mark the line
         renderGutter(out.syntax_error.line);
         yaml.setAttribute("aria-invalid", "true");
@@ -206,6 +220,7 @@ function initBuilder() {
           `${out.syntax_error.line ? "line " + out.syntax_error.line + ": " : ""}${out.syntax_error.message}`));
         $("#graph-status").textContent = "the graph shows the last readable YAML";
         document.body.dataset.graphKept = "1";
+        settled();
         return;
       }
       document.body.dataset.graphKept = "0";
@@ -213,12 +228,13 @@ function initBuilder() {
       showProblems(out.problems, `valid · steps: ${out.graph.steps.map((s) => s.name).join(", ")}`);
       if (!out.problems.length) setInputs(out.inputs);
       $("#graph-status").textContent = "graph updated from the YAML";
+      settled();
     } catch (err) {
       status.replaceChildren(el("span", { class: "bad" }, err.message));
     }
   }
   const laterYaml = debounce(fromYaml, 300);
-  yaml.addEventListener("input", () => { renderGutter(null); laterYaml(); });
+  yaml.addEventListener("input", () => { touch(); renderGutter(null); laterYaml(); });
   yaml.addEventListener("scroll", () => { gutter.scrollTop = yaml.scrollTop; });
 
   // -------------------------------------------------------------- editing the graph
@@ -301,7 +317,7 @@ function initBuilder() {
     while (names.has(`step${i}`)) i++;
     const count = stepNodes().length;
     const step = { name: `step${i}`, kind, template: kind === "task" ? "{text}" : "", inputs: {}, extra: {} };
-    addStep(step, { x: 340 + (count % 3) * 300, y: 20 + Math.floor(count / 3) * 300 });
+    addStep(step, { x: 340 + (count % 3) * 300, y: 20 + Math.floor(count / 3) * 320 });
     fromGraph();
   }
   $("#add-task").addEventListener("click", () => newStep("task"));
@@ -310,12 +326,15 @@ function initBuilder() {
   $("#layout-btn").addEventListener("click", () => {
     for (const n of stepNodes()) delete positions[n.data.name];
     localStorage.setItem(POS_KEY, JSON.stringify(positions));
+    arrange = true;
+    touch();
     fromYaml();
   });
 
   $("#open-pipeline").addEventListener("change", async (e) => {
     if (!e.target.value) return;
     const p = await api(`/api/pipelines/${encodeURIComponent(e.target.value)}`);
+    touch();
     yaml.value = p.yaml;
     $("#save-name").value = p.name;
     fromYaml();

@@ -24,7 +24,11 @@ function initCompare() {
   sync();
 
   const pct = (x) => (x === null || x === undefined ? "–" : `${(100 * x).toFixed(1)} %`);
-  const signed = (x, d = 3) => (x === null || x === undefined ? "–" : (x > 0 ? "+" : "") + Number(x).toFixed(d));
+  const signed = (x, d = 3) => {
+    if (x === null || x === undefined) return "–";
+    const text = Number(x).toFixed(d);
+    return Number(text) === 0 ? Number(0).toFixed(d) : (x > 0 ? "+" : "") + text;
+  };
   const query = () => picked.map((r) => `runs=${encodeURIComponent(r)}`).join("&");
 
   async function compare() {

@@ -31,7 +31,7 @@ function initMonitor() {
     timeChart("mon-latency-chart", "latency per record (ms)",
       [line("P50", COLORS.p50, 5), line("P95", COLORS.p95, 3), line("P99", COLORS.p99, 1.5, [6, 4])],
       [s.t, s.p50_ms, s.p95_ms, s.p99_ms]);
-    timeChart("error-chart", "error rate (fraction of records)", [line("error rate", COLORS.p99)], [s.t, s.error_rate], [0, 1]);
+    timeChart("error-chart", "error rate (fraction)", [line("error rate", COLORS.p99)], [s.t, s.error_rate], [0, 1]);
     timeChart("accuracy-chart", "accuracy (fraction correct)", [line("accuracy", COLORS.p50)], [s.t, s.accuracy], [0, 1]);
     $("#mon-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.monitorLoaded = "1";
