@@ -101,6 +101,19 @@ def test_call_steps_offer_only_the_operators_callables(tmp_path: Path) -> None:
         assert c.get("/api/builder/options").json()["calls"] == []
 
 
+def test_sub_pipeline_steps_resolve_only_inside_the_pipelines_folder(client) -> None:  # type: ignore[no-untyped-def]
+    client.put("/api/pipelines/verdict", json={"yaml": GOOD_BAD_YAML})
+    assert "verdict.yaml" in client.get("/api/builder/options").json()["pipelines"]
+    graph = {"pipeline": {"name": "outer"}, "steps": [{"name": "inner", "kind": "pipeline", "pipeline": "verdict.yaml"}]}
+    ok = client.post("/api/builder/yaml", json={"graph": graph}).json()
+    assert ok["problems"] == []  # (its inputs: core.Pipeline.required_inputs does not look into sub-pipelines)
+    out = client.post("/api/try", json={"yaml": ok["yaml"], "inputs": {"text": "a good film"}}).json()
+    assert out["result"]["label"] == "good"
+    graph["steps"][0]["pipeline"] = "../store.db"
+    (p,) = client.post("/api/builder/yaml", json={"graph": graph}).json()["problems"]
+    assert p["step"] == 0 and "outside the pipelines folder" in p["message"]
+
+
 def test_one_plain_step_is_written_as_the_task_shorthand(client) -> None:  # type: ignore[no-untyped-def]
     one = {"pipeline": {"name": "s"}, "steps": [{"name": "s", "template": "R: {text}", "labels": ["a", "b"]}]}
     text = client.post("/api/builder/yaml", json={"graph": one}).json()["yaml"]

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from .conftest import ServerThread
-from .test_ui_chromium import ARGS, ARTIFACTS, CHROMIUM, chart, shot
+from .test_ui_chromium import ARGS, CHROMIUM, chart, shot
 from .workbench_data import (ALWAYS_GOOD_YAML, GOOD_BAD_YAML, SQL_ANSWERS, XSS, GatedFake, csv_quote, reviews_csv,
                              singers_db)
 

@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS serve_optimize (
 STAGES = ("base", "prompt", "verbalizers", "demos", "knn", "head", "calibration")
 _STAGE_DONE = re.compile(r"^\s*(\w+) stage: ([\d.]+) s")
 ACTIVE = ("queued", "running", "stopping")
+#: searches whose live state (log, candidates as they come) stays in memory
+MAX_LIVE = 16
 
 
 class OptimizeStopped(KeyboardInterrupt):
@@ -88,6 +90,7 @@ class _Live:
 
     def __init__(self) -> None:
         self.stop = threading.Event()
+        self.done = False
         self.optimizer: Any = None
         self.log: list[str] = []
         self.stage_seconds: dict[str, float] = {}
@@ -165,12 +168,17 @@ class OptimizerJobs:
             (opt_id, name or config.name, "queued", text, json.dumps(settings), time.time()))
         with self._lock:
             self._live[opt_id] = live
+            finished = [k for k, v in self._live.items() if v.done]
+            for old in finished[:-MAX_LIVE]:  # older finished searches show their stored result instead
+                self._live.pop(old)
         self._executor.submit(self._run, opt_id, live, pipe)
         return self.view(opt_id)
 
     def _run(self, opt_id: str, live: _Live, pipe: Any) -> None:
         if live.stop.is_set():
+            live.done = True
             self._finish(opt_id, "stopped", live, None)
+            pipe.close()
             return
         self._set(opt_id, status="running")
         try:
@@ -183,9 +191,17 @@ class OptimizerJobs:
         else:
             self._finish(opt_id, "done", live, result)
         finally:
+            live.done = True
             pipe.close()
 
     def _finish(self, opt_id: str, status: str, live: _Live, result: Any) -> None:
+        try:
+            self._store_choice(opt_id, status, live, result)
+        except Exception as exc:  # noqa: BLE001 - the job must not stay "running"
+            self._set(opt_id, status="failed", error=mask_text(f"{type(exc).__name__}: {exc}")[:2000],
+                      finished=time.time())
+
+    def _store_choice(self, opt_id: str, status: str, live: _Live, result: Any) -> None:
         """Store the chosen task: the optimizer's result, or (stopped) the best fully measured candidate."""
         opt = live.optimizer
         job = self._row(opt_id)
@@ -202,7 +218,9 @@ class OptimizerJobs:
                        "scores": {**scores, "best_select": best.score} if best is not None else scores,
                        "chosen": best.description if best is not None else "the task as given",
                        "notes": [*opt.notes, "stopped: the best candidate measured on all selection rows so far; "
-                                 "no held-out measurement"]}
+                                 "no held-out measurement"],
+                       "trials": [{"stage": t.stage, "candidate": t.description, "score": t.score, "rows": t.rows}
+                                  for t in opt.trials]}
         config = yaml.safe_load(job["pipeline"])  # the submitted YAML, its step's task replaced
         if "task" in config:
             step: dict[str, Any] = {"name": self.state.registry.config(job["pipeline"]).steps[0].name}
