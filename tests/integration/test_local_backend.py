@@ -32,11 +32,10 @@ def test_lite_runtime_matches_transformers_logits(local_backend):
         assert float(drift[top].max()) < 0.5, (g, float(drift[top].max()))
 
 
-@pytest.mark.parametrize("gemm, tol", [("fp32", 1e-3), ("bf16", 0.15)])
-def test_batched_prefix_scoring_equals_one_by_one(local_backend, monkeypatch, gemm, tol):
-    # batch shapes and shared prefixes differ between the two ways: fp32 is exact up to
-    # summation order; bf16 (the default for scoring on CPUs with native bf16) rounds
-    # (measured drift up to ~0.08 nats; SST-2 accuracy unchanged)
+@pytest.mark.parametrize("gemm", ["fp32", "bf16"])
+def test_batched_prefix_scoring_equals_one_by_one(local_backend, monkeypatch, gemm):
+    # batch shapes and shared prefixes differ between the two ways, yet the scores are the
+    # same to the bit in both precisions (batch-invariant kernels: test_determinism.py)
     monkeypatch.setitem(local_backend._gemm, "score", gemm)
     texts = ["a gorgeous, witty, seductive movie .", "the plot is nothing but boilerplate clichés", "ok"]
     reqs = [ScoreRequest(REVIEW.format(t), (" positive", " negative", " very mixed feelings")) for t in texts]
@@ -44,8 +43,7 @@ def test_batched_prefix_scoring_equals_one_by_one(local_backend, monkeypatch, ge
     for req, batched in zip(reqs, together):
         alone = local_backend.score_batch([req])[0]
         assert batched.lengths == alone.lengths
-        for a, b in zip(batched.logprobs, alone.logprobs):
-            assert math.isclose(a, b, abs_tol=tol)
+        assert batched.logprobs == alone.logprobs
     # multi-token continuation really sums several token log-probs
     assert together[0].lengths[2] > 1
     assert all(lp < 0 for r in together for lp in r.logprobs)
@@ -150,7 +148,7 @@ def test_features_are_token_averaged_hidden_states_of_the_asked_blocks(local_bac
     feats = local_backend.features(texts, [3, -1])
     assert feats.shape == (3, 2, local_backend.net.config.hidden_size) and feats.dtype == np.float32
     top = local_backend.features(texts[:1], [local_backend.num_layers - 1])
-    assert np.allclose(top[0, 0], feats[0, 1], atol=1e-3)  # -1 is the top block; batching changes nothing
+    assert np.array_equal(top[0, 0], feats[0, 1])  # -1 is the top block; batching changes nothing
     assert not np.allclose(feats[0, 0], feats[1, 0])
     with pytest.raises(BackendError, match="does not exist"):
         local_backend.features(texts, [local_backend.num_layers])

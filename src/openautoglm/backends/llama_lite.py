@@ -8,6 +8,20 @@ prefix and a tight decode loop need.  ``transformers`` is still used once, to
 convert GGUF/other checkpoints (see :mod:`openautoglm.backends.weights`).
 
 Weights use the Hugging Face Llama layout (``model.layers.N.self_attn.q_proj.weight``...).
+
+Batch invariance.  A row's results must not depend on the other rows of its batch, on the
+padding, or on whether its prompt prefix came from a cache (see "Determinism" in
+docs/backends.md).  Library kernels do not promise that: measured on this CPU (torch
+2.13, MKL/oneDNN), row ``i`` of ``A @ W`` changes with the number of rows for fewer than
+12 rows (GEMV / small-M paths), and ``scaled_dot_product_attention`` changes with the
+padded key width and the number of queries.  So every matrix product here runs on shapes
+whose per-row results were measured not to depend on the batch: enough rows (zero rows
+appended, ``LINEAR_MIN_ROWS`` / ``MIN_ROWS``), attention keys in fixed blocks of
+``KEY_BLOCK`` slots (one product per block, so no reduction spans more or fewer keys),
+block partials added one after another in key order, and every token at the slot equal
+to its position, so the blocks a query reads hold the same keys at the same places
+whatever the batch.  A decode step's attention runs row by row over exactly the row's
+keys.
 """
 
 from __future__ import annotations
@@ -19,6 +33,23 @@ import torch
 import torch.nn.functional as F
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
+#: attention products get at least this many rows (zero rows appended): with fewer, this
+#: CPU's BLAS takes other code paths whose per-row results differ (measured: below 4 rows)
+MIN_ROWS = 8
+#: the same for the linear layers, per GEMM precision (measured on AVX512-BF16, torch 2.13,
+#: M = 1..1024: fp32 rows differ below 12 rows, bf16 at 1 row, fp16 never); fp16 and bf16
+#: stay small because one-row decode steps are memory-bound and padding would slow them
+LINEAR_MIN_ROWS = {"fp32": 16, "bf16": 4, "fp16": 1}
+#: attention reads keys in blocks of this many slots: each block is one product with a
+#: fixed reduction length, and block partials are added in order
+KEY_BLOCK = 64
+#: attention runs queries in chunks of at most this many tokens (and at most ATTN_CHUNK
+#: scores at once), each reading only the key blocks its causal mask reaches
+QUERY_BLOCK = 128
+ATTN_CHUNK = 1 << 22
+#: a decode step's cache has room for this many more slots, so the next steps write their
+#: keys in place instead of copying the whole cache each step
+DECODE_SPARE = 4 * KEY_BLOCK
 
 
 @dataclass(frozen=True)
@@ -60,15 +91,24 @@ class LiteConfig:
 
 
 class KVCache:
-    """Per-layer keys/values ``[batch, kv_heads, slots, head_dim]`` plus a key-validity
-    mask ``[batch, slots]`` (padding slots are invalid) and each row's next position."""
+    """Per-layer keys ``[batch, kv_heads, slots, head_dim]`` and values ``[..., head_dim + 1]``
+    (a last column of ones: attention gets its softmax denominator from the same product)
+    plus a key-validity mask ``[batch, slots]`` (padding slots are invalid) and each row's
+    next position.
+
+    Every token sits at the slot equal to its position (padding after a row's tokens),
+    so the key blocks attention reads hold the same keys at the same places whatever the
+    batch.  ``room``: the per-layer buffers, longer than ``slots``, that a decode step's
+    cache keeps for the next steps to write into (see :meth:`LiteLlama.forward`).
+    """
 
     def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], valid: torch.Tensor,
-                 next_pos: torch.Tensor) -> None:
+                 next_pos: torch.Tensor, room: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None) -> None:
         self.keys = keys
         self.values = values
         self.valid = valid
         self.next_pos = next_pos
+        self.room = room
 
     @property
     def batch(self) -> int:
@@ -138,7 +178,8 @@ class Linear:
       dominates): half the bytes of fp32 (measured 3x faster per GEMV on 2 cores).
 
     Reduced-precision weight copies are made on first use; activations stay fp32 between
-    layers.
+    layers.  Inputs with fewer than ``LINEAR_MIN_ROWS[gemm]`` rows get zero rows appended,
+    so a row's result does not depend on how many rows share the call (batch invariance).
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
@@ -146,13 +187,20 @@ class Linear:
         self._copies: dict[torch.dtype, torch.Tensor] = {}
 
     def __call__(self, x: torch.Tensor, gemm: str = "fp32") -> torch.Tensor:
+        lead, rows = x.shape[:-1], x.numel() // x.shape[-1]
+        x = x.reshape(rows, x.shape[-1])
+        least = LINEAR_MIN_ROWS[gemm]
+        if rows < least:
+            x = F.pad(x, (0, 0, 0, least - rows))
         if gemm == "fp32":
-            return F.linear(x, self.weight, self.bias)
-        dtype = torch.bfloat16 if gemm == "bf16" else torch.float16
-        w = self._copies.get(dtype)
-        if w is None:
-            w = self._copies[dtype] = self.weight.to(dtype)
-        y = F.linear(x.to(dtype), w).float()
+            y = F.linear(x, self.weight)
+        else:
+            dtype = torch.bfloat16 if gemm == "bf16" else torch.float16
+            w = self._copies.get(dtype)
+            if w is None:
+                w = self._copies[dtype] = self.weight.to(dtype)
+            y = F.linear(x.to(dtype), w).float()
+        y = y[:rows].reshape(*lead, y.shape[-1])
         return y + self.bias if self.bias is not None else y
 
 
@@ -161,6 +209,8 @@ class Int8Linear:
 
     Decoding a small model on CPU is memory-bound: int8 weights are 4x smaller than
     fp32, so a decode step reads 4x fewer bytes; prefill GEMMs are ~1.7x faster too.
+    Opt-in only, and not batch-invariant: activations are quantised with one scale per
+    call, so a row's result depends on the other rows.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
@@ -255,14 +305,22 @@ class LiteLlama:
         pooled: dict[int, torch.Tensor] | None = None,
         pooling: str = "mean",
         tree: tuple[torch.Tensor, torch.Tensor] | None = None,
+        decode: bool = False,
     ) -> tuple[torch.Tensor, KVCache]:
         """Run ``input_ids [B, T]`` (``token_valid [B, T]`` marks real tokens; padding
         must come after a row's real tokens) on top of ``cache``.
 
-        ``tree = (depths [B, T], sees [B, T, T])`` packs several token paths that branch
+        The new tokens take the slots right after the cache's: a prompt's tail after its
+        cached prefix (each row's cache must then be free of padding, so that slots equal
+        positions).  ``decode``: one generated token per row (``T == 1``), written at the
+        slot equal to its position (over the row's padding after a shorter prompt) and
+        into spare room of the cache when it has some; its attention runs row by row.
+
+        ``tree = (depths [B, T], paths [B, T, A])`` packs several token paths that branch
         from the cache into one row (a trie of continuations): new token ``i`` sits at
         position ``cache.next_pos + depths[i]`` and attends the cache plus the new tokens
-        ``j`` with ``sees[i, j]`` (its ancestors and itself) instead of every earlier one.
+        on its path ``paths[i]`` (indices of new tokens, root first, ending with ``i``
+        itself; ``-1`` pads) instead of every earlier one.  The cache is returned as it was.
 
         ``gemm`` picks the precision of the matrix products (see :class:`Linear`).
         ``pooled``: for each layer index already in it as a key, its output is replaced by
@@ -272,56 +330,108 @@ class LiteLlama:
         those of a truncated model: use only ``pooled``).
 
         Returns final hidden states ``[B, T, H]`` (pre LM head) and the extended cache.
+        Each row's results depend on that row alone (see the module docstring).
         """
         cfg = self.config
         bsz, t = input_ids.shape
+        nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         if cache is None:
             start = torch.zeros(bsz, dtype=torch.long)
             past_valid = torch.zeros(bsz, 0, dtype=torch.bool)
-            past_k = [None] * cfg.num_layers
-            past_v = [None] * cfg.num_layers
+            past_k: list[torch.Tensor | None] = [None] * cfg.num_layers
+            past_v: list[torch.Tensor | None] = [None] * cfg.num_layers
         else:
             start = cache.next_pos
             past_valid = cache.valid
-            past_k, past_v = cache.keys, cache.values
-        valid = torch.cat([past_valid, token_valid], dim=1)  # [B, S]
-        s = valid.shape[1]
-        past = s - t
-        if tree is None:
+            past_k, past_v = list(cache.keys), list(cache.values)
+        past = past_valid.shape[1]
+        paths = path_bias = bias = None
+        if decode:
+            if tree is not None or t != 1 or cache is None:
+                raise ValueError("a decode step runs one new token per row on top of a cache")
+            # each row's token at the slot equal to its position (over the row's padding, if any)
+            slot = start.tolist()
+            lengths = [p + 1 for p in slot]
+            s = max(past, max(lengths))
+            valid = F.pad(past_valid, (0, s - past)).clone()
+            valid[torch.arange(bsz), start] = True
+            positions = start[:, None]
+            room = cache.room if cache.room is not None and cache.room[0][0].shape[2] >= s else None
+        elif tree is None:
+            valid = torch.cat([past_valid, token_valid], dim=1)  # [B, S]
+            s = past + t
             positions = start[:, None] + torch.cumsum(token_valid.long(), dim=1) - 1
             # query i (slot past+i) may attend key slot j if j <= past+i and key j is real
-            causal = torch.ones(t, s, dtype=torch.bool).tril(diagonal=past)
-            mask = causal[None, None, :, :] & valid[:, None, None, :]
+            mask = torch.ones(t, s, dtype=torch.bool).tril(diagonal=past)[None] & valid[:, None, :]
+            # rows that are pure padding would attend nothing -> NaN; let them see slot 0
+            mask[..., 0] |= ~mask.any(-1)
+            bias = self._bias(mask)
         else:
-            depths, sees = tree
+            if cache is None:
+                raise ValueError("a tree of continuations needs the cache it branches from")
+            depths, paths = tree
             positions = start[:, None] + depths
-            new = sees & token_valid[:, None, :]
-            mask = torch.cat([past_valid[:, None, :].expand(bsz, t, past), new], dim=2)[:, None]
+            bias = self._bias(past_valid[:, None, :].expand(bsz, t, past))
+            taken = torch.gather(token_valid, 1, paths.clamp(min=0).reshape(bsz, -1)).view_as(paths)
+            path_bias = self._bias((paths >= 0) & taken, block=1)
         positions = positions.clamp(min=0)
         cos, sin = self._rope(positions)
-        # rows that are pure padding would attend nothing -> NaN; let them see slot 0
-        mask[..., 0] |= ~mask.any(-1)
 
         h = F.embedding(input_ids, self.embed)
-        nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         q_size, kv_size = nh * hd, nkv * hd
+        ones = torch.ones(bsz, nkv, t, 1)
+        rows = torch.arange(bsz)
         new_k, new_v = [], []
+        new_room: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
         for i, layer in enumerate(self.layers):
             x = self._rms(h, layer["ln1"])
             qkv = layer["qkv"](x, gemm)
             q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
             q = q.view(bsz, t, nh, hd).transpose(1, 2)
             k = k.view(bsz, t, nkv, hd).transpose(1, 2)
-            v = v.view(bsz, t, nkv, hd).transpose(1, 2)
+            v = torch.cat([v.view(bsz, t, nkv, hd).transpose(1, 2), ones], dim=-1)
             q = self._rotate(q, cos, sin)
             k = self._rotate(k, cos, sin)
-            if past_k[i] is not None:
-                k = torch.cat([past_k[i], k], dim=2)
-                v = torch.cat([past_v[i], v], dim=2)
-            new_k.append(k)
-            new_v.append(v)
-            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=nkv != nh)
-            h = h + layer["o"](attn.transpose(1, 2).reshape(bsz, t, q_size), gemm)
+            if decode:
+                if room is not None:  # written in place: later steps' slots are free
+                    keys, values = room[0][i], room[1][i]
+                else:
+                    keys = k.new_zeros(bsz, nkv, s + DECODE_SPARE, hd)
+                    values = k.new_zeros(bsz, nkv, s + DECODE_SPARE, hd + 1)
+                    keys[:, :, :past] = past_k[i]
+                    values[:, :, :past] = past_v[i]
+                keys[rows, :, start] = k[:, :, 0]
+                values[rows, :, start] = v[:, :, 0]
+                new_room[0].append(keys)
+                new_room[1].append(values)
+                new_k.append(keys[:, :, :s])
+                new_v.append(values[:, :, :s])
+                # one attention call per row over exactly its own keys: nothing of the batch
+                # (other rows, padding, the buffer's width) reaches the computation
+                attn = torch.cat([F.scaled_dot_product_attention(
+                    q[b:b + 1], keys[b:b + 1, :, :n], values[b:b + 1, :, :n, :hd], enable_gqa=nkv != nh)
+                    for b, n in enumerate(lengths)]).transpose(1, 2).reshape(bsz, 1, q_size)
+            elif tree is None:
+                # whole key blocks: [cache | new tokens | zeros]
+                width = bias.shape[-1]
+                keys = k.new_empty(bsz, nkv, width, hd)
+                values = k.new_empty(bsz, nkv, width, hd + 1)
+                if past:
+                    keys[:, :, :past] = past_k[i]
+                    values[:, :, :past] = past_v[i]
+                keys[:, :, past:s] = k
+                values[:, :, past:s] = v
+                keys[:, :, s:] = 0.0
+                values[:, :, s:] = 0.0
+                new_k.append(keys[:, :, :s])
+                new_v.append(values[:, :, :s])
+                attn = self._attend(q, keys, values, bias, first_slot=past)
+            else:
+                width = bias.shape[-1]
+                keys = F.pad(past_k[i], (0, 0, 0, width - past))
+                values = F.pad(past_v[i], (0, 0, 0, width - past))
+                attn = self._attend(q, keys, values, bias, path=(k, v, paths, path_bias))
+            h = h + layer["o"](attn, gemm)
             x = self._rms(h, layer["ln2"])
             gate, up = layer["gate_up"](x, gemm).chunk(2, dim=-1)
             h = h + layer["down"](F.silu(gate) * up, gemm)
@@ -332,13 +442,94 @@ class LiteLlama:
                         parts.append(h[torch.arange(bsz), (token_valid.long().sum(1) - 1).clamp(min=0)])
                     else:
                         weights = token_valid.to(h.dtype).unsqueeze(-1)
-                        parts.append((h * weights).sum(1) / weights.sum(1).clamp(min=1.0))
+                        # cumsum: one fixed summation order, so padding does not change a row's mean
+                        total = (h * weights).cumsum(1)[:, -1]
+                        parts.append(total / weights.sum(1).clamp(min=1.0))
                 pooled[i] = torch.cat(parts, dim=-1)
                 if i == max(pooled):
                     break
         h = self._rms(h, self.norm)
+        if tree is not None:
+            return h, cache  # type: ignore[return-value]
         next_pos = start + token_valid.long().sum(dim=1)
-        return h, KVCache(new_k, new_v, valid, next_pos)
+        return h, KVCache(new_k, new_v, valid, next_pos, new_room if decode else None)
+
+    @staticmethod
+    def _bias(mask: torch.Tensor, block: int = KEY_BLOCK) -> torch.Tensor:
+        """``[B, T, S]`` visibility -> additive scores bias ``[B, T, S']`` (0 or -inf), ``S``
+        padded to whole blocks."""
+        bsz, t, s = mask.shape
+        bias = torch.full((bsz, t, -(-s // block) * block), float("-inf"))
+        bias[..., :s].masked_fill_(mask, 0.0)
+        return bias
+
+    def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+                first_slot: int | None = None, path: tuple | None = None) -> torch.Tensor:
+        """Softmax attention of ``q [B, nh, T, D]``, batch-invariantly.
+
+        ``keys [B, nkv, S, D]`` and ``values [B, nkv, S, D+1]`` (last column ones) span whole
+        ``KEY_BLOCK`` blocks; ``bias [B, T, S]`` from :meth:`_bias`.  ``first_slot``: the
+        slot of query 0 when attention is causal (query ``i`` sees no slot after
+        ``first_slot + i``), so key blocks past a query chunk's last slot are skipped.
+        ``path = (keys, values, paths [B, T, A], bias [B, T, A])`` adds each query's own
+        keys (tree attention).
+
+        Each key block is one product with a fixed reduction length, for the scores and for
+        ``p @ values`` (whose last column is the softmax denominator); the block partials,
+        then the path's terms, are added one after another, in that order.  A block of
+        invisible keys adds exact zeros, so skipping it or not changes nothing.  Products
+        get at least ``MIN_ROWS`` query rows (a decode step's 3 rows per key head were not
+        invariant on real activations).  Returns ``[B, T, nh * D]``.
+        """
+        bsz, nh, t, hd = q.shape
+        nkv = keys.shape[1]
+        groups = nh // nkv
+        bn, width = bsz * nkv, keys.shape[2]
+        # query rows grouped by the key head they read, token-major: [B*nkv, T*groups, D]
+        qg = (q * hd ** -0.5).reshape(bsz, nkv, groups, t, hd).transpose(2, 3).reshape(bn, t * groups, hd)
+        kg = keys.reshape(bn, width, hd).transpose(1, 2)
+        path_scores = vpath = None
+        if path is not None:
+            pk, pv, paths, pbias = path
+            a = paths.shape[-1]
+            index = paths.clamp(min=0).reshape(bsz, 1, t * a, 1)
+            kpath = pk.gather(2, index.expand(bsz, nkv, t * a, hd)).view(bsz, nkv, t, 1, a, hd)
+            vpath = pv.gather(2, index.expand(bsz, nkv, t * a, hd + 1)).view(bsz, nkv, t, 1, a, hd + 1)
+            path_scores = (qg.view(bsz, nkv, t, groups, 1, hd) * kpath).sum(-1)  # reductions of length D
+            path_scores = (path_scores + pbias[:, None, :, None, :]).view(bn, t * groups, a)
+        if path is not None:
+            step = t
+        else:
+            step = max(1, min(QUERY_BLOCK, ATTN_CHUNK // max(1, bn * groups * width)))
+        out = q.new_empty(bn, t * groups, hd)
+        for t0 in range(0, t, step):
+            t1 = min(t, t0 + step)
+            rows = (t1 - t0) * groups
+            seen = width if first_slot is None else min(width, -(-(first_slot + t1) // KEY_BLOCK) * KEY_BLOCK)
+            qc = qg[:, t0 * groups:t1 * groups]
+            if rows < MIN_ROWS:
+                qc = F.pad(qc, (0, 0, 0, MIN_ROWS - rows))
+            padded = qc.shape[1]
+            sc = torch.bmm(qc, kg[:, :, :seen])  # [bn, padded, seen]
+            sc[:, :rows].view(bsz, nkv, t1 - t0, groups, seen).add_(bias[:, None, t0:t1, None, :seen])
+            mx = sc.amax(-1, keepdim=True)
+            if path_scores is not None:
+                ps = F.pad(path_scores, (0, 0, 0, padded - rows), value=float("-inf"))
+                mx = torch.maximum(mx, ps.amax(-1, keepdim=True))
+            nb = seen // KEY_BLOCK
+            p = torch.exp(sc.sub_(mx)).view(bn, padded, nb, KEY_BLOCK).transpose(1, 2).contiguous()
+            acc = None
+            for j in range(nb):  # block partials in order: one fixed summation order
+                vj = values[:, :, j * KEY_BLOCK:(j + 1) * KEY_BLOCK].reshape(bn, KEY_BLOCK, hd + 1)
+                part = torch.bmm(p[:, j], vj)[:, :rows]
+                acc = part if acc is None else acc + part
+            if path_scores is not None:
+                pp = torch.exp(ps[:, :rows] - mx[:, :rows]).view(bsz, nkv, t, groups, -1, 1)
+                terms = (pp * vpath).view(bn, rows, -1, hd + 1)
+                for j in range(terms.shape[2]):
+                    acc = acc + terms[:, :, j]
+            out[:, t0 * groups:t1 * groups] = acc[..., :hd] / acc[..., hd:]
+        return out.view(bsz, nkv, t, groups, hd).permute(0, 2, 1, 3, 4).reshape(bsz, t, nh * hd)
 
     def logits(self, hidden: torch.Tensor, gemm: str = "fp32") -> torch.Tensor:
         """Project hidden states onto the vocabulary."""

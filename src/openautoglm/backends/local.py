@@ -105,7 +105,8 @@ class LocalBackend(Backend):
         ``auto``: label scoring (compute-bound) in bf16 where the CPU has native bf16
         GEMMs (2x faster, same SST-2 accuracy), generation prefill in fp32 (bf16 prefill
         visibly degrades this small model's greedy output), decode steps of up to
-        ``FP16_DECODE_ROWS`` rows with fp16 weights.  ``fp32``: exact everywhere.
+        ``FP16_DECODE_ROWS`` rows with fp16 weights (bf16 decode changed 5 of 12 greedy
+        answers, fp16 none).  ``fp32``: exact everywhere.
         ``bf16``: bf16 everywhere.  ``int8``: dynamic int8, opt-in only, as it costs
         accuracy on this model (SST-2 73 % → 47 % measured).
         """
@@ -295,21 +296,22 @@ class LocalBackend(Backend):
         width = max(len(nodes) for nodes, _ in tries)
         if width == 0:
             return scores
+        depth = max((d for nodes, _ in tries for _, _, d in nodes), default=0) + 1
         ids = torch.zeros(len(conts), width, dtype=torch.long)
         valid = torch.zeros(len(conts), width, dtype=torch.bool)
         depths = torch.zeros(len(conts), width, dtype=torch.long)
-        sees = torch.zeros(len(conts), width, width, dtype=torch.bool)
+        paths = torch.full((len(conts), width, depth), -1, dtype=torch.long)  # each node's ancestors, root first
         picks: list[tuple[int, int, int, int]] = []  # (prompt, continuation, flat node, target token)
         for b, (nodes, index) in enumerate(tries):
-            for i, (token, parent, depth) in enumerate(nodes):
-                ids[b, i], depths[b, i] = token, depth
+            for i, (token, parent, d) in enumerate(nodes):
+                ids[b, i], depths[b, i] = token, d
                 if parent >= 0:
-                    sees[b, i] = sees[b, parent]
-                sees[b, i, i] = True
+                    paths[b, i] = paths[b, parent]
+                paths[b, i, d] = i
             valid[b, : len(nodes)] = True
             picks += [(b, k, b * width + index[tuple(c[:j])], c[j])
                       for k, c in enumerate(conts[b]) for j in range(1, len(c))]
-        hidden, _ = self.net.forward(ids, valid, cache, gemm, tree=(depths, sees))
+        hidden, _ = self.net.forward(ids, valid, cache, gemm, tree=(depths, paths))
         flat = hidden.reshape(-1, hidden.shape[-1])
         rows = torch.tensor([p[2] for p in picks])
         targets = torch.tensor([p[3] for p in picks])
@@ -415,8 +417,13 @@ class LocalBackend(Backend):
             ids = next_ids[:, None]
             gemm = self._gemm["decode"]
             if gemm == "fp16" and len(active) > FP16_DECODE_ROWS:
-                gemm = self._gemm["prefill"]  # many rows: compute-bound again
-            hidden, cache = self.net.forward(ids, torch.ones_like(ids, dtype=torch.bool), cache, gemm)
+                # many rows: compute-bound again.  The one place where a row's result depends
+                # on its batch (fp16 vs fp32 weights); a fixed decode precision would cost 2x
+                # at 32 rows (fp16) or 3x at one row (fp32), measured
+                gemm = self._gemm["prefill"]
+            # each row's token goes to the slot of its position, its attention runs over
+            # exactly its own keys: the step's result for a row is the row's alone
+            hidden, cache = self.net.forward(ids, torch.ones_like(ids, dtype=torch.bool), cache, gemm, decode=True)
             logits = self.net.logits(hidden[:, -1], gemm)
         completions = []
         for i, r in enumerate(reqs):
