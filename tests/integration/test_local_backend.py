@@ -238,3 +238,20 @@ def test_prompts_prefilled_in_several_chunks_decode_together_and_match_one_by_on
     assert max(steps) == len(prompts)  # ...yet the first decode step carried every row
     alone = [local_backend.generate([r])[0].text for r in requests]
     assert together == alone
+
+
+def test_lone_surrogates_in_prompts_become_replacement_characters(local_backend):
+    from openautoglm.backends.chat_tokenizer import well_formed
+
+    tok = local_backend.tokenizer
+    assert well_formed("plain") == "plain"
+    assert well_formed("a\ud800b\udfff") == "a\ufffdb\ufffd"
+    assert well_formed("\ud83d\ude00") == "\U0001F600"  # a high + low pair is the character it encodes
+    assert tok.encode("bad \ud800 text") == tok.encode("bad \ufffd text")
+    assert tok.encode_batch(["x\udc00", "ok"]) == [tok.encode("x\ufffd"), tok.encode("ok")]
+    assert local_backend.count_tokens("\ud800") == len(tok.encode("\ufffd"))
+    broken = local_backend.score_batch([ScoreRequest(REVIEW.format("fine \ud800 film"), (" positive", " negative \udfff"))])
+    clean = local_backend.score_batch([ScoreRequest(REVIEW.format("fine \ufffd film"), (" positive", " negative \ufffd"))])
+    assert broken[0].logprobs == clean[0].logprobs
+    chat = [{"role": "user", "content": "Say \ud800 hello."}]
+    assert local_backend.generate([GenerationRequest(chat, max_tokens=4)])[0].completion_tokens > 0

@@ -7,6 +7,7 @@ Jinja chat template the way Hugging Face does (sandboxed, trim/lstrip blocks).
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
@@ -76,16 +77,33 @@ class ChatTokenizer:
         )
 
     def encode(self, text: str) -> list[int]:
-        return self.tok.encode(text, add_special_tokens=False).ids
+        return self.tok.encode(well_formed(text), add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
+        return [e.ids for e in self.tok.encode_batch([well_formed(t) for t in texts], add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=True)
 
     def id_to_token(self, token_id: int) -> str:
         return self.tok.id_to_token(token_id) or ""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def well_formed(text: str) -> str:
+    """``text`` with every lone UTF-16 surrogate replaced by U+FFFD.
+
+    A Python ``str`` may hold surrogate code points (``json.loads('"\\ud800"')``, text
+    decoded with ``surrogateescape``); they are not Unicode scalar values, so the Rust
+    tokenizer refuses them (``TypeError``).  They become U+FFFD, as a UTF-8 decoder with
+    ``errors="replace"`` would make of them; a high surrogate followed by a low one is
+    the character the pair encodes.
+    """
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def _raise(message: str) -> None:
