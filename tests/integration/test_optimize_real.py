@@ -42,4 +42,4 @@ def test_optimizer_on_the_real_model_keeps_its_promises(local_backend):
     record = {"text": opt.holdout[0]["text"]}
     a = result.task.run_many(client, [record], step="s", record_keys=["0"])[0]
     b = again.run_many(client, [record], step="s", record_keys=["0"])[0]
-    assert a["label"] == b["label"] and a["confidence"] == pytest.approx(b["confidence"], abs=1e-6)
+    assert a["label"] == b["label"] and a["confidence"] == b["confidence"]  # scores are batch/cache-invariant
