@@ -36,8 +36,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: paths anyone may request, even when API keys are required
 PUBLIC_PREFIXES = ("/healthz", "/health", "/static/", "/login", "/favicon.ico")
-#: extensions every server loads (``ServerConfig.extensions``)
-DEFAULT_EXTENSIONS = ("openautoglm.workbench:install",)
+#: the entry-point group of server extensions (``install(app, state)``), loaded when
+#: ``ServerConfig.extensions`` is None: the workbench's SQL and data pages declare themselves
+#: here, so serve imports no application (they live in a layer above)
+EXTENSION_GROUP = "openautoglm.server_extensions"
 
 
 @dataclass
@@ -79,8 +81,9 @@ class ServerConfig:
     #: one of these, never a URL of its own
     sql_dbs: dict[str, str] = field(default_factory=dict)
     #: ``module:function`` callables ``f(app, state)`` that add routes and pages when the app is
-    #: built (the workbench's SQL and data pages live in a layer above the server's)
-    extensions: list[str] = field(default_factory=lambda: list(DEFAULT_EXTENSIONS))
+    #: built; None: every one installed in the entry-point group ``openautoglm.server_extensions``
+    #: (the workbench's SQL and data pages, which live in a layer above the server's)
+    extensions: list[str] | None = None
     micro_batching: bool = True
     batch_window_ms: float = 8.0
     max_batch: int = 32
@@ -277,6 +280,12 @@ class Gate:
         return None
 
 
+def _installed_extensions() -> list[str]:
+    from importlib.metadata import entry_points
+
+    return sorted(ep.value for ep in entry_points(group=EXTENSION_GROUP))
+
+
 def _extension(ref: str) -> Any:
     """The ``install(app, state)`` callable named ``module:function`` (imported by name, as plug-ins are)."""
     from importlib import import_module
@@ -372,7 +381,7 @@ def create_app(config: ServerConfig | None = None, *, backend: Backend | None = 
     app.state.pages = pages
     app.include_router(build_workbench_router(state))
     app.include_router(build_ui_router(state, pages))
-    for ref in config.extensions:
+    for ref in config.extensions if config.extensions is not None else _installed_extensions():
         _extension(ref)(app, state)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
 
