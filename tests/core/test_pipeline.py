@@ -253,3 +253,10 @@ def test_model_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
              {"name": "c", "task": CLASSIFY, "model": "fake:from-step"}]
     multi = Pipeline(model="fake:from-pipeline", steps=steps, store=False)
     assert [multi.backend_for(s).model for s in multi.config.steps] == ["from-pipeline", "from-task", "from-step"]
+
+
+def test_required_inputs_include_what_a_sub_pipeline_reads(tmp_path: Path) -> None:
+    (tmp_path / "inner.yaml").write_text("name: inner\ntask:\n  template: 'Explain {label}: {body}'\n")
+    steps = [{"name": "only", "pipeline": "inner.yaml", "inputs": {"label": "tag"}}]
+    pipe = Pipeline(model="fake", steps=steps, store=False, source=str(tmp_path / "outer.yaml"))
+    assert pipe.required_inputs == {"body", "tag"}

@@ -183,10 +183,15 @@ class Pipeline:
         produced: set[str] = set()
         needed: set[str] = set()
         for step in self.config.steps:
+            reads: set[str] = set()
             if step.task is not None:
-                wanted = {v for v in step.task.input_variables if v not in step.inputs}
-                wanted |= {expr.split(".")[0] for expr in step.inputs.values()}
-                needed |= wanted - produced
+                reads = set(step.task.input_variables)
+            elif step.pipeline is not None and step.name in self._subpipelines:
+                reads = self._subpipelines[step.name].required_inputs
+            # (a call: step reads whatever its function reads: it cannot be known here)
+            wanted = {v for v in reads if v not in step.inputs}
+            wanted |= {expr.split(".")[0] for expr in step.inputs.values()}
+            needed |= wanted - produced
             produced.add(step.name)
         mapping = self.config.inputs
         return (needed - set(mapping)) | {expr.split(".")[0] for expr in mapping.values()}
