@@ -10,6 +10,11 @@ from typing import Any, List, Optional
 
 import typer
 
+ENGINE_HELP = "where the records run: inprocess (default) or ray (a pool of Ray actors; pip install 'openautoglm[ray]')"
+ADDRESS_HELP = ("--engine ray: the cluster (auto, HOST:6379 or ray://HOST:10001; default: a local Ray instance "
+                "for this run)")
+WORKERS_HELP = "--engine ray: how many actors (each loads the model once; default: the cluster's CPUs / --worker-cpus)"
+WORKER_CPUS_HELP = "--engine ray: CPUs each actor reserves (default 1; give a model's actor all the threads it uses)"
 MAP_HELP = "feed a template variable from a column, e.g. text=sentence (repeatable; adds to the YAML's `inputs:`)"
 GOLD_STEP_HELP = "the label step the gold column scores (default: the step whose labels the gold values match)"
 
@@ -74,7 +79,8 @@ def _run_id(config_hash: str, input_path: Path, output: Path | None, model: str 
 @app.command()
 def run(
     pipeline: Path = typer.Argument(..., help="pipeline YAML file"),
-    input: Path = typer.Option(..., "--input", "-i", help="records: .csv, .tsv, .jsonl, .json or .parquet"),
+    input: str = typer.Option(..., "--input", "-i", help="records: .csv, .tsv, .jsonl, .json or .parquet (with "
+                              "--engine ray also a folder of .parquet files or a URI Ray Data reads, e.g. s3://...)"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="results (.jsonl)"),
     input_map: Optional[List[str]] = typer.Option(None, "--map", help=MAP_HELP),
     gold_column: Optional[str] = typer.Option(None, "--gold-column", "-g", help="column with gold labels: prints accuracy"),
@@ -94,36 +100,54 @@ def run(
     store: Optional[Path] = typer.Option(None, help="SQLite store (default ./.openautoglm/store.db)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
     allow_empty: bool = typer.Option(False, "--allow-empty", help="an input without records is not an error"),
+    engine: str = typer.Option("inprocess", "--engine", help=ENGINE_HELP),
+    address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help=WORKERS_HELP),
+    worker_cpus: Optional[float] = typer.Option(None, "--worker-cpus", min=0.01, help=WORKER_CPUS_HELP),
 ) -> None:
     """Run a pipeline over a file of records (resumable: rerun the same command to continue).
 
     A record that fails is saved with its reason and the run goes on; the exit status is 3
-    when the run finished with failed records (--retry-failed redoes them).
+    when the run finished with failed records (--retry-failed redoes them).  With --engine ray
+    the records stream (driver memory stays flat) to a pool of Ray actors.
     """
     from .core.batch import run_batch
+    from .core.engines import check_engine
     from .core.pipeline import Pipeline
     from .core.records import check_gold, map_labels, parse_input_map, parse_label_map, read_records, require_columns
 
     mapping = parse_label_map(label_map)  # a malformed map fails before any model call
+    if check_engine(engine) == "ray":
+        _run_on_ray(pipeline, input, output=output, input_map=input_map, gold_column=gold_column, gold_step=gold_step,
+                   mapping=mapping, model=model, limit=limit, batch_size=batch_size, run_id=run_id, fresh=fresh,
+                   retry_failed=retry_failed, max_errors=max_errors, show=show, encoding=encoding, store=store,
+                   no_progress=no_progress, allow_empty=allow_empty, address=address, workers=workers,
+                   worker_cpus=worker_cpus)
+        return
+    if address is not None or workers is not None or worker_cpus is not None:
+        from .errors import ConfigError
+
+        raise ConfigError("--address, --workers and --worker-cpus need --engine ray", source="openautoglm run")
     pipe = Pipeline.from_yaml(pipeline, model=model, store=store or True, inputs=parse_input_map(input_map))
-    records = read_records(input, encoding=encoding, limit=limit, allow_empty=allow_empty)
-    require_columns(records, pipe.required_inputs | ({gold_column} if gold_column else set()), str(input))
+    input_path = Path(input)
+    records = read_records(input_path, encoding=encoding, limit=limit, allow_empty=allow_empty)
+    require_columns(records, pipe.required_inputs | ({gold_column} if gold_column else set()), str(input_path))
     con = _console(stderr=True)
     gold = None
     if gold_column and records:  # gold labels that match no task label fail now, not after the run
-        gold = check_gold(records, gold_column, pipe.label_steps(), mapping=mapping, source=str(input),
+        gold = check_gold(records, gold_column, pipe.label_steps(), mapping=mapping, source=str(input_path),
                           step=gold_step, prefer=pipe.output_step)
         _print_gold_check(con, gold, pipe.output_step, gold_column)
-    rid = run_id or _run_id(pipe.config.fingerprint(), input, output, model) + (f"-n{limit}" if limit else "")
+    rid = run_id or _run_id(pipe.config.fingerprint(), input_path, output, model) + (f"-n{limit}" if limit else "")
     from rich.markup import escape
 
     from .backends.registry import resolve_model
     from .redact import mask_secrets
 
     shown_model = mask_secrets(resolve_model(model, pipe.config.model))
-    con.print(escape(f"{pipe.config.name}: {len(records)} records from {input} · model {shown_model} · run {rid}"))
+    con.print(escape(f"{pipe.config.name}: {len(records)} records from {input_path} · model {shown_model} · run {rid}"))
     result = run_batch(pipe, records, run_id=rid, output=output, batch_size=batch_size,
-                       progress=not no_progress, input_name=str(input), resume=not fresh,
+                       progress=not no_progress, input_name=str(input_path), resume=not fresh,
                        retry_failed=retry_failed, max_errors=max_errors)
     out = _console()
     if result.skipped:
@@ -147,6 +171,92 @@ def run(
         out.print(f"results written to {output}")
     pipe.close()
     if result.errors:
+        raise typer.Exit(3)
+
+
+def _run_on_ray(pipeline: Path, input: str, *, output: Optional[Path], input_map: Optional[List[str]],
+                gold_column: Optional[str], gold_step: Optional[str], mapping: dict[str, str], model: Optional[str],
+                limit: Optional[int], batch_size: Optional[int], run_id: Optional[str], fresh: bool,
+                retry_failed: bool, max_errors: Optional[int], show: int, encoding: str, store: Optional[Path],
+                no_progress: bool, allow_empty: bool, address: Optional[str], workers: Optional[int],
+                worker_cpus: Optional[float]) -> None:
+    """``run --engine ray``: the records stream from the input to the actors and the results
+    to the store and the output file; nothing is collected, so the driver's memory stays flat."""
+    from itertools import islice
+
+    from rich.markup import escape
+
+    from .backends.registry import resolve_model
+    from .core.batch import run_batch
+    from .core.engines.ray_engine import ray_session
+    from .core.engines.sources import is_remote, stream_records
+    from .core.pipeline import Pipeline
+    from .core.records import check_gold, parse_input_map, require_columns
+    from .redact import mask_secrets
+
+    pipe = Pipeline.from_yaml(pipeline, model=model, store=store or True, inputs=parse_input_map(input_map))
+    con, out = _console(stderr=True), _console()
+
+    def records() -> Any:
+        return stream_records(input, encoding=encoding, limit=limit, allow_empty=allow_empty)
+
+    with ray_session(address):
+        head = list(islice(records(), 1000))  # columns and gold labels are checked on the first rows
+        require_columns(head, pipe.required_inputs | ({gold_column} if gold_column else set()), input)
+        gold = None
+        if gold_column and head:
+            gold = check_gold(head, gold_column, pipe.label_steps(), mapping=mapping, source=input, step=gold_step,
+                              prefer=pipe.output_step)
+            _print_gold_check(con, gold, pipe.output_step, gold_column)
+        if run_id:
+            rid = run_id
+        elif is_remote(input):
+            rid = hashlib.sha256(f"{pipe.config.fingerprint()}|{input}|{output and output.resolve()}|{model}"
+                                 .encode()).hexdigest()[:16]
+        else:  # as the in-process engine names it: switching engines resumes the same run
+            rid = _run_id(pipe.config.fingerprint(), Path(input), output, model)
+        rid += f"-n{limit}" if limit else ""
+        con.print(escape(f"{pipe.config.name}: records from {input} · model "
+                         f"{mask_secrets(resolve_model(model, pipe.config.model))} · run {rid} · engine ray"))
+        shown: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        score = [0, 0]
+        step = None if gold is None or gold.step == pipe.output_step else gold.step
+
+        def on_row(idx: int, record: dict[str, Any], res: dict[str, Any]) -> None:
+            if len(shown) < show:
+                shown.append((record, res))
+            if gold is not None and gold_column and "error" not in res:
+                label = res.get("label") if step is None else (res.get("steps") or {}).get(step, {}).get("label")
+                if label is not None:
+                    score[0] += str(mapping.get(str(record.get(gold_column, "")).strip(),
+                                                record.get(gold_column))).strip() == label
+                    score[1] += 1
+
+        result = run_batch(pipe, records(), run_id=rid, output=output, batch_size=batch_size,
+                           progress=not no_progress, input_name=input, resume=not fresh, retry_failed=retry_failed,
+                           max_errors=max_errors, engine="ray", address=address, workers=workers,
+                           worker_cpus=worker_cpus, collect=False, on_row=on_row)
+    if result.skipped:
+        con.print(f"resumed: {result.skipped} records were already done")
+    if result.changed:
+        con.print(f"[yellow]{result.changed} stored results were for another version of the record or the "
+                  "pipeline: those records ran again[/]")
+    failed = result.errors_total
+    out.print(f"done: {result.total - failed} ok, {failed} failed in {result.seconds:.1f} s")
+    if failed:
+        con.print("[red]failed records, by reason:[/]")
+        for reason, count in result.failure_reasons[:5]:
+            con.print(f"  {count} × {escape(mask_secrets(reason))}")
+        con.print(f"  first: record {result.errors[0][0]}; rerun with --retry-failed to redo them")
+    if gold is not None and score[1]:
+        where = f" (step {step!r})" if step else ""
+        out.print(f"[bold]accuracy[/]{where}: {score[0] / score[1]:.3f} ({score[0]}/{score[1]}) against column "
+                  f"{gold_column!r}")
+    _print_examples(out, [r for r, _ in shown], [r for _, r in shown], pipe, show)
+    if output:
+        out.print(f"results written to {output}")
+    pipe.close()
+    if failed:
         raise typer.Exit(3)
 
 
