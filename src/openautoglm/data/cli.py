@@ -322,11 +322,19 @@ def llm_label_command(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="override the pipeline's model"),
     limit: Optional[int] = typer.Option(None, help="only the first N records"),
     no_progress: bool = typer.Option(False, "--no-progress"),
+    engine: str = typer.Option("inprocess", "--engine", help="where the records run: inprocess or ray"),
+    address: Optional[str] = typer.Option(None, "--address", help="--engine ray: auto, HOST:6379 or ray://HOST:10001"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="--engine ray: how many actors"),
+    worker_cpus: Optional[float] = typer.Option(None, "--worker-cpus", min=0.01, help="--engine ray: CPUs per actor"),
 ) -> None:
-    """Pre-annotate with a pipeline; confident labels to OUTPUT, the rest to a review file."""
+    """Pre-annotate with a pipeline; confident labels to OUTPUT, the rest to a review file.
+
+    With --engine ray the records are labelled on a pool of Ray actors (pip install 'openautoglm[ray]')."""
+    from ..core.engines import engine_scope
     from .llm_label import llm_label
 
-    result = llm_label(_read(input, limit=limit), pipeline, min_confidence=min_confidence, label_column=label_column,
-                       model=model, progress=not no_progress)
+    with engine_scope(engine, address=address, workers=workers, worker_cpus=worker_cpus):
+        result = llm_label(_read(input, limit=limit), pipeline, min_confidence=min_confidence,
+                           label_column=label_column, model=model, progress=not no_progress)
     paths = result.save(output, review)
     _print_dict(f"llm-label {input}", {**result.summary(), **{k: str(v) for k, v in paths.items()}})

@@ -28,13 +28,19 @@ def eval_command(
     store: Optional[Path] = typer.Option(None, help="SQLite store (default ./.openautoglm/store.db)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
     encoding: str = typer.Option("utf-8-sig", help="input file encoding"),
+    engine: str = typer.Option("inprocess", "--engine", help="where the records run: inprocess or ray"),
+    address: Optional[str] = typer.Option(None, "--address", help="--engine ray: auto, HOST:6379 or ray://HOST:10001"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="--engine ray: how many actors"),
+    worker_cpus: Optional[float] = typer.Option(None, "--worker-cpus", min=0.01, help="--engine ray: CPUs per actor"),
 ) -> None:
     """Evaluate a pipeline on labelled data: metrics, calibration, cost and an HTML report.
 
     The gold labels are checked against the task's labels before the first model call.
+    With --engine ray the records run on a pool of Ray actors (pip install 'openautoglm[ray]').
     """
     from rich.console import Console
 
+    from ..core.engines import engine_scope
     from ..core.records import parse_label_map
     from . import evaluate
 
@@ -44,8 +50,9 @@ def eval_command(
                              encoding, limit, err)
     err.print(f"evaluating {pipeline} on {data}" + (f" (first {limit})" if limit else ""))
     try:
-        result = evaluate(pipe, data, label_column=label_column, limit=limit, progress=not no_progress,
-                          encoding=encoding, label_map=mapping)
+        with engine_scope(engine, address=address, workers=workers, worker_cpus=worker_cpus):
+            result = evaluate(pipe, data, label_column=label_column, limit=limit, progress=not no_progress,
+                              encoding=encoding, label_map=mapping)
     finally:
         pipe.close()
     paths = result.save(out if out is not None else Path("out") / f"eval-{result.name}")

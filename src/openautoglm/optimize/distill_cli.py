@@ -29,11 +29,18 @@ def distill_command(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="override the teacher pipeline's model"),
     store: Optional[Path] = typer.Option(None, help="SQLite store (default ./.openautoglm/store.db)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
+    engine: str = typer.Option("inprocess", "--engine", help="where the teacher labels the records: inprocess or ray"),
+    address: Optional[str] = typer.Option(None, "--address", help="--engine ray: auto, HOST:6379 or ray://HOST:10001"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="--engine ray: how many actors"),
+    worker_cpus: Optional[float] = typer.Option(None, "--worker-cpus", min=0.01, help="--engine ray: CPUs per actor"),
 ) -> None:
-    """Distill a pipeline into a small, fast student classifier (embeddings + calibrated logistic regression)."""
+    """Distill a pipeline into a small, fast student classifier (embeddings + calibrated logistic regression).
+
+    With --engine ray the teacher labels the records on a pool of Ray actors."""
     from rich.console import Console
     from rich.markup import escape
 
+    from ..core.engines import engine_scope
     from ..core.pipeline import Pipeline
     from ..core.records import check_gold, map_labels, parse_input_map, parse_label_map, read_records, require_columns
     from .distill import distill, final_label_step
@@ -58,8 +65,9 @@ def distill_command(
     err.print(f"[bold]{pipe.config.name}[/]: teacher {model or pipe.config.model} labels {len(records)} records "
               f"from {data}" + (f"; dev: {len(dev_records)} records from {dev}" if dev_records else ""))
     try:
-        result = distill(pipe, records, text_field=text_field, min_confidence=min_confidence, embedder=embedder,
-                         out_dir=out, dev=dev_records, label_column=label_column, progress=not no_progress)
+        with engine_scope(engine, address=address, workers=workers, worker_cpus=worker_cpus):
+            result = distill(pipe, records, text_field=text_field, min_confidence=min_confidence, embedder=embedder,
+                             out_dir=out, dev=dev_records, label_column=label_column, progress=not no_progress)
     finally:
         pipe.close()
     out_console.print(result.summary())

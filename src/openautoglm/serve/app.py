@@ -89,6 +89,10 @@ class ServerConfig:
     max_batch: int = 32
     #: records per checkpoint in background runs (progress and cancel granularity)
     job_chunk_size: int = 8
+    #: where background runs execute: "inprocess", or "ray" (a pool of Ray actors, each loading
+    #: the model itself) with ``engine_options`` (address, workers, worker_cpus)
+    engine: str = "inprocess"
+    engine_options: dict[str, Any] = field(default_factory=dict)
     #: threads that may wait on the model at once (requests beyond wait in line)
     max_concurrency: int = 64
     trace: bool = True
@@ -183,7 +187,11 @@ def build_state(config: ServerConfig, backend: Backend | None = None) -> ServerS
                               enabled=config.micro_batching, on_batch=on_batch, max_tokens=config.max_tokens)
     store = ServerStore(store_path)
     registry = PipelineRegistry(config.pipelines_dir or home / "pipelines", batcher, allowed_calls=config.allow_calls)
-    jobs = JobManager(store, registry, home, chunk_size=config.job_chunk_size)
+    from ..core.engines import EngineConfig
+
+    engine = EngineConfig(config.engine, dict(config.engine_options)) if config.engine != "inprocess" else None
+    jobs = JobManager(store, registry, home, chunk_size=config.job_chunk_size, engine=engine,
+                      model=backend if backend is not None else model)
     model_name = mask_text(model) if isinstance(model, str) else "local"
     service = OpenAIService(batcher, model_name, config.max_concurrency, streaming=True, max_tokens=config.max_tokens,
                             tracer=store.trace if config.trace else None, max_top_logprobs=config.max_top_logprobs)

@@ -84,12 +84,22 @@ def register(app: typer.Typer) -> None:
         batch_window_ms: float = typer.Option(8.0, help="how long the first request waits for others to batch with"),
         max_batch: int = typer.Option(32, help="most requests per batched model call"),
         log_level: str = typer.Option("info", help="uvicorn log level"),
+        engine: str = typer.Option("inprocess", "--engine",
+                                   help="where background runs execute: inprocess, or ray (a pool of Ray actors, "
+                                        "each loading the model; pip install 'openautoglm[ray]')"),
+        address: Optional[str] = typer.Option(None, "--address",
+                                              help="--engine ray: auto, HOST:6379 or ray://HOST:10001 (default: a "
+                                                   "local Ray instance per run)"),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, help="--engine ray: actors per run"),
+        worker_cpus: Optional[float] = typer.Option(None, "--worker-cpus", min=0.01,
+                                                    help="--engine ray: CPUs per actor"),
     ) -> None:
         """Serve the task API, the OpenAI-compatible API, /metrics and the web UI."""
         if ctx.invoked_subcommand is not None:
             return
         import uvicorn
 
+        from ..core.engines import check_engine
         from .app import ServerConfig, create_app
 
         config = ServerConfig(
@@ -99,7 +109,9 @@ def register(app: typer.Typer) -> None:
             rate_per_min=rate_limit or None, max_body_bytes=int(max_body_mb * 1024 * 1024), max_tokens=max_tokens,
             max_top_logprobs=max_top_logprobs,
             cors_origins=list(cors_origin), micro_batching=not no_batching, batch_window_ms=batch_window_ms,
-            max_batch=max_batch,
+            max_batch=max_batch, engine=check_engine(engine),
+            engine_options={k: v for k, v in {"address": address, "workers": workers,
+                                              "worker_cpus": worker_cpus}.items() if v is not None},
         )
         application = create_app(config)
         state = application.state.server

@@ -2,7 +2,9 @@
 
 A job is an ordinary resumable batch run (:func:`openautoglm.core.batch.run_batch`) under
 its run id, executed on one worker thread (jobs queue behind each other; the model is
-shared with interactive requests through the micro-batcher).  Progress is what the store
+shared with interactive requests through the micro-batcher).  With ``serve --engine ray``
+the run's chunks go to a pool of Ray actors that load the model themselves; the server
+stays the driver, so the run's progress, results and cancel work as for a local one.  Progress is what the store
 has committed; the job adds its own table ``serve_jobs`` (pipeline text, uploaded file,
 column mapping, label column, status) and ``serve_chunks`` (wall time of each checkpointed
 chunk, for throughput and latency over time).
@@ -86,9 +88,14 @@ class _Watched:
 
 class JobManager:
     def __init__(self, store: ServerStore, registry: PipelineRegistry, home: str | Path, *,
-                 chunk_size: int = 8, max_upload_rows: int = 100_000) -> None:
+                 chunk_size: int = 8, max_upload_rows: int = 100_000, engine: Any = None,
+                 model: Any = None) -> None:
         self.store = store
         self.registry = registry
+        #: where background runs execute (an EngineConfig; None: in this process) and, for Ray,
+        #: the model its workers build for themselves (the served one stays here)
+        self.engine = engine
+        self.model = model
         self.uploads = Path(home) / "uploads"
         self.chunk_size = chunk_size
         self.max_upload_rows = max_upload_rows
@@ -203,7 +210,15 @@ class JobManager:
             self._set(run_id, status="cancelled", finished=time.time())
             return
         self._set(run_id, status="running", started=time.time())
-        pipe = self.registry.build_config(config, store=str(self.store.path), trace=True)
+        on_ray = self.engine is not None and self.engine.name == "ray"
+        if on_ray:  # the workers load their own model; the served one stays with interactive requests
+            from ..core.pipeline import Pipeline
+
+            pipe = Pipeline.from_config(config, model=self.model, policy=self.registry.policy,
+                                        base_dir=self.registry.directory, store=str(self.store.path), trace=True,
+                                        cache=False)
+        else:
+            pipe = self.registry.build_config(config, store=str(self.store.path), trace=True)
 
         def on_chunk(chunk: Sequence[Mapping[str, Any]], outputs: Sequence[Any], seconds: float) -> None:
             self.store.execute("INSERT INTO serve_chunks (run_id, ts, n, seconds) VALUES (?,?,?,?)",
@@ -212,9 +227,17 @@ class JobManager:
                 (seconds * 1000, isinstance(out, Exception), _correct(rec, out, label_column))
                 for rec, out in zip(chunk, outputs)])
 
+        def stop() -> None:
+            if cancel.is_set():
+                raise RunCancelled
+
         try:
-            result = run_batch(_Watched(pipe, cancel, on_chunk), records, run_id=run_id,
-                               batch_size=self.chunk_size, input_name=input_name)
+            if on_ray:
+                result = run_batch(pipe, records, run_id=run_id, batch_size=self.chunk_size, input_name=input_name,
+                                   engine="ray", on_chunk=on_chunk, should_stop=stop, **self.engine.options)
+            else:
+                result = run_batch(_Watched(pipe, cancel, on_chunk), records, run_id=run_id,
+                                   batch_size=self.chunk_size, input_name=input_name)
             status = "done" if not result.failed else "done-with-errors"
             self._set(run_id, status=status, finished=time.time())
         except RunCancelled:
