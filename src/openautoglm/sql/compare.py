@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .database import QueryResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .schema import Schema
 
 
 def _value(v: Any) -> Any:
@@ -137,3 +140,40 @@ def has_order_by(sql: str, dialect: str = "sqlite") -> bool:
     except Exception:  # noqa: BLE001
         return False
     return tree.args.get("order") is not None
+
+
+# -- identifiers -------------------------------------------------------------------------------
+def unknown_identifiers(sql: str, schema: "Schema", dialect: str = "sqlite") -> list[str] | None:
+    """Names a query uses that are neither in ``schema`` nor defined by the query itself:
+    ``"table x"``, ``"column x"`` (``x`` qualified or bare) and ``"alias x"`` (a qualifier no
+    FROM clause defines).  ``None`` when sqlglot cannot parse the query.  A double-quoted
+    SQLite name that matches no column is a string there, as SQLite reads it."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except Exception:  # noqa: BLE001 - unparsable: the caller counts it apart
+        return None
+    if tree is None:
+        return None
+    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    aliases = {a.name.lower() for a in tree.find_all(exp.TableAlias) if a.name}
+    outputs = {a.alias.lower() for a in tree.find_all(exp.Alias) if a.alias}
+    tables = {t.name.lower() for t in schema.tables}
+    columns = {c.name.lower() for t in schema.tables for c in t.columns}
+    found: list[str] = []
+    for table in tree.find_all(exp.Table):
+        if table.name and table.name.lower() not in tables | ctes:
+            found.append(f"table {table.name}")
+    for column in tree.find_all(exp.Column):
+        name, qualifier = column.name, column.table
+        if not name or isinstance(column.this, exp.Star):
+            continue
+        ident = column.this if isinstance(column.this, exp.Identifier) else None
+        quoted_string = dialect == "sqlite" and ident is not None and ident.quoted and not qualifier
+        if name.lower() not in columns and not (not qualifier and name.lower() in outputs) and not quoted_string:
+            found.append(f"column {qualifier + '.' if qualifier else ''}{name}")
+        if qualifier and qualifier.lower() not in aliases | tables | ctes:
+            found.append(f"alias {qualifier}")
+    return found

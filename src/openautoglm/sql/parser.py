@@ -7,24 +7,31 @@ a candidate that fails the safety check or the database rejects goes back to the
 with the error message, up to ``max_attempts``.  The candidates that run are grouped by
 their result rows and the largest group wins (execution-result voting); its vote share
 is the confidence.  Every model call, attempt and verdict is traced by the core.
+
+On a backend that enforces grammars (``"grammar" in backend.constraints``: the local
+backend), every candidate is generated under the database's SELECT grammar
+(:mod:`.grammar`, built once per schema), so the model cannot name a table or column that
+does not exist; correction and voting work on top of it unchanged.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ..core.client import ModelClient
 from ..core.strategy import DEMOS_KEY
-from ..errors import OpenAutoGLMError
+from ..errors import BackendError, OpenAutoGLMError
 from .database import Database, DatabaseError, QueryResult
 from .examples import Example, ExamplePool
+from .grammar import DEFAULT_MAX_DEPTH, SqlGrammar, grammar_for
 from .linking import Linking, link, match_values, value_index
 from .safety import UnsafeQueryError, check_select, require_encodable, transpile
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..backends.base import Backend
+    from ..backends.base import Backend, Completion, Constraint, GenerationRequest
     from ..core.task import Task
     from ..store.sqlite import Store
 
@@ -112,7 +119,9 @@ class SemanticParser:
     alias, the origin articles' spelling);
     ``db`` a URL (``sqlite:///x.db``, ``postgresql://...``, ``duckdb:///x.duckdb``) or a
     :class:`Database`; ``examples`` a question/SQL pool (a .jsonl path, a list of dicts,
-    an :class:`ExamplePool`, or ``None``).
+    an :class:`ExamplePool`, or ``None``).  ``grammar``: generate under the database's SELECT
+    grammar (``None``: whenever the backend enforces grammars and ``chain_of_thought`` is off;
+    ``True``: require it; ``False``: never); ``grammar_depth`` bounds subquery nesting.
     """
 
     def __init__(self, model: "str | Backend | None" = None, db: "str | Database | None" = None, *,
@@ -122,7 +131,8 @@ class SemanticParser:
                  max_rows: int = 1000, max_tokens: int = 160, max_columns: int = 60,
                  store: "Store | str | Path | bool | None" = None, exclude_example_db: str | None = None,
                  link_values: bool = True, run_id: str | None = None, examples_dialect: str = "sqlite",
-                 seed: int = 0, model_path: "str | Backend | None" = None) -> None:
+                 seed: int = 0, model_path: "str | Backend | None" = None, grammar: bool | None = None,
+                 grammar_depth: int = DEFAULT_MAX_DEPTH) -> None:
         from ..backends.registry import create_backend
 
         if db is None:
@@ -148,6 +158,21 @@ class SemanticParser:
         self.run_id = run_id
         self._counter = 0
         self._values: dict[str, list[Any]] | None = None
+        self.use_grammar = grammar
+        self.grammar_depth = grammar_depth
+        enforced = "grammar" in getattr(self.backend, "constraints", ())
+        if grammar and not enforced:
+            raise OpenAutoGLMError(f"backend {self.backend.name!r} does not enforce grammars",
+                                   hint="use the local backend, or grammar=None to use it only where enforced")
+        if grammar and chain_of_thought:
+            raise OpenAutoGLMError("grammar=True constrains the whole answer: it cannot follow free reasoning",
+                                   hint="turn chain_of_thought off, or leave grammar=None")
+
+    def schema_grammar(self) -> SqlGrammar | None:
+        """The grammar candidates are generated under (built once per schema), or ``None``."""
+        if self.use_grammar is False or self.chain_of_thought or "grammar" not in self.backend.constraints:
+            return None
+        return grammar_for(self.db, max_depth=self.grammar_depth)
 
     # -- prompt --------------------------------------------------------------------------
     def _task(self, temperature: float, seed: int | None = None) -> "Task":
@@ -213,8 +238,6 @@ class SemanticParser:
     # -- parsing --------------------------------------------------------------------------------
     def parse(self, question: str, *, history: Sequence[tuple[str, str]] = ()) -> ParseResult:
         """Answer one question (``history``: earlier (question, sql) turns of a conversation)."""
-        from ..core.client import ModelClient
-
         if not question or not question.strip():
             raise OpenAutoGLMError("empty question", hint="ask something the database can answer")
         for text in (question, *(q for q, _ in history)):
@@ -222,22 +245,35 @@ class SemanticParser:
         ctx, linking, demos = self.context(question, history)
         results_cache: dict[str, Any] = {}
         ctx["__results__"] = results_cache
-        client = ModelClient(self.backend, cache_get=self.store.cache_get if self.store else None)
+        grammar = self.schema_grammar()
+        cache_get = self.store.cache_get if self.store else None
+        client = (ModelClient(self.backend, cache_get=cache_get) if grammar is None
+                  else ConstrainedClient(self.backend, grammar.constraint(), cache_get=cache_get))
         self._counter += 1
         key = f"q{self._counter}"
-        outs = self._task(0.0).run_many(client, [ctx], step="sql", record_keys=[f"{key}#greedy"])
-        sources = ["greedy"]
+        runs = [(self._task(0.0), ["greedy"], [f"{key}#greedy"])]
         if self.n_candidates > 1 and self.temperature > 0:
             n = self.n_candidates - 1
             seed = _stable_seed(question, self.seed)  # the same question gets the same candidates
-            outs += self._task(self.temperature, seed).run_many(client, [ctx] * n, step="sql",
-                                                          record_keys=[f"{key}#s{j}" for j in range(n)])
-            sources += ["sample"] * n
+            runs.append((self._task(self.temperature, seed), ["sample"] * n, [f"{key}#s{j}" for j in range(n)]))
+        candidates: list[Candidate] = []
+        for task, sources, keys in runs:
+            try:
+                outs = task.run_many(client, [ctx] * len(keys), step="sql", record_keys=keys)
+            except BackendError as exc:
+                if grammar is None:
+                    raise
+                # a constrained decoder that fails (e.g. the grammar admits no token) fails these candidates only
+                candidates += [Candidate("", src, error=f"constrained generation failed: {exc.message}")
+                               for src in sources]
+                continue
+            candidates += [self._candidate(out, src, results_cache) for out, src in zip(outs, sources)]
         if self.store is not None:
             calls, cache = client.drain()
             self.store.log(calls, cache, run_id=self.run_id)
-        candidates = [self._candidate(out, src, results_cache) for out, src in zip(outs, sources)]
-        return self._vote(question, candidates, linking, demos)
+        result = self._vote(question, candidates, linking, demos)
+        result.explanation["grammar"] = grammar is not None
+        return result
 
     def _candidate(self, out: dict[str, Any], source: str, results: dict[str, Any]) -> Candidate:
         sql = extract_sql(out.get("text", ""))
@@ -296,6 +332,18 @@ class Conversation:
         if result.ok:
             self.history.append((question, result.sql))
         return result
+
+
+class ConstrainedClient(ModelClient):
+    """A model client that sends ``constraint`` with every generation request lacking one."""
+
+    def __init__(self, backend: "Backend", constraint: "Constraint", **kwargs: Any) -> None:
+        super().__init__(backend, **kwargs)
+        self.constraint = constraint
+
+    def generate(self, requests: Sequence["GenerationRequest"], **kwargs: Any) -> list["Completion"]:
+        constrained = [r if r.constraint is not None else replace(r, constraint=self.constraint) for r in requests]
+        return super().generate(constrained, **kwargs)
 
 
 def _stable_seed(question: str, seed: int) -> int:

@@ -225,6 +225,14 @@ def allowed_functions(dialect: str) -> frozenset[str]:
     return frozenset(names - FORBIDDEN.get(read, frozenset()) - FORBIDDEN_FUNCTIONS)
 
 
+@lru_cache(maxsize=None)
+def engine_functions(dialect: str) -> frozenset[str]:
+    """The allowed names the engine itself defines (the curated per-dialect lists, without the
+    names sqlglot merely knows how to parse): what the SQL grammar lets a model call."""
+    read = DIALECTS.get(dialect, dialect)
+    return frozenset((set(_COMMON) | set(_EXTRA.get(read, ()))) & allowed_functions(read))
+
+
 def _identifier(node: Any, read: str) -> str:
     """An identifier as the engine resolves it: PostgreSQL keeps quoted case, others fold."""
     from sqlglot import exp
