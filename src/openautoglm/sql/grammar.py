@@ -9,11 +9,11 @@ and functions only from the dialect's allow-list that the engine defines
 
 The only table names are the database's; a column is one of the database's columns,
 bare, quoted as the dialect allows, or qualified: ``table.column`` with a column of that
-very table, or ``alias.column`` with any of the database's columns.  Aliases (``AS x`` or
-bare) are free identifiers other than keywords and table names.  A model decoding under
-the grammar cannot name a table or column that does not exist.  Left out: CTEs (a WITH name
-would be a free table name), window functions, ``SELECT`` without a FROM-able table
-when the database has none (then only constant queries remain).
+very table, or ``alias.column`` with any of the database's columns.  Aliases (``AS x``;
+bare after a table) are free identifiers other than keywords and table names.  A model
+decoding under the grammar cannot name a table or column that does not exist.  Every
+query has a FROM clause.  Left out: CTEs (a WITH name would be a free table name), window
+functions, output aliases in ORDER BY/HAVING (they would be free column names).
 
 Dialects: SQLite (``"x"``, ```x```, ``[x]`` identifiers; ``'...'`` and, as Spider writes
 them, ``"..."`` strings), DuckDB and PostgreSQL (``"x"`` identifiers; PostgreSQL folds
