@@ -86,7 +86,8 @@ class PipelineConfig(BaseModel):
     def fingerprint(self) -> str:
         # an empty top-level ``inputs`` is left out, so configs written before it existed keep their hash
         # (runs in progress resume, evaluations keep their run ids)
-        data = self.model_dump(mode="json", by_alias=True, exclude=None if self.inputs else {"inputs"})
+        data = self.model_dump(mode="json", by_alias=True, exclude=None if self.inputs else {"inputs"},
+                               context={"identify": True})
         blob = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

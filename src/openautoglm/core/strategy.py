@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
-from pydantic import BaseModel, ConfigDict, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, SerializationInfo, model_serializer, model_validator
 
 from .plugins import Registry
 from .result import Result
@@ -124,14 +124,28 @@ class StrategySpec(BaseModel):
         return StrategySpec(name=self.name, settings=self.settings.model_copy(update=changes))
 
     @model_serializer(mode="plain")
-    def _dump(self) -> Any:
-        return self.to_config()
+    def _dump(self, info: SerializationInfo) -> Any:
+        return self.to_config(identify=bool(info.context and info.context.get("identify")))
 
-    def to_config(self) -> str | dict[str, Any]:
-        """The YAML form: the bare name when no setting differs from its default."""
+    def to_config(self, *, identify: bool = False) -> str | dict[str, Any]:
+        """The YAML form: the bare name when no setting differs from its default.
+
+        ``identify=True`` is for fingerprints (resume, cache keys): settings that cannot be saved
+        to YAML, such as a lambda verifier, are named instead of refused.  A Settings class with
+        its own ``to_config`` receives ``identify`` when it accepts that keyword.
+        """
         to_config = getattr(self.settings, "to_config", None)
-        data = to_config() if callable(to_config) else self.settings.model_dump(mode="json", exclude_defaults=True)
+        if callable(to_config):
+            data = to_config(identify=True) if identify and _accepts(to_config, "identify") else to_config()
+        else:
+            data = self.settings.model_dump(mode="json", exclude_defaults=True)
         return self.name if not data else {"name": self.name, **data}
+
+
+def _accepts(function: Callable[..., Any], keyword: str) -> bool:
+    import inspect
+
+    return keyword in inspect.signature(function).parameters
 
 
 def run_task(task: "Task", client: "ModelClient", contexts: Sequence[dict[str, Any]], *, step: str,

@@ -20,6 +20,8 @@ Verifiers (``verifier:``):
 
 from __future__ import annotations
 
+import hashlib
+
 import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
@@ -223,7 +225,8 @@ class VerifyRevise(Strategy):
         def _coerce_verifier(cls, value: Any) -> VerifierConfig:
             return VerifierConfig.coerce(value)
 
-        def to_config(self) -> dict[str, Any]:
+        def to_config(self, *, identify: bool = False) -> dict[str, Any]:
+            """The YAML form; ``identify`` names a lambda or nested verifier (for fingerprints) instead of refusing."""
             data = self.model_dump(mode="json", exclude_defaults=True, exclude={"verifier"})
             v = self.verifier
             data["verifier"] = {"type": v.type, **v.model_dump(mode="json", exclude_defaults=True,
@@ -231,6 +234,11 @@ class VerifyRevise(Strategy):
             fn = v.function
             if v.type == "callable" and fn is not None:
                 name = getattr(fn, "__qualname__", "<")
+                if "<" in name and identify:
+                    code = getattr(fn, "__code__", None)
+                    digest = hashlib.sha256(code.co_code if code is not None else repr(fn).encode()).hexdigest()[:12]
+                    data["verifier"] = {"type": "callable", "call": f"{fn.__module__}:{name}", "code": digest}
+                    return data
                 if "<" in name:
                     raise ValueError("a lambda or nested verifier cannot be saved to YAML; "
                                      "use a module-level function (it is saved as `call: module:function`)")
