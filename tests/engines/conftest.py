@@ -54,7 +54,7 @@ steps:
 def ray_address() -> Iterator[str]:
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
                  _node_ip_address="127.0.0.2")
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()

@@ -82,7 +82,9 @@ def connect(ray: Any, address: str | None, timeout_s: float = CONNECT_TIMEOUT_S)
     quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address in (None, "", "local"):
-        ray.init(include_dashboard=False, _node_ip_address=local_node_ip(), **quiet)
+        # "local", not None: Ray would join the last `ray start` cluster of this machine
+        # (/tmp/ray/ray_current_cluster), even a dead one
+        ray.init(address="local", include_dashboard=False, _node_ip_address=local_node_ip(), **quiet)
         return True
     if address == "auto":
         try:
