@@ -164,3 +164,35 @@ def test_before_this_change_the_estimate_was_uniform(endpoint: Any) -> None:
     (result,) = backend.score_batch([ScoreRequest([{"role": "user", "content": "a negative film"}],
                                                   ("positive", "negative"))])
     assert result.exact is False and result.logprobs[0] == result.logprobs[1]
+
+
+@pytest.mark.slow
+def test_the_real_embedded_model_behind_a_top_5_endpoint_never_gives_a_uniform_default() -> None:
+    """SmolLM2 through the project's server listing 5 alternatives, text-format SST-2 style reviews:
+    each record is measured (the estimate where a label is listed, a constrained answer where the
+    model enforces choice) or fails naming the fix - none is the uniform floor."""
+    local = pytest.importorskip("openautoglm.backends.local")
+    model = local.LocalBackend()
+    reviews = ["it treats women like idiots .", "a gorgeous , witty , seductive movie .",
+               "the acting is amateurish and the plot is a mess .", "one of the year 's best films ."]
+    task = Task(name="sst2", template="Review: {text}", labels=["positive", "negative"], format="text",
+                answer_prefix="Sentiment:")
+    try:
+        with ServerThread(create_openai_app(model, "local", max_top_logprobs=5)) as srv:
+            backend = OpenAICompatBackend("local", base_url=srv.base_url, timeout_s=300, max_retries=0)
+            try:
+                results = Pipeline(model=backend, task=task, store=False).run_batch([{"text": r} for r in reviews])
+                errors = [str(r.get("error", "")) for r in results if r.get("scores") is None]
+            finally:
+                backend.close()
+    finally:
+        model.close()
+    measured = [r for r in results if r.get("scores") is not None]
+    assert len(measured) + len(errors) == len(reviews)
+    for r in measured:
+        assert len(set(r["scores"].values())) > 1 or "vote-share" in r["method"], r
+        assert r["method"] in ("logprob-first-token-estimate", "guided-choice-first-token-estimate") or \
+            r["method"].startswith("vote-share")
+    for error in errors:
+        assert "cannot constrain an answer to the labels" in error or "names a label" in error, error
+        assert "score_mode='echo'" in error
