@@ -16,7 +16,8 @@ from collections import OrderedDict
 from typing import Callable, Sequence
 
 from ..errors import BackendError
-from .base import Backend, Completion, GenerationRequest, ScoreRequest, ScoreResult, TokenLogprob
+from . import constrained
+from .base import CONSTRAINT_KINDS, Backend, Completion, GenerationRequest, ScoreRequest, ScoreResult, TokenLogprob
 from .weights import ModelFiles, resolve_model_files
 
 #: generation steps with at most this many rows use fp16 weight copies (memory-bound GEMV);
@@ -96,6 +97,9 @@ class LocalBackend(Backend):
         self._prefix_cache_size = prefix_cache_size
         self._generator = torch.Generator().manual_seed(seed)
         self._lock = threading.Lock()  # one forward pass at a time; torch uses all cores
+        # constrained decoding (llguidance, built on the first constrained request)
+        self.constraints = frozenset(CONSTRAINT_KINDS) if constrained.available() else frozenset()
+        self._guide: constrained.Guide | None = None
         self.load_seconds = time.perf_counter() - t0
 
     @staticmethod
@@ -131,6 +135,24 @@ class LocalBackend(Backend):
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
+
+    # -- constraints -----------------------------------------------------------
+    def guide(self) -> "constrained.Guide":
+        """The llguidance state of this model (tokenizer, compiled constraints), built once."""
+        if self._guide is None:
+            self._guide = constrained.Guide(self.files.directory / "tokenizer.json", self.tokenizer.eos_ids,
+                                            self.net.config.vocab_size)
+        return self._guide
+
+    def check_request(self, request: GenerationRequest | ScoreRequest) -> None:
+        """Also refuse, before any decoding, a constraint that does not compile."""
+        super().check_request(request)
+        if isinstance(request, GenerationRequest) and request.constraint is not None and self.constraints:
+            self.guide().compile(request.constraint)
+
+    def generate_each(self, requests: Sequence[GenerationRequest]) -> list[Completion | BackendError]:
+        """A row whose constraint hit a dead end fails alone (its batch neighbours still answer)."""
+        return [constrained.as_failure(c) for c in super().generate_each(requests)]
 
     # -- prefix cache --------------------------------------------------------
     def _cached_start(self, seq: tuple[int, ...], gemm: str, limit: int):  # type: ignore[no-untyped-def]
@@ -387,16 +409,25 @@ class LocalBackend(Backend):
                    if reqs[src].on_text else None for row, src in enumerate(row_src)]
         active = list(range(n))  # row ids still generating, aligned with cache rows
         logits = self.net.logits(last_hidden, self._gemm["prefill"])
+        guide = self.guide().rows([reqs[src].constraint for src in row_src]) \
+            if self.constraints and any(r.constraint is not None for r in reqs) else None
         for _step in range(req.max_tokens):
+            if guide is not None:  # each constrained row's mask on its own logits
+                logits = guide.mask(logits, active)
             next_ids = self._sample(logits, req, generator)
             logprobs = torch.log_softmax(logits, dim=-1) if req.logprobs else None
             keep = []
             for j, row in enumerate(active):
                 tid = int(next_ids[j])
+                if guide is not None and guide.failed(row):
+                    finish[row] = "error"
+                    continue
                 if tid in self.tokenizer.eos_ids:
                     finish[row] = "stop"
                     continue
                 tokens[row].append(tid)
+                if guide is not None:
+                    guide.advance(row, tid)
                 if logprobs is not None:
                     lps[row].append(self._token_logprob(logprobs[j], tid))
                 if req.stop and self._hit_stop(tokens[row], req.stop):
@@ -441,6 +472,8 @@ class LocalBackend(Backend):
                     logprobs=[lps[row] for row in rows] if r.logprobs else None,
                 )
             )
+        for i, comp in enumerate(completions):
+            constrained.annotate(comp, guide, [row for row, src in enumerate(row_src) if src == i])
         return completions
 
     def _sample(self, logits, req: GenerationRequest, generator):  # type: ignore[no-untyped-def]
