@@ -23,8 +23,9 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from ..core.engines import check_engine
 from ..errors import InputDataError, OpenAutoGLMError
 from .dedup import NearDuplicateIndex, exact_key
 from .io import ReadStats, TableWriter, iter_records
@@ -105,7 +106,22 @@ class Cleaner:
         self._index_rows: list[int] = []
 
     def transform(self, row: int, text: str, audit: list[dict[str, Any]]) -> str | None:
-        """Repairs, filters and redaction of one text; ``None`` when the row is dropped."""
+        """Repairs, filters, redaction and exact dedup of one text; ``None`` when the row is dropped."""
+        prepared = self.prepare(row, text, audit)
+        if prepared is None or not self.config.dedup:
+            return prepared
+        return self.dedup(row, exact_key(prepared), prepared, audit)
+
+    def dedup(self, row: int, key: str, text: str, audit: list[dict[str, Any]]) -> str | None:
+        """Exact dedup, in row order (a global step: on the driver with ``engine="ray"``)."""
+        if key in self.keys:
+            audit.append({"row": row, "action": "drop", "reason": "exact_duplicate", "of_row": self.keys[key]})
+            return None
+        self.keys[key] = row
+        return text
+
+    def prepare(self, row: int, text: str, audit: list[dict[str, Any]]) -> str | None:
+        """The per-row steps (1-6: repairs, filters, redaction); ``None`` when the row is dropped."""
         cfg = self.config
         if cfg.fix_encoding:
             fixed = fix_mojibake(text)
@@ -142,19 +158,15 @@ class Cleaner:
                     entry["pseudonyms"] = [self.detector.pseudonym(m.type, m.value) for m in matches]
                 audit.append(entry)
                 text = redacted
-        if cfg.dedup:
-            key = exact_key(text)
-            if key in self.keys:
-                audit.append({"row": row, "action": "drop", "reason": "exact_duplicate", "of_row": self.keys[key]})
-                return None
-            self.keys[key] = row
         return text
 
-    def near_duplicates(self, rows: Sequence[int], texts: Sequence[str]) -> list[tuple[int, float] | None]:
-        """For each text, ``(row it duplicates, jaccard)`` or ``None``; kept texts join the index."""
+    def near_duplicates(self, rows: Sequence[int], texts: Sequence[str],
+                        signed: Sequence[Any] | None = None) -> list[tuple[int, float] | None]:
+        """For each text, ``(row it duplicates, jaccard)`` or ``None``; kept texts join the index.
+        ``signed``: the texts' shingles and signatures when computed elsewhere (Ray workers)."""
         if self.index is None:
             return [None] * len(texts)
-        hits = self.index.add(texts)
+        hits = self.index.add(texts) if signed is None else self.index.add_signed(signed)
         out: list[tuple[int, float] | None] = []
         for row, hit in zip(rows, hits):
             if hit is None:
@@ -163,6 +175,12 @@ class Cleaner:
             else:
                 out.append((self._index_rows[hit.of], hit.similarity))
         return out
+
+
+def _prepare_here(cleaner: Cleaner, row: int, record: Mapping[str, Any],
+                  text: str) -> tuple[int, Mapping[str, Any], str | None, list[dict[str, Any]]]:
+    entries: list[dict[str, Any]] = []
+    return row, record, cleaner.prepare(row, text, entries), entries
 
 
 def default_audit_path(output: str | Path) -> Path:
@@ -177,13 +195,19 @@ def default_audit_path(output: str | Path) -> Path:
 def clean(data: str | Path | Iterable[Mapping[str, Any]], output: str | Path | None = None, *,
           audit: str | Path | None = None, config: CleanConfig | None = None, encoding: str = "utf-8",
           encoding_errors: str = "strict", progress: bool = False, allow_empty: bool = False,
-          **options: Any) -> CleanResult:
+          engine: str = "inprocess", address: str | None = None, workers: int | None = None,
+          worker_cpus: float | None = None, **options: Any) -> CleanResult:
     """Clean a table file (or records) into ``output`` (CSV/TSV/JSONL), writing the audit JSONL.
 
     Options are the fields of :class:`CleanConfig` (``text_column="text"``, ``pii="mask"``,
     ``near_threshold=0.8`` …).  Without ``output`` the kept records are returned in memory.
     The audit defaults to :func:`default_audit_path` of ``output``.  A file without records is
     an error unless ``allow_empty`` (see :func:`~openautoglm.core.records.iter_records`).
+
+    ``engine="ray"`` (with ``address``, ``workers``, ``worker_cpus`` as for ``run_batch``) runs
+    the per-row steps and the MinHash signing on Ray workers; exact and near dedup stay one
+    global pass here, over all rows in order, so the output and audit are the in-process ones
+    (see :mod:`openautoglm.data.distributed`).
     """
     from ._progress import progress_bar
 
@@ -215,11 +239,18 @@ def clean(data: str | Path | Iterable[Mapping[str, Any]], output: str | Path | N
             if audit_fh is not None:
                 audit_fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
+    signatures: dict[int, Any] = {}  # row -> (shingles, signature) computed on a Ray worker
+
     def flush() -> None:
         if not pending:
             return
         kept = [p for p in pending if p[2] is not None]
-        found = cleaner.near_duplicates([p[0] for p in kept], [str(p[2]) for p in kept])
+        signed: list[Any] | None = [signatures.get(p[0]) for p in kept]
+        if signed is not None and any(x is None for x in signed):
+            signed = None  # not signed on a worker (the first chunk settles shingle_unit="auto" here)
+        for p in pending:
+            signatures.pop(p[0], None)
+        found = cleaner.near_duplicates([p[0] for p in kept], [str(p[2]) for p in kept], signed)
         dup_of = {p[0]: d for p, d in zip(kept, found)}
         for row, record, text, entries in pending:
             if record is None or text is None:
@@ -239,17 +270,33 @@ def clean(data: str | Path | Iterable[Mapping[str, Any]], output: str | Path | N
                     result.records.append(record)
         pending.clear()
 
+    def checked(rows: Iterable[Mapping[str, Any]]) -> Iterator[tuple[int, Mapping[str, Any], str]]:
+        for row, record in enumerate(rows):
+            if cfg.text_column not in record:
+                raise InputDataError(f"{source}: no column {cfg.text_column!r}; it has: "
+                                     f"{', '.join(map(str, record))}", hint="pass --text-column")
+            raw = record.get(cfg.text_column)
+            yield row, record, "" if raw is None else str(raw)
+
+    def prepared() -> Iterator[tuple[int, Mapping[str, Any], str | None, list[dict[str, Any]]]]:
+        """Each row after the per-row steps (here or on Ray), exact dedup applied here."""
+        if check_engine(engine) == "ray":
+            from .distributed import clean_on_ray
+
+            rows_out = clean_on_ray(cleaner, checked(records), signatures, batch=BATCH, address=address,
+                                    workers=workers, worker_cpus=worker_cpus)
+        else:
+            rows_out = (_prepare_here(cleaner, row, record, text) for row, record, text in checked(records))
+        for row, record, text, entries in rows_out:
+            if text is not None and cfg.dedup:
+                text = cleaner.dedup(row, exact_key(text), text, entries)
+            yield row, record, text, entries
+
     finished = False
     try:
         with progress_bar("cleaning", enabled=progress) as bar:
-            for row, record in enumerate(records):
-                if cfg.text_column not in record:
-                    raise InputDataError(f"{source}: no column {cfg.text_column!r}; it has: "
-                                         f"{', '.join(map(str, record))}", hint="pass --text-column")
+            for row, record, text, entries in prepared():
                 result.rows_in += 1
-                raw = record.get(cfg.text_column)
-                entries: list[dict[str, Any]] = []
-                text = cleaner.transform(row, "" if raw is None else str(raw), entries)
                 pending.append((row, None if text is None else dict(record), text, entries))
                 if len(pending) >= BATCH:
                     flush()

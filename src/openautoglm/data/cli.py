@@ -38,6 +38,15 @@ def _read(path: Path, encoding: str = "utf-8", limit: Optional[int] = None) -> l
     return read_table(path, encoding=encoding, limit=limit)
 
 
+def _engine_options(engine: str, address: Optional[str], workers: Optional[int],
+                    worker_cpus: Optional[float]) -> None:
+    from ..core.engines import check_engine
+    from ..errors import ConfigError
+
+    if check_engine(engine) != "ray" and (address or workers or worker_cpus):
+        raise ConfigError("--address, --workers and --worker-cpus need --engine ray", source="openautoglm data")
+
+
 def _print_dict(title: str, values: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -95,16 +104,26 @@ def clean_command(
     encoding: str = typer.Option("utf-8", help="input encoding"),
     encoding_errors: str = typer.Option("strict", help="strict, or replace undecodable bytes with U+FFFD"),
     no_progress: bool = typer.Option(False, "--no-progress"),
+    engine: str = typer.Option("inprocess", "--engine", help="where the per-row steps run: inprocess or ray"),
+    address: Optional[str] = typer.Option(None, "--address", help="--engine ray: auto, HOST:6379 or ray://HOST:10001"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="--engine ray: how many actors"),
+    worker_cpus: Optional[float] = typer.Option(None, "--worker-cpus", min=0.01, help="--engine ray: CPUs per actor"),
 ) -> None:
-    """Clean a dataset: encoding repair, normalization, dedup, language filter, PII redaction, with an audit."""
+    """Clean a dataset: encoding repair, normalization, dedup, language filter, PII redaction, with an audit.
+
+    With --engine ray the per-row steps and MinHash signing run on Ray workers; exact and near
+    dedup stay one global pass on this machine over all rows, so duplicates across shards are
+    found and the output is the in-process one."""
     from .clean import CleanConfig, clean
 
     cfg = CleanConfig(text_column=text_column, fix_encoding=not no_fix_encoding, normalize=normalize,
                       keep_languages=_split(keep_languages), pii=None if pii == "none" else pii,
                       pii_types=_split(pii_types), pii_salt=salt, dedup=not no_dedup, near_dedup=not no_near_dedup,
                       near_threshold=near_threshold, shingle_size=shingle_size, shingle_unit=shingle_unit)
+    _engine_options(engine, address, workers, worker_cpus)
     result = clean(input, output, audit=audit, config=cfg, encoding=encoding, encoding_errors=encoding_errors,
-                   progress=not no_progress)
+                   progress=not no_progress, engine=engine, address=address, workers=workers,
+                   worker_cpus=worker_cpus)
     _print_dict(f"clean {input}", result.summary())
 
 

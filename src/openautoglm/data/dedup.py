@@ -171,16 +171,8 @@ class NearDuplicateIndex:
         Duplicates are not indexed unless ``keep_duplicates`` (so clusters keep their first
         member as the representative).
         """
-        hits: list[DuplicateHit | None] = []
-        for doc, sh, sig, keys in self._documents(texts):
-            best: DuplicateHit | None = None
-            for cand, sim in self._matches(sh, sig, keys):
-                if best is None or sim > best.similarity:
-                    best = DuplicateHit(doc, cand, sim)
-            hits.append(best)
-            if best is None or keep_duplicates:
-                self._insert(doc, sh, sig, keys)
-        return hits
+        signed = sign(texts, self.unit_for(texts), self.shingle_size, self.hasher)
+        return self.add_signed(signed, keep_duplicates=keep_duplicates)
 
     def add_all(self, texts: Sequence[str]) -> list[DuplicateHit]:
         """Index every text; return every (later, earlier) pair at or above the threshold."""
@@ -190,11 +182,29 @@ class NearDuplicateIndex:
             self._insert(doc, sh, sig, keys)
         return hits
 
+    def add_signed(self, signed: Sequence[tuple[set[str], "np.ndarray"]], *,
+                   keep_duplicates: bool = False) -> list[DuplicateHit | None]:
+        """:meth:`add` for documents signed elsewhere (:func:`sign`, e.g. on Ray workers, with this
+        index's ``unit``, ``shingle_size``, ``num_perm`` and ``seed``): the global LSH join."""
+        hits: list[DuplicateHit | None] = []
+        for doc, sh, sig, keys in self._numbered(signed):
+            best: DuplicateHit | None = None
+            for cand, sim in self._matches(sh, sig, keys):
+                if best is None or sim > best.similarity:
+                    best = DuplicateHit(doc, cand, sim)
+            hits.append(best)
+            if best is None or keep_duplicates:
+                self._insert(doc, sh, sig, keys)
+        return hits
+
     def _documents(self, texts: Sequence[str]) -> Iterator[tuple[int, set[str], "np.ndarray", list[bytes]]]:
         """(id, shingles, signature, band keys) of each text, numbering them from ``len(self)``."""
         unit = self.unit_for(texts)
-        sets = [shingles(t, self.shingle_size, unit) for t in texts]
-        for sh, sig in zip(sets, self.hasher.signatures(sets)):
+        yield from self._numbered(sign(texts, unit, self.shingle_size, self.hasher))
+
+    def _numbered(self, signed: Iterable[tuple[set[str], "np.ndarray"]]
+                  ) -> Iterator[tuple[int, set[str], "np.ndarray", list[bytes]]]:
+        for sh, sig in signed:
             doc = self._size
             self._size += 1
             yield doc, sh, sig, [sig[b * self.rows:(b + 1) * self.rows].tobytes() for b in range(self.bands)]
@@ -220,6 +230,14 @@ class NearDuplicateIndex:
 
     def _estimate(self, sig: "np.ndarray", cand: int) -> float:
         return float((self._sigs[cand] == sig).mean())
+
+
+def sign(texts: Sequence[str], unit: str, shingle_size: int = 3, hasher: MinHasher | None = None,
+         num_perm: int = 128, seed: int = 1) -> list[tuple[set[str], "np.ndarray"]]:
+    """Each text's shingle set and MinHash signature (what :meth:`NearDuplicateIndex.add_signed`
+    joins); ``unit`` must be settled (``word`` or ``char``), not ``auto``."""
+    sets = [shingles(t, shingle_size, unit) for t in texts]
+    return list(zip(sets, (hasher or MinHasher(num_perm, seed)).signatures(sets)))
 
 
 def near_duplicate_pairs(texts: Sequence[str], threshold: float = 0.8, *, num_perm: int = 128,
