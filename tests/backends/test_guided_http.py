@@ -233,4 +233,4 @@ def test_a_json_task_on_a_backend_without_constraints_sends_none(make_backend: A
     task = Task(name="person", template="Extract the person: {text}", schema=PERSON, max_retries=0)
     backend = FakeBackend(constraints=())
     res = Pipeline(model=backend, task=task, store=False).run(text="Ann is 31")
-    assert "method" not in res and res["valid"] is False  # nothing constrained: plain validate-and-re-ask
+    assert res["method"] == "validate-and-re-ask" and res["valid"] is False  # nothing constrained: it says so

@@ -352,7 +352,7 @@ class Json(OutputKind):
                     validated, errors = schema.validate(value)
                 history[i].append({"attempt": retry, "output": comp.text, "errors": errors,
                                    "tokens": comp.prompt_tokens + comp.completion_tokens,
-                                   "method": json_method(comp) if constraint is not None else None})
+                                   "method": json_method(comp) if constraint is not None else "validate-and-re-ask"})
                 if not errors:
                     data = validated.model_dump() if hasattr(validated, "model_dump") else validated
                     results[i] = Result(output=data, valid=True)
@@ -366,8 +366,7 @@ class Json(OutputKind):
                 res = Result(output=None, valid=False, errors=history[i][-1]["errors"])
             res["attempts"] = len(history[i])
             res["tokens"] = sum(h["tokens"] for h in history[i])
-            if history[i][-1]["method"] is not None:
-                res["method"] = history[i][-1]["method"]
+            res["method"] = history[i][-1]["method"]
             if len(history[i]) > 1:
                 res["failed_attempts"] = [{"attempt": h["attempt"], "errors": h["errors"]}
                                           for h in history[i] if h["errors"]]
