@@ -30,6 +30,10 @@ class ChatTokenizer:
         self.eos_ids = self._eos_ids(model_config)
         self.bos_token = self._token_str(self.config.get("bos_token"))
         self.eos_token = self._token_str(self.config.get("eos_token"))
+        # the BOS token, where the tokenizer adds one to a whole text (Gemma; not SmolLM2)
+        bos_id = self.tok.token_to_id(self.bos_token) if self.bos_token else None
+        added = self.tok.encode("a", add_special_tokens=True).ids[:1]
+        self.bos_ids: list[int] = [bos_id] if bos_id is not None and added == [bos_id] else []
 
     @staticmethod
     def _token_str(value: Any) -> str:
@@ -80,7 +84,11 @@ class ChatTokenizer:
         return self.tok.encode(well_formed(text), add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self.tok.encode_batch([well_formed(t) for t in texts], add_special_tokens=False)]
+        """Whole prompts or documents: each starts with the model's BOS token where its
+        tokenizer adds one (``bos_ids``), unless the text already begins with it."""
+        out = [e.ids for e in self.tok.encode_batch([well_formed(t) for t in texts], add_special_tokens=False)]
+        bos = self.bos_ids
+        return [ids if not bos or ids[:1] == bos else bos + ids for ids in out]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=True)

@@ -1,4 +1,5 @@
-"""A lean pure-PyTorch runtime for Llama-family decoders (Llama, SmolLM, Mistral, Qwen2).
+"""A lean pure-PyTorch runtime for Llama-family decoders (Llama, SmolLM, Mistral, Qwen2;
+Gemma 3 through the hooks that :mod:`.gemma3_lite` overrides).
 
 Why not ``transformers`` at run time?  Importing it costs ~4 s on a 2-core machine
 and ``model.generate`` spends most of its time in Python bookkeeping (9.5 tok/s on
@@ -68,6 +69,11 @@ class LiteConfig:
 
     @classmethod
     def from_hf(cls, cfg: dict[str, Any]) -> "LiteConfig":
+        """The runtime's config of a Hugging Face ``config.json`` (Gemma 3's subclass for it)."""
+        if cls is LiteConfig and str(cfg.get("model_type", "")).startswith("gemma3"):
+            from .gemma3_lite import Gemma3Config
+
+            return Gemma3Config.from_hf(cfg)
         if cfg.get("model_type") not in SUPPORTED_MODEL_TYPES:
             raise ValueError(f"model_type {cfg.get('model_type')!r} is not a Llama-family decoder")
         heads = int(cfg["num_attention_heads"])
@@ -246,8 +252,28 @@ def int8_available() -> bool:
         return False
 
 
+def lite_model(config: LiteConfig, weights: dict[str, torch.Tensor], int8: bool = False) -> "LiteLlama":
+    """The runtime model for ``config`` (from :meth:`LiteConfig.from_hf`)."""
+    from .gemma3_lite import Gemma3Config, LiteGemma3
+
+    if isinstance(config, Gemma3Config):
+        return LiteGemma3(config, weights, int8)
+    return LiteLlama(config, weights, int8)
+
+
 class LiteLlama:
-    """Inference-only Llama forward pass over plain tensors."""
+    """Inference-only Llama forward pass over plain tensors.
+
+    Subclasses for other architectures (:mod:`.gemma3_lite`) change the hooks: ``act``,
+    ``embed_scale``, ``query_scale``, the optional per-layer norms of :meth:`_normed`,
+    :meth:`_layer_rope`, :meth:`_layer_bias`, :meth:`_key_start` and :meth:`logits`.
+    """
+
+    #: MLP activation of the gate (SwiGLU); multiplier of the input embeddings; attention
+    #: score scale (``None``: ``head_dim ** -0.5``)
+    act = staticmethod(F.silu)
+    embed_scale = 1.0
+    query_scale: float | None = None
 
     def __init__(self, config: LiteConfig, weights: dict[str, torch.Tensor], int8: bool = False) -> None:
         self.config = config
@@ -279,6 +305,24 @@ class LiteLlama:
         self.inv_freq = inv_freq
 
     # -- building blocks -------------------------------------------------
+    def _normed(self, layer: dict, key: str, x: torch.Tensor) -> torch.Tensor:
+        """``x`` through the layer's optional RMSNorm ``key`` (absent in Llama: ``x``)."""
+        weight = layer.get(key)
+        return x if weight is None else self._rms(x, weight)
+
+    def _layer_rope(self, i: int, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rotary tables layer ``i`` uses (one set for every layer in Llama)."""
+        return cos, sin
+
+    def _layer_bias(self, i: int, bias: torch.Tensor, query_pos: torch.Tensor) -> torch.Tensor:
+        """Layer ``i``'s attention bias given the model's (``query_pos [B|1, T]``: the
+        position of each query; a sliding-window layer hides keys too far back)."""
+        return bias
+
+    def _key_start(self, i: int, n: int) -> int:
+        """First key slot a decode step at slot ``n - 1`` reads in layer ``i``."""
+        return 0
+
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         var = x.pow(2).mean(-1, keepdim=True)
         return x * torch.rsqrt(var + self.config.rms_norm_eps) * weight
@@ -378,6 +422,8 @@ class LiteLlama:
         cos, sin = self._rope(positions)
 
         h = F.embedding(input_ids, self.embed)
+        if self.embed_scale != 1.0:
+            h = h * self.embed_scale
         q_size, kv_size = nh * hd, nkv * hd
         ones = torch.ones(bsz, nkv, t, 1)
         rows = torch.arange(bsz)
@@ -390,8 +436,10 @@ class LiteLlama:
             q = q.view(bsz, t, nh, hd).transpose(1, 2)
             k = k.view(bsz, t, nkv, hd).transpose(1, 2)
             v = torch.cat([v.view(bsz, t, nkv, hd).transpose(1, 2), ones], dim=-1)
-            q = self._rotate(q, cos, sin)
-            k = self._rotate(k, cos, sin)
+            q, k = self._normed(layer, "q_norm", q), self._normed(layer, "k_norm", k)
+            lcos, lsin = self._layer_rope(i, cos, sin)
+            q = self._rotate(q, lcos, lsin)
+            k = self._rotate(k, lcos, lsin)
             if decode:
                 if room is not None:  # written in place: later steps' slots are free
                     keys, values = room[0][i], room[1][i]
@@ -409,7 +457,8 @@ class LiteLlama:
                 # one attention call per row over exactly its own keys: nothing of the batch
                 # (other rows, padding, the buffer's width) reaches the computation
                 attn = torch.cat([F.scaled_dot_product_attention(
-                    q[b:b + 1], keys[b:b + 1, :, :n], values[b:b + 1, :, :n, :hd], enable_gqa=nkv != nh)
+                    q[b:b + 1], keys[b:b + 1, :, self._key_start(i, n):n],
+                    values[b:b + 1, :, self._key_start(i, n):n, :hd], enable_gqa=nkv != nh, scale=self.query_scale)
                     for b, n in enumerate(lengths)]).transpose(1, 2).reshape(bsz, 1, q_size)
             elif tree is None:
                 # whole key blocks: [cache | new tokens | zeros]
@@ -425,16 +474,18 @@ class LiteLlama:
                 values[:, :, s:] = 0.0
                 new_k.append(keys[:, :, :s])
                 new_v.append(values[:, :, :s])
-                attn = self._attend(q, keys, values, bias, first_slot=past)
+                attn = self._attend(q, keys, values, self._layer_bias(i, bias, past + torch.arange(t)[None]),
+                                    first_slot=past)
             else:
                 width = bias.shape[-1]
                 keys = F.pad(past_k[i], (0, 0, 0, width - past))
                 values = F.pad(past_v[i], (0, 0, 0, width - past))
-                attn = self._attend(q, keys, values, bias, path=(k, v, paths, path_bias))
-            h = h + layer["o"](attn, gemm)
+                attn = self._attend(q, keys, values, self._layer_bias(i, bias, positions),
+                                    path=(k, v, paths, path_bias))
+            h = h + self._normed(layer, "post_attn", layer["o"](attn, gemm))
             x = self._rms(h, layer["ln2"])
             gate, up = layer["gate_up"](x, gemm).chunk(2, dim=-1)
-            h = h + layer["down"](F.silu(gate) * up, gemm)
+            h = h + self._normed(layer, "post_mlp", layer["down"](self.act(gate) * up, gemm))
             if pooled is not None and i in pooled:
                 parts = []
                 for kind in pooling.split(","):
@@ -486,7 +537,7 @@ class LiteLlama:
         groups = nh // nkv
         bn, width = bsz * nkv, keys.shape[2]
         # query rows grouped by the key head they read, token-major: [B*nkv, T*groups, D]
-        qg = (q * hd ** -0.5).reshape(bsz, nkv, groups, t, hd).transpose(2, 3).reshape(bn, t * groups, hd)
+        qg = (q * (self.query_scale or hd ** -0.5)).reshape(bsz, nkv, groups, t, hd).transpose(2, 3).reshape(bn, t * groups, hd)
         kg = keys.reshape(bn, width, hd).transpose(1, 2)
         path_scores = vpath = None
         if path is not None:

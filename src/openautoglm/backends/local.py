@@ -60,7 +60,7 @@ class LocalBackend(Backend):
         from safetensors.torch import load_file
 
         from .chat_tokenizer import ChatTokenizer
-        from .llama_lite import LiteConfig, LiteLlama, bf16_fast
+        from .llama_lite import LiteConfig, bf16_fast, lite_model
 
         t0 = time.perf_counter()
         self._torch = torch
@@ -74,14 +74,14 @@ class LocalBackend(Backend):
         except ValueError as exc:
             raise BackendError(
                 f"{self.files.directory}: {exc}",
-                hint="the local backend runs Llama-family decoders (Llama, SmolLM, Mistral, Qwen2)",
+                hint="the local backend runs Llama-family decoders (Llama, SmolLM, Mistral, Qwen2) and Gemma 3",
             ) from exc
         weights: dict = {}
         for shard in sorted(self.files.directory.glob("*.safetensors")):
             weights.update(load_file(str(shard)))
         weights = {k: v.float() for k, v in weights.items()}
         self.precision = self._resolve_precision(precision)
-        self.net = LiteLlama(lite_cfg, weights, int8=self.precision == "int8")
+        self.net = lite_model(lite_cfg, weights, int8=self.precision == "int8")
         # GEMM precision per kind of work (see llama_lite.Linear)
         self._gemm = {
             "fp32": {"score": "fp32", "prefill": "fp32", "decode": "fp32"},

