@@ -1,5 +1,5 @@
-"""A backend for any OpenAI-compatible HTTP endpoint (OpenAI, Zhipu GLM, Qwen/DashScope,
-DeepSeek, vLLM, Ollama, llama.cpp, and Open-AutoGLM's own server).
+"""A backend for any OpenAI-compatible HTTP endpoint (OpenAI, Zhipu GLM/ChatGLM, Qwen/DashScope,
+Baichuan, DeepSeek, vLLM, Ollama, llama.cpp, and Open-AutoGLM's own server).
 
 Model strings name a preset and a model: ``openai:gpt-4o-mini``, ``zhipu:glm-4-flash``,
 ``ollama:qwen2.5`` (see :mod:`openautoglm.backends.presets`).
@@ -94,7 +94,7 @@ from .openai_wire import (  # noqa: F401 - estimate_first_token_logprob, render_
     to_messages,
 )
 from .openai_guided import GENERATE_TOP_LOGPROBS, WIRE_METHODS, GuidedGeneration  # noqa: F401 - re-exported
-from .presets import PRESETS, EndpointPreset, preset_for
+from .presets import PRESETS, EndpointPreset, missing_key_message, preset_for, route
 
 T = TypeVar("T")
 
@@ -200,8 +200,12 @@ class OpenAICompatBackend(GuidedGeneration, RetryingCalls, Backend):
                 f"unknown endpoint preset {prefix!r}",
                 hint=f"use one of {', '.join(sorted(PRESETS))}, or pass base_url=...",
             )
-        options.setdefault("preset", preset.name)
-        return cls(model or preset.default_model or "", **options)
+        model = model or preset.default_model or ""
+        served_by, base_url = route(preset, model, options.get("base_url"))
+        if base_url:
+            options["base_url"] = base_url
+        options.setdefault("preset", served_by.name)
+        return cls(model, **options)
 
     @staticmethod
     def _resolve_preset(preset: str | None, base_url: str | None) -> EndpointPreset | None:
@@ -217,10 +221,8 @@ class OpenAICompatBackend(GuidedGeneration, RetryingCalls, Backend):
     def _resolve_api_key(self, api_key: str | None) -> str | None:
         key = api_key or (os.environ.get(self.api_key_env) if self.api_key_env else None) or None
         if key is None and self.preset is not None and self.preset.api_key_required:
-            raise BackendError(
-                f"no API key for {self.preset.name} ({self.base_url})",
-                hint=f"set {self.api_key_env} or pass api_key=...",
-            )
+            raise BackendError(missing_key_message(self.preset) if self.api_key_env == self.preset.api_key_env
+                               else f"no API key for {self.preset.name}: set {self.api_key_env} or pass api_key=...")
         return key
 
     # -- info ------------------------------------------------------------------------

@@ -38,6 +38,10 @@ class EndpointPreset:
     #: schema not enforced), ``structured_outputs`` / ``guided`` (vLLM, new / before 0.12),
     #: ``llamacpp`` (llama.cpp's ``json_schema`` and GBNF ``grammar``)
     guided: tuple[str, ...] = ()
+    #: a preset (e.g. ``"vllm"``) whose server takes over when the model is a repository id
+    #: (``THUDM/glm-4-9b-chat``: served by vLLM, never a hosted model name) or the base URL is
+    #: overridden (``base_url=`` / ``OPENAUTOGLM_<NAME>_BASE_URL``): see :func:`route`
+    self_hosted: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -74,6 +78,26 @@ PRESETS: dict[str, EndpointPreset] = {
             api_key_env="ZHIPUAI_API_KEY",
             default_model="glm-4-flash",
             description="Zhipu AI (GLM models, BigModel open platform)",
+            api_key_required=True,
+            guided=("json_object",),
+        ),
+        EndpointPreset(
+            name="chatglm",
+            base_url="https://open.bigmodel.cn/api/paas/v4",
+            api_key_env="ZHIPUAI_API_KEY",
+            default_model="glm-4-flash",
+            description="ChatGLM: Zhipu AI's hosted GLM models, or your own ChatGLM on vLLM "
+            "(a repository id such as 'chatglm:THUDM/glm-4-9b-chat', or OPENAUTOGLM_CHATGLM_BASE_URL)",
+            api_key_required=True,
+            guided=("json_object",),
+            self_hosted="vllm",
+        ),
+        EndpointPreset(
+            name="baichuan",
+            base_url="https://api.baichuan-ai.com/v1",
+            api_key_env="BAICHUAN_API_KEY",
+            default_model="Baichuan4-Turbo",
+            description="Baichuan AI (Baichuan models), OpenAI-compatible API",
             api_key_required=True,
             guided=("json_object",),
         ),
@@ -131,6 +155,8 @@ ALIASES: dict[str, str] = {
     "zhipuai": "zhipu",
     "bigmodel": "zhipu",
     "dashscope": "qwen",
+    "tongyi": "qwen",
+    "baichuan-ai": "baichuan",
     "llama.cpp": "llamacpp",
     "llama-cpp": "llamacpp",
     "llama_cpp": "llamacpp",
@@ -141,6 +167,32 @@ def preset_for(prefix: str) -> EndpointPreset | None:
     """The preset named ``prefix`` (case-insensitive, aliases allowed), or ``None``."""
     key = prefix.strip().lower()
     return PRESETS.get(ALIASES.get(key, key))
+
+
+def route(
+    preset: EndpointPreset, model: str, base_url: str | None = None, env: Mapping[str, str] | None = None
+) -> tuple[EndpointPreset, str | None]:
+    """The preset that serves ``model`` and the base URL to use (``None``: the preset's own).
+
+    A preset with :attr:`~EndpointPreset.self_hosted` hands a model over to that preset's
+    server when the model is a repository id (it contains ``/``) or the base URL is
+    overridden; the URL is then the override, else the self-hosted preset's.  Others
+    route to themselves.
+    """
+    env = os.environ if env is None else env
+    if preset.self_hosted is None:
+        return preset, base_url
+    override = base_url or env.get(preset.base_url_env)
+    if not override and "/" not in model:
+        return preset, base_url
+    hosted = PRESETS[preset.self_hosted]
+    return hosted, override or hosted.resolved_base_url(env)
+
+
+def missing_key_message(preset: EndpointPreset) -> str:
+    """The one-line error for a hosted preset whose key is not set."""
+    host = urlparse(preset.base_url).hostname
+    return f"no API key for {preset.name} ({host}): set {preset.api_key_env} or pass api_key=..."
 
 
 def api_key_from_env(preset: EndpointPreset, env: Mapping[str, str] | None = None) -> str | None:

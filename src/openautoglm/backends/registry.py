@@ -1,9 +1,10 @@
 """Model strings → backends.
 
 ``"local"``, ``"local:<dir|file.gguf|org/name>"``, ``"openai:<model>"`` (with
-``base_url``/``api_key`` options), a preset prefix (``"zhipu:glm-4-flash"``,
-``"qwen:qwen-plus"``, ``"deepseek:deepseek-chat"``, ``"vllm:..."``, ``"ollama:..."``,
-``"llamacpp:..."``), ``"student:<dir>"`` (a classifier distilled with
+``base_url``/``api_key`` options), a preset prefix, alone for its default model or with
+one (``"glm"``/``"zhipu:glm-4-flash"``, ``"chatglm"``, ``"qwen:qwen-plus"``, ``"baichuan"``,
+``"deepseek:deepseek-chat"``, ``"vllm:..."``, ``"ollama:..."``, ``"llamacpp:..."``;
+``"chatglm:THUDM/glm-4-9b-chat"`` is a ChatGLM on your own vLLM server), ``"student:<dir>"`` (a classifier distilled with
 ``openautoglm distill``), or ``"fake"`` (tests).  A config block
 ``{"model": "...", "base_url": ..., ...}`` works too.
 
