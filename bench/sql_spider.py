@@ -111,6 +111,9 @@ def main() -> None:
     ap.add_argument("--grammar", choices=sorted(MODES), default="off",
                     help="generate under the schema grammar: on, off (default), or both side by side")
     ap.add_argument("--check-grammar", action="store_true", help="only run the dev gold queries through the grammar")
+    ap.add_argument("--runs", default=None,
+                    help="instead of --grammar: systems to run, e.g. full:on,full:off (one process per run "
+                         "keeps each within a time budget on a busy machine)")
     args = ap.parse_args()
     if args.check_grammar:
         check_grammar(args.spider)
@@ -123,7 +126,9 @@ def main() -> None:
 
     backend = create_backend(args.model, **({"base_url": args.base_url} if args.base_url else {}))
     reports, wall = [], {}
-    for mode, grammar in MODES[args.grammar]:
+    runs = MODES[args.grammar] if not args.runs else \
+        [(r.split(":")[0], r.split(":")[1] == "on") for r in args.runs.split(",")]
+    for mode, grammar in runs:
         label = f"{mode}+grammar" if grammar else mode
         factory = make_parser_factory(mode, backend, args.spider / "train_pairs.jsonl", n_candidates=args.candidates,
                                       max_attempts=args.attempts, max_tokens=args.max_tokens, grammar=grammar)
