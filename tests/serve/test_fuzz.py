@@ -21,7 +21,7 @@ FAKE_EXAMPLES = 30  # random cases per operation, on top of the examples and cov
 LOCAL_EXAMPLES = 12
 #: operations whose valid examples must reach the handler (2xx) - so the pass is not all refusals
 MUST_ANSWER = ("POST /api/try", "POST /api/validate", "POST /v1/chat/completions", "POST /v1/completions",
-               "GET /api/pipelines", "GET /healthz")
+               "POST /v1/embeddings", "GET /api/pipelines", "GET /healthz")
 
 
 def _fuzzed(tmp_path: Path, backend: Any, max_examples: int, adjust: Any = None, **options: Any) -> FuzzReport:
@@ -36,7 +36,8 @@ def _fuzzed(tmp_path: Path, backend: Any, max_examples: int, adjust: Any = None,
 
 def _check(report: FuzzReport) -> None:
     # the published spec covers the task API, the OpenAI API and monitoring
-    assert {"POST /api/try", "POST /api/runs", "POST /v1/chat/completions", "GET /metrics"} <= set(report.operations)
+    assert {"POST /api/try", "POST /api/runs", "POST /v1/chat/completions", "POST /v1/embeddings",
+            "GET /metrics"} <= set(report.operations)
     assert all(report.by_operation[op] > 0 for op in report.operations)
     unanswered = [op for op in MUST_ANSWER if report.ok_by_operation[op] == 0]
     assert not unanswered, f"never reached the handler: {unanswered} ({dict(report.statuses)})"

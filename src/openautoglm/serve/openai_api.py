@@ -4,7 +4,8 @@
 
 * ``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /health``;
 * ``POST /v1/chat/completions``;
-* ``POST /v1/completions``.
+* ``POST /v1/completions``;
+* ``POST /v1/embeddings`` (the sentence-embedding model, :mod:`.openai_embeddings`).
 
 Streaming (``stream: true``) is off by default (answers 400) and on with
 ``create_openai_app(..., streaming=True)``, as in ``openautoglm serve``.  Chat answers are
@@ -441,7 +442,8 @@ UsageHook = Callable[[str, dict[str, int]], None]
 
 
 def add_openai_routes(app: FastAPI, service: OpenAIService, on_usage: UsageHook | None = None) -> None:
-    """Mount ``/v1/models``, ``/v1/chat/completions`` and ``/v1/completions`` on ``app``."""
+    """Mount ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/embeddings``
+    (:mod:`.openai_embeddings`) on ``app``."""
 
     def usage(endpoint: str, resp: dict[str, Any]) -> None:
         if on_usage is not None:
@@ -469,6 +471,10 @@ def add_openai_routes(app: FastAPI, service: OpenAIService, on_usage: UsageHook 
         resp = await service.completions(req)
         usage("completions", resp)
         return _stream(sse_completions(resp, _include_usage(req))) if req.stream else resp
+
+    from .openai_embeddings import add_embedding_routes
+
+    app.state.embedding_service = add_embedding_routes(app, on_usage=on_usage)
 
 
 def create_openai_app(backend: Backend, model_name: str = "local", *, max_concurrency: int = 1,
