@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 from ..errors import BackendError
 from . import constrained
 from .base import CONSTRAINT_KINDS, Backend, Completion, GenerationRequest, ScoreRequest, ScoreResult, TokenLogprob
+from .device import device_scope, resolve_device
 from .weights import ModelFiles, resolve_model_files
 
 #: generation steps with at most this many rows use fp16 weight copies (memory-bound GEMV);
@@ -50,6 +51,7 @@ class LocalBackend(Backend):
         prefix_cache_size: int = 16,
         precision: str = "auto",
         seed: int = 0,
+        device: str = "auto",
     ) -> None:
         try:
             import torch
@@ -64,6 +66,7 @@ class LocalBackend(Backend):
 
         t0 = time.perf_counter()
         self._torch = torch
+        self.device = resolve_device(device)
         if threads or os.environ.get("OPENAUTOGLM_THREADS"):
             torch.set_num_threads(int(threads or os.environ["OPENAUTOGLM_THREADS"]))
         self.files: ModelFiles = resolve_model_files(model)
@@ -79,9 +82,12 @@ class LocalBackend(Backend):
         weights: dict = {}
         for shard in sorted(self.files.directory.glob("*.safetensors")):
             weights.update(load_file(str(shard)))
-        weights = {k: v.float() for k, v in weights.items()}
+        weights = {k: v.float().to(self.device) for k, v in weights.items()}
         self.precision = self._resolve_precision(precision)
-        self.net = lite_model(lite_cfg, weights, int8=self.precision == "int8")
+        if self.precision == "int8" and self.device != "cpu":
+            raise BackendError("precision='int8' runs on CPU only", hint="use precision='auto' (bf16 on GPUs)")
+        with device_scope(self.device):
+            self.net = lite_model(lite_cfg, weights, int8=self.precision == "int8")
         # GEMM precision per kind of work (see llama_lite.Linear)
         self._gemm = {
             "fp32": {"score": "fp32", "prefill": "fp32", "decode": "fp32"},
@@ -89,13 +95,15 @@ class LocalBackend(Backend):
             "int8": {"score": "fp32", "prefill": "fp32", "decode": "fp32"},  # Int8Linear ignores it
             "auto": {"score": "bf16" if bf16_fast() else "fp32", "prefill": "fp32", "decode": "fp16"},
         }[self.precision]
+        if self.device != "cpu" and self.precision == "auto":  # GPUs: bf16 tensor cores throughout
+            self._gemm = {"score": "bf16", "prefill": "bf16", "decode": "bf16"}
         self.tokenizer = ChatTokenizer(self.files.directory, config)
         self.max_context = lite_cfg.max_position
         self.num_layers = lite_cfg.num_layers
         self.max_batch_tokens = max_batch_tokens
         self._prefix_cache: OrderedDict[tuple[str, tuple[int, ...]], object] = OrderedDict()
         self._prefix_cache_size = prefix_cache_size
-        self._generator = torch.Generator().manual_seed(seed)
+        self._generator = torch.Generator(device=self.device).manual_seed(seed)
         self._lock = threading.Lock()  # one forward pass at a time; torch uses all cores
         # constrained decoding (llguidance, built on the first constrained request)
         self.constraints = frozenset(CONSTRAINT_KINDS) if constrained.available() else frozenset()
@@ -126,11 +134,13 @@ class LocalBackend(Backend):
     # -- identity / info ---------------------------------------------------
     def identity(self) -> str:
         gemm = self._gemm
-        return f"local:{self.files.fingerprint}:{self.precision}:{gemm['score']}/{gemm['prefill']}/{gemm['decode']}"
+        where = "" if self.device == "cpu" else f":{self.device}"  # other kernels, other numbers
+        return f"local:{self.files.fingerprint}:{self.precision}:{gemm['score']}/{gemm['prefill']}/{gemm['decode']}{where}"
 
     def describe(self) -> dict:
         info = super().describe()
-        info.update(model=self.files.label, path=str(self.files.directory), load_seconds=round(self.load_seconds, 2))
+        info.update(model=self.files.label, path=str(self.files.directory), load_seconds=round(self.load_seconds, 2),
+                    device=self.device)
         return info
 
     def count_tokens(self, text: str) -> int:
@@ -268,13 +278,13 @@ class LocalBackend(Backend):
                 for ids in self.tokenizer.encode_batch(list(texts))]
         out = np.zeros((len(seqs), len(blocks), len(kinds) * self.net.config.hidden_size), dtype=np.float32)
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-        with self._lock:
+        with self._lock, device_scope(self.device):
             for chunk in self._chunks(order, [len(s) for s in seqs]):
                 ids, valid = self._padded([seqs[i] for i in chunk])
                 pooled: dict = dict.fromkeys(blocks)
                 self.net.forward(ids, valid, None, self._gemm["score"], pooled=pooled, pooling=pooling)
                 for j, block in enumerate(blocks):
-                    out[chunk, j] = pooled[block].float().numpy()
+                    out[chunk, j] = pooled[block].float().cpu().numpy()
         return out
 
     # -- scoring -------------------------------------------------------------
@@ -289,7 +299,7 @@ class LocalBackend(Backend):
             self._check_length(len(prompts[i]) + max(len(c) for c in conts[i]))
         results: list[ScoreResult | None] = [None] * len(requests)
         order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
-        with self._lock:
+        with self._lock, device_scope(self.device):
             tries = [_continuation_trie(c) for c in conts]
             for chunk in self._chunks(order, [len(p) + len(t[0]) for p, t in zip(prompts, tries)]):
                 t0 = time.perf_counter()
@@ -369,7 +379,7 @@ class LocalBackend(Backend):
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault((r.temperature, r.top_p, r.max_tokens, r.stop, r.logprobs, r.seed), []).append(i)
-        with self._lock:
+        with self._lock, device_scope(self.device):
             for idxs in groups.values():
                 order = sorted(idxs, key=lambda i: len(prompts[i]))
                 for start in range(0, len(order), MAX_DECODE_ROWS):  # prefill is chunked inside
@@ -400,7 +410,7 @@ class LocalBackend(Backend):
             last_hidden, cache = last_hidden.index_select(0, index), cache.select(index)
         generator = self._generator
         if req.seed is not None:
-            generator = torch.Generator().manual_seed(req.seed)
+            generator = torch.Generator(device=self.device).manual_seed(req.seed)
         n = len(row_src)
         tokens: list[list[int]] = [[] for _ in range(n)]
         lps: list[list[TokenLogprob]] = [[] for _ in range(n)]
