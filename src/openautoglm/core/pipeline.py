@@ -155,7 +155,8 @@ class Pipeline:
 
     def backend_for(self, step: StepConfig) -> Backend:
         task_model = step.task.model if step.task is not None else None
-        return self._pool.get(resolve_model(step.model, task_model, self._backend_obj, self.config.model))
+        return self._pool.get(resolve_model(step.model, task_model, self._backend_obj, self.config.model,
+                                            language=_task_language(step)))
 
     def client_for(self, step: StepConfig) -> ModelClient:
         use_cache = self.cache and self.store is not None
@@ -477,3 +478,16 @@ def _lookup(context: Mapping[str, Any], expr: str, step: str) -> Any:
                 hint="fix the step's `inputs:` mapping or the input column names",
             )
     return value
+
+
+def _task_language(step: StepConfig) -> str | None:
+    """``zh`` for a step whose task is mostly CJK (its preset's language, else its template's):
+    with no model named anywhere, such a task runs on the multilingual embedded model."""
+    task = step.task
+    if task is None:
+        return None
+    if task.language:
+        return task.language
+    from .presets import language_of
+
+    return language_of(task.prompt_template) if task.prompt_template else None
