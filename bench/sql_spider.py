@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from openautoglm.sql.compare import unknown_identifiers
@@ -114,6 +115,7 @@ def main() -> None:
     ap.add_argument("--runs", default=None,
                     help="instead of --grammar: systems to run, e.g. full:on,full:off (one process per run "
                          "keeps each within a time budget on a busy machine)")
+    ap.add_argument("--log-items", action="store_true", help="print each question's result as a JSON line")
     args = ap.parse_args()
     if args.check_grammar:
         check_grammar(args.spider)
@@ -134,7 +136,8 @@ def main() -> None:
                                       max_attempts=args.attempts, max_tokens=args.max_tokens, grammar=grammar)
         started = time.perf_counter()
         reports.append(SpiderEvaluator(args.spider, factory, mode=label, model=args.model or "local").run(
-            items, progress=lambda done, total, rep: print(f"\r{rep.mode}: {done}/{total}", end="", flush=True)))
+            items, progress=lambda done, total, rep: print(f"\r{rep.mode}: {done}/{total}", end="", flush=True)
+            if not args.log_items else print(json.dumps(asdict(rep.results[-1])), flush=True)))
         wall[label] = time.perf_counter() - started
     print(f"\nSpider dev (converted DBs), {len(items)} questions, model {args.model or 'embedded SmolLM2-135M'}, "
           f"{os.cpu_count()} CPUs visible\n")
