@@ -1,6 +1,8 @@
 """Engine overhead and streaming of batch runs: in-process vs Ray (issue 20), one table.
 
-    .venv/bin/python bench/ray_engine.py                  # everything (about 8 minutes on 2 cores)
+    .venv/bin/python bench/ray_engine.py                  # everything (8-15 minutes on 2 cores)
+    .venv/bin/python bench/ray_engine.py --skip-stream    # the engine-overhead table only
+    .venv/bin/python bench/ray_engine.py --only-stream    # the 1M-record streaming figures only
     .venv/bin/python bench/ray_engine.py --quick          # small sizes, to check the script
     .venv/bin/python bench/ray_engine.py --json out/ray_engine.json
 
@@ -195,32 +197,44 @@ def overhead(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
     engines = [("inprocess", 1, 2.0), ("ray", 1, 2.0), ("ray", 2, 1.0)]
     rows: list[dict[str, Any]] = []
     try:
-        fake = synthetic_rows(args.fake_records)
-        for engine, workers, cpus in engines:
-            rows.append(run_one("fake", engine, workers, cpus, fake, "fake", 64, folder, timer))
-            print_row(rows[-1])
-        endpoint = Endpoint(args.latency)
-        try:
-            model = {"model": "openai:bench", "base_url": endpoint.base_url, "concurrency": args.concurrency,
-                     "timeout_s": 30.0}
-            http = synthetic_rows(args.http_records)
+        if "fake" in args.workloads:
+            fake = synthetic_rows(args.fake_records)
             for engine, workers, cpus in engines:
-                rows.append(run_one("http", engine, workers, cpus, http, model, args.concurrency * 2, folder,
-                                    timer))
+                rows.append(run_one("fake", engine, workers, cpus, fake, "fake", 64, folder, timer))
                 print_row(rows[-1])
-        finally:
-            endpoint.close()
-        sst2 = sst2_rows(args.sst2_rows)
-        for engine, workers, cpus in engines[:2] + [("ray", 1, 1.0)] + engines[2:]:
-            rows.append(run_one("embedded", engine, workers, cpus, sst2, "local", 16, folder, timer))
-            print_row(rows[-1])
-        # last: torch's thread count is per process, and this sets it to 1 for the bench's process
-        rows.append(run_one("embedded", "inprocess", 1, 1.0, sst2, {"model": "local", "threads": 1}, 16, folder,
-                            timer, label="inproc 1t"))
-        print_row(rows[-1])
+        if "http" in args.workloads:
+            http_rows(args, engines, folder, timer, rows)
+        if "embedded" in args.workloads:
+            embedded_rows(args, engines, folder, timer, rows)
     finally:
         ray.shutdown()
     return rows
+
+
+def http_rows(args: argparse.Namespace, engines: list[tuple[str, int, float]], folder: Path, timer: PoolTimer,
+              rows: list[dict[str, Any]]) -> None:
+    endpoint = Endpoint(args.latency)
+    try:
+        model = {"model": "openai:bench", "base_url": endpoint.base_url, "concurrency": args.concurrency,
+                 "timeout_s": 30.0}
+        http = synthetic_rows(args.http_records)
+        for engine, workers, cpus in engines:
+            rows.append(run_one("http", engine, workers, cpus, http, model, args.concurrency * 2, folder, timer))
+            print_row(rows[-1])
+    finally:
+        endpoint.close()
+
+
+def embedded_rows(args: argparse.Namespace, engines: list[tuple[str, int, float]], folder: Path, timer: PoolTimer,
+                  rows: list[dict[str, Any]]) -> None:
+    sst2 = sst2_rows(args.sst2_rows)
+    for engine, workers, cpus in engines[:2] + [("ray", 1, 1.0)] + engines[2:]:
+        rows.append(run_one("embedded", engine, workers, cpus, sst2, "local", 16, folder, timer))
+        print_row(rows[-1])
+    # last: torch's thread count is per process, and this sets it to 1 for the bench's process
+    rows.append(run_one("embedded", "inprocess", 1, 1.0, sst2, {"model": "local", "threads": 1}, 16, folder,
+                        timer, label="inproc 1t"))
+    print_row(rows[-1])
 
 
 def print_row(row: dict[str, Any]) -> None:
@@ -236,22 +250,25 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
                     and (cpus is None or r["worker_cpus"] == cpus))
 
     out = []
-    for workload in ("fake", "http", "embedded"):
+    present = {r["workload"] for r in rows}
+    for workload in [w for w in ("fake", "http", "embedded") if w in present]:
         base = get(workload, "inprocess", None)
         one, two = get(workload, "ray x1", 2.0), get(workload, "ray x2", 1.0)
         out.append(f"{workload}: ray x1 / in-process = {one['steady_rps'] / base['steady_rps']:.2f} (steady), "
                    f"{one['run_rps'] / base['run_rps']:.2f} (run); ray x2 / ray x1 = "
                    f"{two['steady_rps'] / one['steady_rps']:.2f} (steady), {two['run_rps'] / one['run_rps']:.2f} (run)")
-    one_t = get("embedded", "inproc 1t", None)["steady_rps"]
-    out.append(f"embedded, torch on 1 thread: ray x1 (1 CPU) / in-process = "
-               f"{get('embedded', 'ray x1', 1.0)['steady_rps'] / one_t:.2f} (steady); ray x2 / in-process = "
-               f"{get('embedded', 'ray x2', 1.0)['steady_rps'] / one_t:.2f}")
-    emb = get("embedded", "ray x1", 2.0)["steady_rps"] / get("embedded", "inprocess", None)["steady_rps"]
-    http = get("http", "ray x2", 1.0)["steady_rps"] / get("http", "ray x1", 2.0)["steady_rps"] / 2
-    out.append(f"target: ray x1 within 15% of in-process on the embedded model: {emb:.2f} -> "
-               f"{'met' if emb >= 0.85 else 'NOT met'}")
-    out.append(f"target: >= 0.8x linear scaling on the latency-bound workload (2 workers vs 1): {http:.2f} -> "
-               f"{'met' if http >= 0.8 else 'NOT met'}")
+    if "embedded" in present:
+        one_t = get("embedded", "inproc 1t", None)["steady_rps"]
+        out.append(f"embedded, torch on 1 thread: ray x1 (1 CPU) / in-process = "
+                   f"{get('embedded', 'ray x1', 1.0)['steady_rps'] / one_t:.2f} (steady); ray x2 / in-process = "
+                   f"{get('embedded', 'ray x2', 1.0)['steady_rps'] / one_t:.2f}")
+        emb = get("embedded", "ray x1", 2.0)["steady_rps"] / get("embedded", "inprocess", None)["steady_rps"]
+        out.append(f"target: ray x1 within 15% of in-process on the embedded model: {emb:.2f} -> "
+                   f"{'met' if emb >= 0.85 else 'NOT met'}")
+    if "http" in present:
+        http = get("http", "ray x2", 1.0)["steady_rps"] / get("http", "ray x1", 2.0)["steady_rps"] / 2
+        out.append(f"target: >= 0.8x linear scaling on the latency-bound workload (2 workers vs 1): {http:.2f} -> "
+                   f"{'met' if http >= 0.8 else 'NOT met'}")
     return out
 
 
@@ -274,11 +291,16 @@ def stream_child(n: int, folder: Path) -> None:
             fh.write(json.dumps({"text": f"a {'positive' if i % 3 else 'negative'} review, number {i}"}) + "\n")
     marks: dict[str, int] = {"before": _rss()}
     seen = [0]
+    checkpoints = {10_000, 100_000, 250_000, 500_000, 750_000}
+    t0 = time.perf_counter()
 
     def on_row(idx: int, record: dict[str, Any], result: dict[str, Any]) -> None:
         seen[0] += 1
         if seen[0] == min(10_000, n):
             marks["at_10k"] = _rss()
+        if seen[0] in checkpoints:  # progress, so that a run cut short still tells its rate and memory
+            print(json.dumps({"progress": seen[0], "seconds": time.perf_counter() - t0, "rss": _rss(),
+                              "peak": _rss("VmHWM")}), flush=True)
 
     pipe = make_pipeline("fake", folder / "store")
     t0 = time.perf_counter()
@@ -294,11 +316,29 @@ def stream_child(n: int, folder: Path) -> None:
 
 
 def streaming(n: int, folder: Path, timeout_s: float) -> dict[str, Any]:
-    res = subprocess.run([sys.executable, __file__, "--stream-child", str(n), "--dir", str(folder)],
-                         capture_output=True, text=True, timeout=timeout_s)
-    if res.returncode != 0:
-        raise RuntimeError(res.stderr[-3000:])
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    """The child's final figures; if it runs past ``timeout_s``, its last progress line (it is
+    stopped with SIGTERM, so its Ray instance shuts down)."""
+    proc = subprocess.Popen([sys.executable, __file__, "--stream-child", str(n), "--dir", str(folder)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    last: dict[str, Any] = {}
+    timer = threading.Timer(timeout_s, proc.terminate)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("{"):
+                last = json.loads(line)
+                if "progress" in last:
+                    print(f"  streaming: {last['progress']:,} records in {last['seconds']:.1f} s, driver RSS "
+                          f"{last['rss'] / 2**20:.0f} MiB, peak {last['peak'] / 2**20:.0f} MiB", flush=True)
+        proc.wait(timeout=60)
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+    if "records" not in last:
+        raise RuntimeError(f"the streaming run stopped (timeout {timeout_s:.0f} s) after: {last}")
+    return last
 
 
 def main() -> None:
@@ -308,10 +348,12 @@ def main() -> None:
     ap.add_argument("--http-records", type=int, default=800)
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--sst2-rows", type=int, default=200)
+    ap.add_argument("--sst2-rows", type=int, default=100)
     ap.add_argument("--stream-records", type=int, default=1_000_000)
-    ap.add_argument("--stream-timeout", type=float, default=540.0)
-    ap.add_argument("--skip-stream", action="store_true")
+    ap.add_argument("--stream-timeout", type=float, default=570.0)
+    ap.add_argument("--skip-stream", action="store_true", help="only the engine-overhead table")
+    ap.add_argument("--only-stream", action="store_true", help="only the streaming figures")
+    ap.add_argument("--workloads", default="fake,http,embedded", help="engine-overhead workloads to run")
     ap.add_argument("--json")
     ap.add_argument("--stream-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
@@ -328,8 +370,9 @@ def main() -> None:
           f"Ray {ray.__version__}  {os.cpu_count()} CPUs  latency {args.latency}s  concurrency {args.concurrency}")
     print(f"{'workload':<9} {'engine':<10} {'cpus':>4} {'records':>8} {'run_s':>8} {'run rec/s':>9} "
           f"{'steady r/s':>10} {'acc':>6}")
+    args.workloads = set(args.workloads.split(","))
     with tempfile.TemporaryDirectory(prefix="oag-bench-ray-") as tmp:
-        rows = overhead(args, Path(tmp))
+        rows = overhead(args, Path(tmp)) if not args.only_stream else []
         for line in ratios(rows):
             print(line)
         stream = None
