@@ -236,6 +236,9 @@ class Backend:
     #: constraint kinds enforced while decoding (see :class:`Constraint`); empty: none
     constraints: frozenset[str] = frozenset()
     max_context: int = 2048
+    #: the prompt format (``"chat"`` or ``"text"``) its model answers label tasks best in; a
+    #: direct label task that does not set ``format`` uses it (``None``: the task's default)
+    label_format: str | None = None
     #: whether identical temperature-0 requests give identical answers (cacheable)
     deterministic: bool = True
     #: whether :meth:`features` returns hidden-state features (a task's label ``head`` needs them)

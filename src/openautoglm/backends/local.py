@@ -38,6 +38,9 @@ LOGIT_ROWS = 256
 class LocalBackend(Backend):
     name = "local"
     can_score = True
+    #: the embedded models (SmolLM2-135M, base gemma-3-270m) score labels far better after a
+    #: plain-text cue than inside a chat (SST-2: 0.53 chat, all one label; see BENCHMARKS.md, issue 19)
+    label_format = "text"
     can_featurize = True
     feature_poolings = ("mean", "last")
     supports_json_schema = False

@@ -81,6 +81,7 @@ class Task(BaseModel):
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     _heads: dict[str, LabelHead] = PrivateAttr(default_factory=dict)  # fitted heads, per backend identity
     _retriever: Any = PrivateAttr(default=None)
+    _adapted: dict[str, "Task"] = PrivateAttr(default_factory=dict)  # per backend label_format (for_backend)
 
     @model_validator(mode="before")
     @classmethod
@@ -166,6 +167,7 @@ class Task(BaseModel):
         if self.__pydantic_private__ is not None:
             self._retriever = None
             self._heads = {}
+            self._adapted = {}
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> "Task":
         copy = super().model_copy(update=update, deep=deep)
@@ -232,8 +234,46 @@ class Task(BaseModel):
             data["strategy"] = self.strategy.to_config()
         if self.schema_ is not None:
             data["schema"] = self.output_schema.json_schema if self.output_schema else self.schema_
+        for chosen in ("format", "answer_prefix"):  # set by the user, even to the default: not the backend's
+            if chosen in self.model_fields_set:
+                data[chosen] = getattr(self, chosen)
         data["template"] = self.prompt_template
         return data
+
+    # -- the backend's prompt form ---------------------------------------------------
+    def for_backend(self, backend: Any) -> "Task":
+        """This task in the prompt form ``backend`` answers labels best in (its ``label_format``)
+        where the task leaves the form open: a direct label task that does not set ``format``
+        (nor, for text, ``answer_prefix``, which becomes :meth:`label_cue`).  Otherwise ``self``.
+        The copy is kept per form, so heads and retrieval fitted on it are reused."""
+        style = getattr(backend, "label_format", None)
+        if (style not in ("chat", "text") or style == self.format or "format" in self.model_fields_set
+                or not self.kind.distribution or self.strategy.name != "direct"):
+            return self
+        if style not in self._adapted:
+            update: dict[str, Any] = {"format": style}
+            if style == "text" and "answer_prefix" not in self.model_fields_set:
+                update["answer_prefix"] = self.label_cue()
+            self._adapted[style] = self.model_copy(update=update)
+        return self._adapted[style]
+
+    def label_cue(self) -> str:
+        """The plain-text answer cue for this task: its preset's (``Sentiment:``, ``情感：``), or
+        that of the preset its name or template matches, else ``Answer:``."""
+        from .presets import get_preset, language_of, match
+
+        found = None
+        if self.preset:
+            try:
+                found = get_preset(self.preset)
+            except ConfigError:
+                found = None
+        if found is None:
+            matched = match(self.name, self.prompt_template)
+            found = matched[0] if matched else None
+        language = self.language or language_of(self.prompt_template)
+        cue = found.cues.get(language) if found is not None else None
+        return cue or "Answer:"
 
     # -- prompt building ---------------------------------------------------------
     def instruction(self) -> str:
@@ -307,7 +347,8 @@ class Task(BaseModel):
     ) -> list[Result]:
         """Run the task on a batch of records with its strategy (batching is the backend's business).
         A preset task's results name the preset (``result["preset"]``)."""
-        results = [Result.wrap(r) for r in run_task(self, client, contexts, step=step, record_keys=record_keys)]
+        task = self.for_backend(client.backend)
+        results = [Result.wrap(r) for r in run_task(task, client, contexts, step=step, record_keys=record_keys)]
         if self.preset is not None:
             for result in results:
                 result.setdefault("preset", self.preset)
