@@ -14,6 +14,7 @@ from openautoglm.backends.fake import FakeBackend
 from openautoglm.core.client import ModelClient
 from openautoglm.core.labels import calibrate, distribution_from_logprobs, match_label, softmax
 from openautoglm.core.pipeline import Pipeline
+from openautoglm.core.outputs import NEUTRAL_INPUTS, content_free_inputs
 from openautoglm.core.task import CONTENT_FREE_INPUTS, Task
 
 
@@ -112,10 +113,13 @@ def test_contextual_calibration_changes_the_distribution() -> None:
     assert sum(cal["scores"].values()) == pytest.approx(1.0)
     # one scoring request per content-free input, traced under their own step name
     cf_prompts = [r.prompt for r in backend.score_requests[1:]]
-    assert len(cf_prompts) == len(CONTENT_FREE_INPUTS)
-    assert any("N/A" in p for p in cf_prompts)
+    neutral = content_free_inputs(task)  # English: neutral sentences (issue 19)
+    assert neutral == NEUTRAL_INPUTS["en"] and len(cf_prompts) == len(neutral)
+    assert any(neutral[0] in p for p in cf_prompts)
     steps = [c.step for c in client.calls]
-    assert steps.count("s") == 1 and steps.count("s:calibration") == len(CONTENT_FREE_INPUTS)
+    assert steps.count("s") == 1 and steps.count("s:calibration") == len(neutral)
+    zh = Task(name="s", template="判断情感：{text}", labels=["正面", "负面"], calibrate=True)
+    assert content_free_inputs(zh) == CONTENT_FREE_INPUTS  # not measured in Chinese: Zhao et al.'s inputs
 
 
 def test_calibration_can_flip_a_biased_prediction() -> None:
@@ -175,7 +179,7 @@ def test_calibration_by_an_unmeasured_content_free_input_is_skipped_and_said() -
             out = super().score_batch(requests)
             for req, r in zip(requests, out):
                 r.exact = False
-                if "N/A" in str(req.prompt) or "[MASK]" in str(req.prompt) or "Review: \n" in str(req.prompt):
+                if any(n in str(req.prompt) for n in ("N/A", "[MASK]", "Review: \n", *NEUTRAL_INPUTS["en"])):
                     r.logprobs = [-9.0] * len(r.logprobs)
             return out
 
