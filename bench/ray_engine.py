@@ -21,7 +21,9 @@ the moment the actor pool is ready (the in-process pipeline is warmed up beforeh
 its two figures are the same).  A 1-worker Ray row is given both CPUs (``worker_cpus=2``,
 the machine in-process has) and, for the embedded model, also 1 CPU (Ray sets an actor's
 ``OMP_NUM_THREADS`` to its CPUs, so torch runs 1 thread there); ``inproc 1t`` is the
-in-process engine with torch on 1 thread too.
+in-process engine with torch on 1 thread too.  ``rec/CPU-s``: records per CPU-second of
+the driver's whole run plus the actors' CPU since the pool was ready (read from /proc), a
+measure of engine overhead that load from other processes barely moves.
 
 **Streaming**: ``--stream-records`` (default 1,000,000) records on the fake backend with
 the Ray engine (2 workers), as ``openautoglm run --engine ray`` runs them (records read as a
@@ -154,14 +156,33 @@ class PoolTimer:
         from openautoglm.core.engines import ray_engine
 
         self.ready: float | None = None
+        self.pids: list[int] = []
+        self.cpu_ready = self.cpu_last = 0.0
         original = ray_engine.RayExecutor.__init__
         timer = self
 
         def init(self_: Any, *args: Any, **kwargs: Any) -> None:
             original(self_, *args, **kwargs)
             timer.ready = time.perf_counter()
+            timer.pids = [int(w["pid"]) for w in self_.workers]
+            timer.cpu_ready = timer.cpu_last = timer.actor_cpu()
 
         ray_engine.RayExecutor.__init__ = init  # type: ignore[method-assign]
+
+    def actor_cpu(self) -> float:
+        """CPU seconds the pool's actor processes have used (same machine: /proc)."""
+        total = 0.0
+        for pid in self.pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
+                pass
+        return total
+
+    def on_chunk(self, *_: Any) -> None:
+        if self.pids:
+            self.cpu_last = max(self.cpu_last, self.actor_cpu())
 
 
 def run_one(workload: str, engine: str, workers: int, cpus: float, rows: list[dict[str, Any]], model: Any,
@@ -171,11 +192,16 @@ def run_one(workload: str, engine: str, workers: int, cpus: float, rows: list[di
     pipe = make_pipeline(model, folder / f"{workload}-{label or engine}-{workers}-{cpus:g}")
     if engine == "inprocess":
         pipe.run(text="warm up")  # the model loads, the client opens
-    timer.ready = None
+    timer.ready, timer.pids = None, []
+    timer.cpu_ready = timer.cpu_last = 0.0
     options: dict[str, Any] = {} if engine == "inprocess" else {"workers": workers, "worker_cpus": cpus}
-    t0 = time.perf_counter()
-    res = run_batch(pipe, rows, run_id=f"bench-{engine}", batch_size=batch_size, engine=engine, **options)
-    t1 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = run_batch(pipe, rows, run_id=f"bench-{engine}", batch_size=batch_size, engine=engine,
+                    on_chunk=timer.on_chunk, **options)
+    t1, c1 = time.perf_counter(), time.process_time()
+    # CPU seconds of the work: the driver's whole run plus the actors' since they were ready
+    # (a figure load on the machine barely moves, unlike records/s)
+    cpu = (c1 - c0) + (timer.cpu_last - timer.cpu_ready)
     pipe.close()
     assert res.done == len(rows), (res.done, res.failed, res.errors[:3])
     start = timer.ready if engine == "ray" and timer.ready is not None else t0
@@ -183,7 +209,8 @@ def run_one(workload: str, engine: str, workers: int, cpus: float, rows: list[di
     acc = (sum(r["label"] == g for r, g in zip(res.results, gold)) / len(rows)) if gold[0] else None
     return {"workload": workload, "engine": label or (engine if engine == "inprocess" else f"ray x{workers}"),
             "worker_cpus": cpus if engine == "ray" else None, "records": len(rows), "run_s": t1 - t0,
-            "run_rps": len(rows) / (t1 - t0), "steady_rps": len(rows) / (t1 - start), "accuracy": acc}
+            "run_rps": len(rows) / (t1 - t0), "steady_rps": len(rows) / (t1 - start), "accuracy": acc,
+            "rec_per_cpu_s": len(rows) / cpu if cpu > 0 else float("nan")}
 
 
 def overhead(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
@@ -241,7 +268,7 @@ def print_row(row: dict[str, Any]) -> None:
     acc = f"{row['accuracy']:.3f}" if row.get("accuracy") is not None else "-"
     cpus = f"{row['worker_cpus']:g}" if row.get("worker_cpus") else "-"
     print(f"{row['workload']:<9} {row['engine']:<10} {cpus:>4} {row['records']:>8} {row['run_s']:>8.1f} "
-          f"{row['run_rps']:>9.1f} {row['steady_rps']:>10.1f} {acc:>6}", flush=True)
+          f"{row['run_rps']:>9.1f} {row['steady_rps']:>10.1f} {row['rec_per_cpu_s']:>10.1f} {acc:>6}", flush=True)
 
 
 def ratios(rows: list[dict[str, Any]]) -> list[str]:
@@ -262,6 +289,8 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
         out.append(f"embedded, torch on 1 thread: ray x1 (1 CPU) / in-process = "
                    f"{get('embedded', 'ray x1', 1.0)['steady_rps'] / one_t:.2f} (steady); ray x2 / in-process = "
                    f"{get('embedded', 'ray x2', 1.0)['steady_rps'] / one_t:.2f}")
+        per_cpu = get("embedded", "ray x1", 1.0)["rec_per_cpu_s"] / get("embedded", "inproc 1t", None)["rec_per_cpu_s"]
+        out.append(f"embedded, records per CPU-second (1 thread each): ray x1 / in-process = {per_cpu:.2f}")
         emb = get("embedded", "ray x1", 2.0)["steady_rps"] / get("embedded", "inprocess", None)["steady_rps"]
         out.append(f"target: ray x1 within 15% of in-process on the embedded model: {emb:.2f} -> "
                    f"{'met' if emb >= 0.85 else 'NOT met'}")
@@ -369,7 +398,7 @@ def main() -> None:
     print(f"# bench/ray_engine.py  {time.strftime('%Y-%m-%d %H:%M')}  Python {platform.python_version()}  "
           f"Ray {ray.__version__}  {os.cpu_count()} CPUs  latency {args.latency}s  concurrency {args.concurrency}")
     print(f"{'workload':<9} {'engine':<10} {'cpus':>4} {'records':>8} {'run_s':>8} {'run rec/s':>9} "
-          f"{'steady r/s':>10} {'acc':>6}")
+          f"{'steady r/s':>10} {'rec/CPU-s':>10} {'acc':>6}")
     args.workloads = set(args.workloads.split(","))
     with tempfile.TemporaryDirectory(prefix="oag-bench-ray-") as tmp:
         rows = overhead(args, Path(tmp)) if not args.only_stream else []
