@@ -235,7 +235,8 @@ def _run_on_ray(pipeline: Path, input: str, *, output: Optional[Path], input_map
         result = run_batch(pipe, records(), run_id=rid, output=output, batch_size=batch_size,
                            progress=not no_progress, input_name=input, resume=not fresh, retry_failed=retry_failed,
                            max_errors=max_errors, engine="ray", address=address, workers=workers,
-                           worker_cpus=worker_cpus, collect=False, on_row=on_row)
+                           worker_cpus=worker_cpus, reserve_cpus=1.0 if is_remote(input) else None, collect=False,
+                           on_row=on_row)
     if result.skipped:
         con.print(f"resumed: {result.skipped} records were already done")
     if result.changed:

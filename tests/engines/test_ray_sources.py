@@ -100,3 +100,21 @@ def test_pipeline_run_batch_with_engine_ray_and_its_progress_bar(ray_address: st
     assert "error" in remote[4] and "error" not in remote[3]
     err = capsys.readouterr().err
     assert "rec/s" in err and "1 failed" in err and "30/30" in err
+
+
+def test_a_uri_input_leaves_a_cpu_to_ray_data(ray_address: str, tmp_path: Path) -> None:
+    """Ray Data's read tasks need a free CPU: a pool taking them all would wait forever."""
+    rows = _records(30)
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    yaml = tmp_path / "p.yaml"
+    yaml.write_text(FAKE_PIPELINE.format(model="fake"), encoding="utf-8")
+    base = [sys.executable, "-m", "openautoglm.cli", "run", str(yaml), "-i", f"local://{src}", "--store",
+            str(tmp_path / "s.db"), "--engine", "ray", "--address", ray_address, "--no-progress"]
+    full = subprocess.run([*base, "-o", str(tmp_path / "a.jsonl"), "--workers", "2"], capture_output=True, text=True,
+                          timeout=300, env=cli_env())
+    assert full.returncode != 0 and "must stay free for Ray Data" in full.stderr
+    ok = subprocess.run([*base, "-o", str(tmp_path / "b.jsonl")], capture_output=True, text=True, timeout=300,
+                        env=cli_env())
+    assert ok.returncode == 0, ok.stderr
+    assert [json.loads(line)["input"] for line in (tmp_path / "b.jsonl").read_text().splitlines()] == rows

@@ -57,6 +57,7 @@ def run_batch(
     address: str | None = None,
     workers: int | None = None,
     worker_cpus: float | None = None,
+    reserve_cpus: float | None = None,
     collect: bool = True,
     total: int | None = None,
     on_row: Callable[[int, dict[str, Any], dict[str, Any]], None] | None = None,
@@ -69,12 +70,13 @@ def run_batch(
     nothing is kept per record, so memory stays flat for inputs of any size).
     ``engine``: ``"inprocess"`` (default) or ``"ray"`` with ``address`` (``None``: a local
     Ray instance; ``"auto"``; ``"host:6379"``; ``"ray://host:10001"``), ``workers`` actors
-    of ``worker_cpus`` CPUs each.  Without ``engine`` the innermost
+    of ``worker_cpus`` CPUs each, leaving ``reserve_cpus`` free (for Ray Data reading
+    ``records``: see :mod:`~openautoglm.core.engines.sources`).  Without ``engine`` the innermost
     :func:`~openautoglm.core.engines.engine_scope` decides.
     """
     from ..store.lock import RunLock
 
-    config = _engine(engine, address=address, workers=workers, worker_cpus=worker_cpus)
+    config = _engine(engine, address=address, workers=workers, worker_cpus=worker_cpus, reserve_cpus=reserve_cpus)
     run_id = run_id or uuid.uuid4().hex[:16]
     out_path = Path(output) if output else None
     if total is None and isinstance(records, Sized):

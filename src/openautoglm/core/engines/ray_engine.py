@@ -138,15 +138,17 @@ class RayExecutor:
     """A pool of :class:`PipelineWorker` actors; see the module docstring."""
 
     def __init__(self, ray: Any, pipeline: "Pipeline", workers: int | None = None, worker_cpus: float = 1.0,
-                 in_flight: int = 2, start_timeout_s: float = 900.0) -> None:
+                 in_flight: int = 2, start_timeout_s: float = 900.0, reserve_cpus: float = 0.0) -> None:
         self.ray = ray
         self.cpus = float(worker_cpus)
         self.start_timeout_s = start_timeout_s
         cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
-        workers = workers or max(1, int(cluster_cpus // self.cpus))
-        if workers * self.cpus > cluster_cpus:
+        free = cluster_cpus - reserve_cpus  # reserve: CPUs left to Ray Data's read tasks (a URI input)
+        workers = workers or max(1, int(free // self.cpus))
+        if workers * self.cpus > free:
+            why = f", and {reserve_cpus:g} must stay free for Ray Data to read the input" if reserve_cpus else ""
             raise EngineUnavailable(f"{workers} workers of {self.cpus:g} CPUs need {workers * self.cpus:g} CPUs; the "
-                                    f"Ray cluster has {cluster_cpus:g}",
+                                    f"Ray cluster has {cluster_cpus:g}{why}",
                                     hint="lower --workers or --worker-cpus, or add nodes to the cluster")
         try:
             self._spec = ray.put(pipeline_spec(pipeline))
@@ -269,10 +271,13 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
 
 @contextmanager
 def ray_executor(pipeline: "Pipeline", address: str | None = None, workers: int | None = None,
-                 worker_cpus: float | None = None, in_flight: int = 2) -> Iterator[RayExecutor]:
-    """Connect to Ray (see :func:`connect`), start the actor pool; stop both afterwards."""
+                 worker_cpus: float | None = None, in_flight: int = 2,
+                 reserve_cpus: float | None = None) -> Iterator[RayExecutor]:
+    """Connect to Ray (see :func:`connect`), start the actor pool; stop both afterwards.
+    ``reserve_cpus``: CPUs the pool leaves free (Ray Data reading the input needs one)."""
     with ray_session(address) as ray:
-        executor = RayExecutor(ray, pipeline, workers=workers, worker_cpus=worker_cpus or 1.0, in_flight=in_flight)
+        executor = RayExecutor(ray, pipeline, workers=workers, worker_cpus=worker_cpus or 1.0, in_flight=in_flight,
+                               reserve_cpus=reserve_cpus or 0.0)
         try:
             yield executor
         finally:
