@@ -17,6 +17,7 @@ decode step (the cache needs them) and are counted in ``Completion.forced_tokens
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -68,7 +69,7 @@ class Guide:
         self.tokenizer = LLTokenizer(Path(tokenizer_json).read_text(encoding="utf-8"), n_vocab=vocab_size,
                                      eos_token=sorted(eos_ids))
         self.vocab_size = vocab_size
-        self.executor = LLExecutor(num_threads=2)
+        self.executor = LLExecutor(num_threads=min(4, os.cpu_count() or 1))  # masks of a batch's rows
         self._compiled: OrderedDict[Constraint, Any] = OrderedDict()
         self._lock = threading.Lock()
 
