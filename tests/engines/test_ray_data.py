@@ -120,3 +120,16 @@ def test_data_profile_cli_with_engine_ray_reads_parquet_through_the_toolkit(ray_
     assert remote.returncode == 0, remote.stderr
     a, b = (json.loads((tmp_path / d / "profile.json").read_text()) for d in ("a", "b"))
     assert a == b and a["stats"]["rows"] == 32
+
+
+def test_a_data_worker_that_cannot_start_stops_the_job_once(ray_address: str) -> None:
+    from openautoglm.core.engines.ray_engine import WorkerStartError
+    from openautoglm.core.engines.ray_map import chunk_pool
+    from openautoglm.data.clean import CleanConfig
+    from openautoglm.data.distributed import CleanWorker
+
+    broken = CleanConfig(keep_languages=["en"], lang_engine="no-such-engine")  # fails where the worker builds it
+    with pytest.raises(WorkerStartError, match="no-such-engine") as info:
+        with chunk_pool(CleanWorker, (broken,), workers=2) as pool:
+            list(pool.map([([0], ["text"], None)]))
+    assert "could not start" in str(info.value)
