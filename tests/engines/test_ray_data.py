@@ -133,3 +133,27 @@ def test_a_data_worker_that_cannot_start_stops_the_job_once(ray_address: str) ->
         with chunk_pool(CleanWorker, (broken,), workers=2) as pool:
             list(pool.map([([0], ["text"], None)]))
     assert "could not start" in str(info.value)
+
+
+def test_a_data_worker_that_dies_is_replaced_and_the_results_stay_in_order(ray_address: str, tmp_path: Path) -> None:
+    import os
+
+    from openautoglm.core.engines.ray_map import chunk_pool
+
+    marker = str(tmp_path / "died")
+
+    def factory(marker: str) -> Any:  # local: Ray pickles it by value
+        def work(chunk: int) -> tuple[int, int]:
+            import os
+
+            if chunk == 3 and not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(1)  # the actor process dies mid-chunk
+            return chunk, os.getpid()
+
+        return work
+
+    with chunk_pool(factory, (marker,), workers=2) as pool:
+        out = list(pool.map(range(8)))
+    assert [c for c, _ in out] == list(range(8))
+    assert os.path.exists(marker) and len({pid for _, pid in out}) >= 2
