@@ -6,7 +6,9 @@
 
 Both share one driver (:mod:`.driver`): what to skip, committing each chunk, the output
 file and the summary; only the driver writes the store.  Ray is imported only when the
-Ray engine runs, so ``import openautoglm`` never imports it.
+Ray engine runs, so ``import openautoglm`` never imports it.  Work that is not a pipeline
+(the data toolkit's per-row steps) runs on Ray through the ordered chunk map of
+:mod:`.ray_map`; inputs stream from :mod:`.sources`.
 
 :func:`engine_scope` sets the engine for every batch run started inside it (the CLI's
 ``--engine`` for ``eval``, ``distill`` and ``data llm-label``, which call ``run_batch``
