@@ -9,6 +9,7 @@ input's own tokens are computed.  Generation is a tight loop over the same cache
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -503,7 +504,8 @@ class LocalBackend(Backend):
 
     def _token_logprob(self, logprobs, tid: int) -> TokenLogprob:  # type: ignore[no-untyped-def]
         top_v, top_i = logprobs.topk(5)
-        top = {self.tokenizer.decode([int(i)]): float(v) for v, i in zip(top_v, top_i)}
+        # a token a constraint masked out has no probability: it is not an alternative (and -inf is no JSON)
+        top = {self.tokenizer.decode([int(i)]): float(v) for v, i in zip(top_v, top_i) if math.isfinite(float(v))}
         return TokenLogprob(self.tokenizer.decode([tid]), float(logprobs[tid]), top)
 
     def _hit_stop(self, tokens: list[int], stops: tuple[str, ...]) -> bool:
