@@ -73,6 +73,8 @@ REFUSED = [
     ("DELETE FROM products", "not a SELECT"),
     ("SELECT name FROM products; DROP TABLE products", "a second statement"),
     ("WITH t AS (SELECT name FROM products) SELECT name FROM t", "CTE names would be free table names"),
+    ("SELECT pName.name FROM products AS pName", "a table alias is T1..T99 or a letter (+ digit)"),
+    ("SELECT battle_name_between.name FROM products", "an undefined free-form qualifier"),
 ]
 
 

@@ -9,8 +9,10 @@ and functions only from the dialect's allow-list that the engine defines
 
 The only table names are the database's; a column is one of the database's columns,
 bare, quoted as the dialect allows, or qualified: ``table.column`` with a column of that
-very table, or ``alias.column`` with any of the database's columns.  Aliases (``AS x``;
-bare after a table) are free identifiers other than keywords and table names.  A model
+very table, or ``alias.column`` with any of the database's columns.  Table aliases (``AS x``;
+bare after a table) are ``T1``..``T99`` or one letter with an optional digit (``p``, ``s2``),
+never a keyword or table name: a free identifier there let the model write invented names
+as qualifiers.  Output aliases (``AS total``) are free identifiers (nothing can refer to them).  A model
 decoding under the grammar cannot name a table or column that does not exist.  Every
 query has a FROM clause.  Left out: CTEs (a WITH name would be a free table name), window
 functions, output aliases in ORDER BY/HAVING (they would be free column names).
@@ -207,9 +209,9 @@ def build_grammar(schema: "Schema", *, database: str = "database", dialect: str 
         "start: compound_0 SEMI?",
         f"table_name: {' | '.join(f'T{i}' for i in range(len(tables)))}",
         "column_name: COLUMN",
-        "column_ref: COLUMN | ALIAS \".\" COLUMN" + "".join(f' | T{i} "." C{i}' for i in range(len(tables))),
-        "qualifier: ALIAS" + "".join(f" | T{i}" for i in range(len(tables))),
-        "alias: (@as SP)? ALIAS",
+        "column_ref: COLUMN | TALIAS \".\" COLUMN" + "".join(f' | T{i} "." C{i}' for i in range(len(tables))),
+        "qualifier: TALIAS" + "".join(f" | T{i}" for i in range(len(tables))),
+        "alias: (@as SP)? TALIAS",
         "setop: @union (SP @all)? | @intersect | @except",
         "join_kind: @natural (SP (@left (SP @outer)? | @inner))? | @left (SP @outer)? | @right (SP @outer)?"
         " | @full (SP @outer)? | @inner | @cross",
@@ -230,6 +232,10 @@ def build_grammar(schema: "Schema", *, database: str = "database", dialect: str 
     lexemes += [
         f"COLUMN: {_WS} {_alternatives(columns)}",
         f"ALIAS: /[ \\t\\r\\n]*[A-Za-z_][A-Za-z0-9_]*/ & ~/[ \\t\\r\\n]*(?i:{reserved})/",
+        # table aliases: T1..T99 (Spider's and most writers' habit) or a letter with an optional digit.
+        # A free identifier here let the model spell an invented name as a qualifier
+        # (`battle_name_between_...`, `pName.pHONE_NUMBER`) and run on to max_tokens inside it.
+        f"TALIAS: /[ \\t\\r\\n]*(?i:t[0-9]{{1,2}}|[a-z][0-9]?)/ & ~/[ \\t\\r\\n]*(?i:{reserved})/",
         f"QUOTED: {_WS} ({' | '.join(_quoted_any(left, right) for left, right in spec.quotes)})",
         f"TYPE: {_WS} ({' | '.join(_lit(t, True) for t in TYPES)})",
         f"FUNC: {_WS} ({' | '.join(_lit(f, True) for f in sorted(engine_functions(read)) if _PLAIN.match(f))})",
