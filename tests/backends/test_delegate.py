@@ -26,6 +26,7 @@ class Unusual(FakeBackend):
     num_layers = 7
     reads_fields = True
     constraints = frozenset({"choice"})
+    label_format = "text"
 
 
 def _wrappers(inner: Backend) -> list[Backend]:

@@ -129,7 +129,9 @@ def test_ui_task_try_run_trace(browser, server, tmp_path: Path) -> None:  # type
     widths = page.eval_on_selector_all(".bars .fill", "els => els.map(e => parseFloat(e.style.width))")
     assert len(widths) == 2 and abs(sum(widths) - 100) < 0.5 and max(widths) >= 50
     prompt = page.inner_text("#try-prompt")
-    assert "An absolute delight, wonderful acting" in prompt and "<|im_start|>" in prompt  # rendered chat template
+    # the exact prompt: the embedded model's label form (plain text ending in the preset's cue, no chat markup)
+    assert "An absolute delight, wonderful acting" in prompt and "Sentiment:" in prompt
+    assert "<|im_start|>" not in prompt
     assert "method: logprob" in page.inner_text("#try-method")
     shot(page, "02-editor-try")
 
@@ -173,7 +175,7 @@ def test_ui_task_try_run_trace(browser, server, tmp_path: Path) -> None:  # type
     page.wait_for_selector("#traces-table tbody tr a")
     page.click("#traces-table tbody tr a")
     page.wait_for_selector("#trace-detail")
-    assert "Text: " in page.inner_text("#trace-prompt") and "Answer with one of" in page.inner_text("#trace-prompt")
+    assert "Text: " in page.inner_text("#trace-prompt") and page.inner_text("#trace-prompt").endswith("Sentiment:")
     assert "positive" in page.inner_text("#trace-response")
     shot(page, "05-trace")
 
