@@ -106,7 +106,7 @@ def test_batched_rows_with_and_without_constraints_answer_as_alone(local: Any) -
     together = local.generate(requests)
     assert [c.text for c in together] == [c.text for c in alone]
     assert [c.completion_tokens for c in together] == [c.completion_tokens for c in alone]
-    assert not hasattr(together[1], "constraint_method")  # the unconstrained row is untouched
+    assert together[1].constraint_method is None and together[1].forced_tokens == 0  # the unconstrained row is untouched
 
 
 def test_constrained_text_streams(local: Any) -> None:
@@ -164,3 +164,32 @@ def test_a_task_with_a_schema_uses_the_decoder(local: Any) -> None:
     assert out["valid"] is True and out["attempts"] == 1
     assert out["method"] == "constrained-decoding (llguidance)"
     Person.model_validate(out["output"])
+
+
+def test_a_cached_answer_reports_what_the_fresh_one_did(local: Any, tmp_path: Any) -> None:
+    """The response cache keeps how the constraint was applied: the same request gives the same
+    result (method, forced tokens) whether it was decoded or read back from the store."""
+    from openautoglm import Pipeline, Task
+
+    task = Task(name="person", template="Extract the person: {text}", schema=Person, max_tokens=60)
+    record = {"text": "Bo Chan is 40 and speaks Dutch."}
+    first = Pipeline(model=local, task=task, store=tmp_path / "s.db")
+    fresh = first.run(record)
+    first.close()
+    again = Pipeline(model=local, task=task, store=tmp_path / "s.db")
+    cached = again.run(record)
+    again.flush()
+    calls = again.store.recent_calls(limit=10)
+    again.close()
+    assert any(c["cached"] for c in calls), calls  # the second answer did come from the cache
+    assert fresh["method"] == "constrained-decoding (llguidance)"
+    assert cached["method"] == fresh["method"] and cached["output"] == fresh["output"]
+
+
+def test_completion_round_trip_keeps_the_constraint_facts() -> None:
+    comp = Completion(texts=["{}"], finish_reasons=["stop"], completion_tokens=5, constraint_method="llguidance",
+                      forced_tokens=3)
+    back = Completion.from_dict(json.loads(json.dumps(comp.to_dict())))
+    assert (back.constraint_method, back.forced_tokens, back.completion_tokens) == ("llguidance", 3, 5)
+    plain = Completion.from_dict(Completion(texts=["x"], finish_reasons=["stop"]).to_dict())
+    assert (plain.constraint_method, plain.forced_tokens) == (None, 0)

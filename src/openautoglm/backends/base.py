@@ -148,6 +148,12 @@ class Completion:
     latency_s: float = 0.0
     logprobs: list[list[TokenLogprob]] | None = None
     cached: bool = False
+    #: how a request's constraint was applied (e.g. ``llguidance``; ``none: ...`` when it was not)
+    constraint_method: str | None = None
+    #: output tokens a constraint forced (counted in ``completion_tokens`` too, but not sampled)
+    forced_tokens: int = 0
+    #: why a constrained answer stopped (a dead end); then its finish reason is ``error``
+    error: str | None = None
 
     @property
     def text(self) -> str:
@@ -165,6 +171,9 @@ class Completion:
                 if self.logprobs is not None
                 else None
             ),
+            # kept so that a cached answer reports what the fresh one did (method, forced tokens)
+            **({"constraint_method": self.constraint_method} if self.constraint_method else {}),
+            **({"forced_tokens": self.forced_tokens} if self.forced_tokens else {}),
         }
 
     @classmethod
@@ -177,6 +186,8 @@ class Completion:
             completion_tokens=int(data.get("completion_tokens", 0)),
             latency_s=float(data.get("latency_s", 0.0)),
             logprobs=[[TokenLogprob(**t) for t in c] for c in lps] if lps is not None else None,
+            constraint_method=data.get("constraint_method"),
+            forced_tokens=int(data.get("forced_tokens", 0)),
         )
 
 

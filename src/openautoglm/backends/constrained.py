@@ -246,11 +246,11 @@ def annotate(comp: Completion, guide: RowGuide | None, rows: Sequence[int]) -> N
     forced tokens, and a dead end's error (then its finish reason is ``error``)."""
     if guide is None or all(guide.matchers[r] is None for r in rows):
         return
-    comp.constraint_method = METHOD  # type: ignore[attr-defined]
-    comp.forced_tokens = sum(guide.forced[r] for r in rows)  # type: ignore[attr-defined]
+    comp.constraint_method = METHOD
+    comp.forced_tokens = sum(guide.forced[r] for r in rows)
     errors = [guide.errors[r] for r in rows if r in guide.errors]
     if errors:
-        comp.error = errors[0]  # type: ignore[attr-defined]
+        comp.error = errors[0]
         comp.finish_reasons = ["error" if r in guide.errors else f for r, f in zip(rows, comp.finish_reasons)]
 
 

@@ -287,7 +287,7 @@ class GuidedGeneration:
         return self._noted(comp, f"none: {reason}", c, notes or [reason])
 
     def _noted(self, comp: Completion, method: str, c: Constraint, fallbacks: list[str]) -> Completion:
-        comp.constraint_method = method  # type: ignore[attr-defined]
+        comp.constraint_method = method
         if fallbacks:
             self.guided_log.append(f"{c.kind}: {method}")
         return comp
