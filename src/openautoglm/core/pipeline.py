@@ -107,6 +107,7 @@ class Pipeline:
         self._tasks: dict[str, Task] = {}  # steps whose task runs with resolved references
         self._subpipelines: dict[str, Pipeline] = {}
         self._buffer = _TraceBuffer()
+        self._step_backends: dict[int, tuple[StepConfig, Backend]] = {}  # id(step) -> (step, its backend)
         self.log_every = 256
         self.log_interval_s = 2.0
         self._resolve_references(_chain)
@@ -154,9 +155,15 @@ class Pipeline:
         return self._store
 
     def backend_for(self, step: StepConfig) -> Backend:
+        """The backend ``step`` runs on (resolved once per step object: the hot path of ``run``)."""
+        known = self._step_backends.get(id(step))
+        if known is not None and known[0] is step:
+            return known[1]
         task_model = step.task.model if step.task is not None else None
-        return self._pool.get(resolve_model(step.model, task_model, self._backend_obj, self.config.model,
-                                            language=_task_language(step)))
+        backend = self._pool.get(resolve_model(step.model, task_model, self._backend_obj, self.config.model,
+                                               language=_task_language(step)))
+        self._step_backends[id(step)] = (step, backend)
+        return backend
 
     def client_for(self, step: StepConfig) -> ModelClient:
         use_cache = self.cache and self.store is not None
@@ -166,6 +173,7 @@ class Pipeline:
     def close(self) -> None:
         self.flush()
         self._pool.close()
+        self._step_backends.clear()
         if self._store is not None and self._store is not self._store_arg:
             self._store.close()
         self._store = self._buffer.store = None
@@ -273,6 +281,11 @@ class Pipeline:
 
     def _cache_get(self, keys: Sequence[str]) -> dict[str, Any]:
         pending = self._buffer.cache
+        if len(keys) == 1:  # one record's request: no lists to build
+            key = keys[0]
+            if key in pending:
+                return {key: pending[key][1]}
+            return self.store.cache_get(keys) if self.store is not None else {}
         found = {k: pending[k][1] for k in keys if k in pending}
         rest = [k for k in keys if k not in found]
         if rest and self.store is not None:

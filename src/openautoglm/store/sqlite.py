@@ -45,7 +45,6 @@ CREATE TABLE IF NOT EXISTS calls (
     cached INTEGER DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS calls_run ON calls(run_id, record_key);
-CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts);
 CREATE TABLE IF NOT EXISTS cache (
     key TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -127,6 +126,9 @@ class Store:
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(records)")}
         if "input_hash" not in columns:  # added with content-checked resume
             self._conn.execute("ALTER TABLE records ADD COLUMN input_hash TEXT")
+        # no query orders or filters calls by ts (listings go by id), and the index cost every
+        # logged call a third b-tree insert
+        self._conn.execute("DROP INDEX IF EXISTS calls_ts")
 
     def close(self) -> None:
         self._conn.close()
@@ -213,6 +215,9 @@ class Store:
 
     # -- cache -----------------------------------------------------------------
     def cache_get(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if len(keys) == 1:  # the single-record path: a point lookup, no IN list to build
+            row = self._conn.execute("SELECT payload FROM cache WHERE key = ?", (keys[0],)).fetchone()
+            return {keys[0]: json.loads(row[0])} if row is not None else {}
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(keys), 500):
             chunk = list(keys[start : start + 500])
