@@ -359,3 +359,17 @@ def test_buffered_traces_are_written_when_the_pipeline_is_collected(store: Store
     del pipe
     gc.collect()
     assert len(store.recent_calls(search="giraffe")) == 1
+
+
+def test_run_counters_follow_records_rewritten_in_later_chunks(store: Store) -> None:
+    """The run's done/failed counts move by each chunk's change: a record retried from error to
+    done, or rewritten with the same status, is counted once, and they match a recount."""
+    store.start_run("c", name="p", config_hash="h", input=None, output=None, total=4)
+    store.commit_chunk("c", [(0, "0", "done", {"v": 1}, None), (1, "1", "error", None, "boom")], [], {})
+    store.commit_chunk("c", [(2, "2", "error", None, "boom"), (2, "2", "done", {"v": 2}, None)], [], {})
+    store.commit_chunk("c", [(1, "1", "done", {"v": 3}, None), (0, "0", "done", {"v": 1}, None)], [], {})
+    store.commit_chunk("c", [(3, "3", "error", None, "x"), (2, "2", "error", None, "y")], [], {})
+    run = store.get_run("c")
+    assert run is not None and (run["done"], run["failed"]) == (2, 2)
+    statuses = [r["status"] for r in store.iter_records("c")]
+    assert (statuses.count("done"), statuses.count("error")) == (run["done"], run["failed"])

@@ -185,20 +185,34 @@ class Store:
     ) -> None:
         """Checkpoint: records ``(idx, key, status, output, error[, input_hash])`` + their calls, atomically."""
         now = time.time()
+        rows = [(run_id, i, k, s, _dumps(o), e, now, h) for i, k, s, o, e, h in ((*r, None)[:6] for r in records)]
         with self._transaction():
             self._insert_calls(calls, run_id)
             self._insert_cache(cache)
+            # the run's counters move by this chunk's change (a COUNT over the run's records per
+            # chunk made a long run quadratic: 2,900 -> 1,160 records/s over a million records)
+            before = self._statuses(run_id, [r[1] for r in rows])
             self._conn.executemany(
                 "INSERT OR REPLACE INTO records (run_id, idx, record_key, status, output, error, ts, input_hash)"
                 " VALUES (?,?,?,?,?,?,?,?)",
-                [(run_id, i, k, s, _dumps(o), e, now, h) for i, k, s, o, e, h in ((*r, None)[:6] for r in records)],
+                rows,
             )
-            self._conn.execute(
-                "UPDATE runs SET done = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status = 'done'),"
-                " failed = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status = 'error'), updated = ?"
-                " WHERE run_id = ?",
-                (run_id, run_id, now, run_id),
-            )
+            after = {r[1]: r[3] for r in rows}
+            done = sum(s == "done" for s in after.values()) - sum(s == "done" for s in before.values())
+            failed = sum(s == "error" for s in after.values()) - sum(s == "error" for s in before.values())
+            self._conn.execute("UPDATE runs SET done = done + ?, failed = failed + ?, updated = ? WHERE run_id = ?",
+                               (done, failed, now, run_id))
+
+    def _statuses(self, run_id: str, indices: Sequence[int]) -> dict[int, str]:
+        """The stored status of those of ``indices`` the run already has (a retried record's old one)."""
+        found: dict[int, str] = {}
+        unique = list(dict.fromkeys(indices))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._conn.execute(
+                f"SELECT idx, status FROM records WHERE run_id = ? AND idx IN ({marks})", (run_id, *chunk)))
+        return found
 
     class _Tx:
         def __init__(self, conn: sqlite3.Connection) -> None:
