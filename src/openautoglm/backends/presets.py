@@ -15,7 +15,7 @@ environment.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 from urllib.parse import urlparse
 
@@ -60,6 +60,16 @@ class EndpointPreset:
         return env.get(self.base_url_env) or self.base_url
 
 
+_ZHIPU = EndpointPreset(
+    name="zhipu",
+    base_url="https://open.bigmodel.cn/api/paas/v4",
+    api_key_env="ZHIPUAI_API_KEY",
+    default_model="glm-4-flash",
+    description="Zhipu AI (GLM models, BigModel open platform)",
+    api_key_required=True,
+    guided=("json_object",),
+)
+
 PRESETS: dict[str, EndpointPreset] = {
     p.name: p
     for p in (
@@ -72,26 +82,12 @@ PRESETS: dict[str, EndpointPreset] = {
             api_key_required=True,
             guided=("response_format", "json_object"),
         ),
-        EndpointPreset(
-            name="zhipu",
-            base_url="https://open.bigmodel.cn/api/paas/v4",
-            api_key_env="ZHIPUAI_API_KEY",
-            default_model="glm-4-flash",
-            description="Zhipu AI (GLM models, BigModel open platform)",
-            api_key_required=True,
-            guided=("json_object",),
-        ),
-        EndpointPreset(
-            name="chatglm",
-            base_url="https://open.bigmodel.cn/api/paas/v4",
-            api_key_env="ZHIPUAI_API_KEY",
-            default_model="glm-4-flash",
-            description="ChatGLM: Zhipu AI's hosted GLM models, or your own ChatGLM on vLLM "
-            "(a repository id such as 'chatglm:THUDM/glm-4-9b-chat', or OPENAUTOGLM_CHATGLM_BASE_URL)",
-            api_key_required=True,
-            guided=("json_object",),
-            self_hosted="vllm",
-        ),
+        _ZHIPU,
+        # the same hosted endpoint under the name ChatGLM users type, which can also name a
+        # ChatGLM of their own served by vLLM
+        replace(_ZHIPU, name="chatglm", self_hosted="vllm",
+                description="ChatGLM: Zhipu AI's hosted GLM models, or your own ChatGLM on vLLM "
+                "(a repository id such as 'chatglm:THUDM/glm-4-9b-chat', or OPENAUTOGLM_CHATGLM_BASE_URL)"),
         EndpointPreset(
             name="baichuan",
             base_url="https://api.baichuan-ai.com/v1",
