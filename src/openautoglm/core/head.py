@@ -14,15 +14,26 @@ Features are either
 
 The pool is part of the task's YAML, as with ``retrieval:``, so an optimized task stays
 one self-contained file; the fit is deterministic and takes seconds.
+
+A head can also be fitted once and shipped with the package (``shipped: NAME`` instead of
+``pool``): ``core/heads/NAME.json`` holds its coefficients, the model it was fitted for,
+its features and the data it was fitted on (``scripts/fit_preset_heads.py`` writes it).
+It applies only on that model; on another backend the task falls back to its label scores
+and the result's ``method`` says why (``+head-skipped(...)``).  The ``sentiment.v1``
+preset attaches one to Chinese tasks (see :mod:`.presets`).
 """
 
 from __future__ import annotations
 
+import base64
+import json
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OpenAutoGLMError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -32,6 +43,15 @@ HEAD_FLOOR = 1e-3
 #: default blocks, as fractions of the model's depth (measured best on SST-2 and TREC)
 DEFAULT_DEPTHS = (0.6, 0.7)
 DEFAULT_C = {"model": 0.01, "tfidf": 10.0}
+#: the heads shipped with the package (``NAME.json``)
+SHIPPED_DIR = Path(__file__).with_name("heads")
+#: fields every shipped head file has
+SHIPPED_FIELDS = ("name", "format", "model", "model_label", "labels", "classes", "features", "layers", "pooling", "template",
+                  "cue", "C", "fit", "coef", "intercept", "dtype", "shape")
+
+
+class HeadNotApplicable(OpenAutoGLMError):
+    """A shipped head was fitted for another model (or labels) than the task runs with."""
 
 
 class HeadConfig(BaseModel):
@@ -40,7 +60,9 @@ class HeadConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: labelled examples to fit on (input fields + ``output``/``label``)
-    pool: list[dict[str, Any]] = Field(min_length=2)
+    pool: list[dict[str, Any]] | None = Field(default=None, min_length=2)
+    #: instead of a pool: a head fitted beforehand and shipped with the package (``core/heads/NAME.json``)
+    shipped: str | None = None
     features: Literal["model", "tfidf"] = "model"
     #: model blocks whose token-averaged hidden states are the features (default: at 60 % and 70 % depth)
     layers: list[int] | None = None
@@ -50,6 +72,21 @@ class HeadConfig(BaseModel):
     C: float | None = Field(default=None, gt=0)
     #: share of the head in the mixed distribution (1: the head alone, no label scoring)
     weight: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _pool_or_shipped(self) -> "HeadConfig":
+        if (self.pool is None) == (self.shipped is None):
+            raise ValueError("a head needs either `pool` (examples to fit on) or `shipped` (a head shipped "
+                             "with the package), not both")
+        if self.shipped is not None:
+            own = self.model_fields_set & {"features", "layers", "pooling", "C"}
+            if own:
+                raise ValueError(f"a shipped head brings its own {', '.join(sorted(own))}; leave them out")
+            try:
+                load_shipped(self.shipped)
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
+        return self
 
 
 def default_layers(num_layers: int, depths: Sequence[float] = DEFAULT_DEPTHS) -> list[int]:
@@ -166,3 +203,99 @@ class LabelHead:
 
 def _is_sparse(x: Any) -> bool:
     return hasattr(x, "tocsr")
+
+
+# -- shipped heads ------------------------------------------------------------------------------
+def shipped_names() -> list[str]:
+    """The names of the heads shipped with the package."""
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.json"))
+
+
+@lru_cache(maxsize=None)
+def load_shipped(name: str) -> dict[str, Any]:
+    """The shipped head ``name``'s file, checked (``coef`` decoded to a list of rows)."""
+    path = SHIPPED_DIR / f"{name}.json"
+    if "/" in name or "\\" in name or not path.is_file():
+        raise ConfigError(f"no shipped head {name!r}", field="head.shipped",
+                          hint=f"known: {', '.join(shipped_names()) or 'none'}")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    missing = [f for f in SHIPPED_FIELDS if f not in data]
+    if missing:
+        raise ConfigError(f"shipped head {name!r} lacks {', '.join(missing)}", field="head.shipped")
+    import numpy as np
+
+    rows, cols = data["shape"]
+    coef = np.frombuffer(base64.b64decode(data["coef"]), dtype=data["dtype"]).astype(np.float32)
+    if coef.size != rows * cols or len(data["intercept"]) != rows:
+        raise ConfigError(f"shipped head {name!r}: coef/intercept do not match shape {data['shape']}",
+                          field="head.shipped")
+    return {**data, "coef": coef.reshape(rows, cols).tolist()}
+
+
+def describe_fit(fit: dict[str, Any]) -> str:
+    """``fitted on ChnSentiCorp train 1000 rows``."""
+    return f"fitted on {fit.get('dataset', '?')} {fit.get('split', '?')} {fit.get('rows', '?')} rows"
+
+
+class ShippedHead:
+    """A head shipped with the package: a fixed linear map of the model's hidden states,
+    usable only with the model (and labels) it was fitted for."""
+
+    def __init__(self, config: HeadConfig, labels: Sequence[str], backend: Any) -> None:
+        import numpy as np
+
+        assert config.shipped is not None
+        self.config = config
+        self.data = data = load_shipped(config.shipped)
+        if not applies_to(data, backend):
+            raise HeadNotApplicable(f"fitted for {data['model']}, not "
+                                    f"{getattr(backend, 'name', '?')}:{getattr(backend, 'model', '?')}")
+        if sorted(labels) != sorted(data["labels"]):
+            raise HeadNotApplicable(f"fitted for labels {'/'.join(data['labels'])}")
+        self.labels = list(labels)
+        self.layers: list[int] = list(data["layers"])
+        self.pooling: str = data["pooling"]
+        self.coef = np.asarray(data["coef"], dtype=np.float64)
+        self.intercept = np.asarray(data["intercept"], dtype=np.float64)
+        self.classes: list[str] = list(data["classes"])
+
+    def featurize(self, backend: Any, texts: Sequence[str]) -> Any:
+        return model_features(backend, texts, self.layers, self.pooling)
+
+    def describe(self) -> str:
+        return (f"head({self.config.shipped}, {describe_features('model', self.layers, self.pooling)}, "
+                f"{describe_fit(self.data['fit'])})")
+
+    def predict(self, backend: Any, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return self.proba(self.featurize(backend, texts))
+
+    def proba(self, features: Any) -> list[list[float]]:
+        """Label distributions (the task's label order) for ``features`` ``[N, D]``."""
+        import numpy as np
+
+        z = np.asarray(features, dtype=np.float64) @ self.coef.T + self.intercept
+        if z.shape[1] == 1:  # binary: the probability of classes[1]
+            p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
+            probs = np.stack([1.0 - p1, p1], axis=1)
+        else:
+            z = z - z.max(axis=1, keepdims=True)
+            probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        column = {lab: j for j, lab in enumerate(self.classes)}
+        n = len(self.labels)
+        return [[(float(row[column[lab]]) + HEAD_FLOOR) / (1 + HEAD_FLOOR * n) for lab in self.labels]
+                for row in probs]
+
+
+def backend_model(backend: Any) -> str:
+    """The model a backend runs, as its model files name it (the embedded models: the same
+    label whatever alias named them), else its ``model``."""
+    files = getattr(backend, "files", None)
+    return str(getattr(files, "label", None) or getattr(backend, "model", None) or "?")
+
+
+def applies_to(data: dict[str, Any], backend: Any) -> bool:
+    """Whether the shipped head ``data`` was fitted for ``backend``'s model."""
+    return (getattr(backend, "name", None) == str(data["model"]).split(":", 1)[0]
+            and backend_model(backend) == data["model_label"])

@@ -18,6 +18,13 @@ template (or, with no template, the name) has at least as many CJK characters as
 words, else ``en``.  The resolved task records ``preset``, ``language`` and a
 ``description`` saying what the preset supplied, so it re-loads to the same task.
 
+A preset variant may also name a label head shipped with the package (``head:
+{shipped: NAME}``, see :mod:`.head`): ``sentiment.v1``'s Chinese task takes a linear probe
+of ``local:gemma3-270m`` fitted on ChnSentiCorp *train* rows, when the preset supplies its
+labels, the task keeps the preset's template and the direct strategy and sets no ``head``
+of its own (``head=None`` opts out).  It answers on that model only; elsewhere the label
+scores do, and ``method`` ends ``+head-skipped(...)``.
+
 A task with no output spec that matches no preset but whose template asks for a
 judgement (``判断``, ``classify``...) warns (:class:`NoLabelsWarning`) rather than silently
 generating free text.
@@ -110,7 +117,9 @@ def _ner_schema(types: list[str]) -> dict[str, Any]:
 BUILTIN = tuple(_builtin(p) for p in (
     TaskPreset(
         "sentiment.v1", "sentiment polarity (positive / negative)",
-        {"zh": {"template": "判断以下句子的情感倾向：{text}", "labels": ["正面", "负面"], "output": "labels"},
+        {"zh": {"template": "判断以下句子的情感倾向：{text}", "labels": ["正面", "负面"], "output": "labels",
+                # a linear probe of local:gemma3-270m fitted on ChnSentiCorp train rows (core/heads/)
+                "head": {"shipped": "sentiment.v1.zh.gemma3-270m"}},
          "en": {"template": "What is the sentiment of this text?\n{text}", "labels": ["positive", "negative"],
                 "output": "labels"}},
         names=("sentiment*", "*_sentiment", "情感*", "情绪*"),
@@ -216,13 +225,27 @@ def resolve(data: dict[str, Any]) -> dict[str, Any]:
     language = data.get("language") or language_of(template if isinstance(template, str) else
                                                    str(data.get("name") or ""))
     variant = preset.variant(language)
-    supplied = {k: v for k, v in variant.items() if k != "template" and not has_spec}
+    supplied = {k: v for k, v in variant.items() if k not in ("template", "head") and not has_spec}
     if template is None:
         supplied["template"] = variant["template"]
+    if _takes_head(data, variant, has_spec, supplied.get("template", template)):
+        supplied["head"] = dict(variant["head"])
     out = {**data, **supplied, "preset": preset.name, "language": language}
     if out.get("description") is None:
         out["description"] = describe(preset, language, supplied, why)
     return out
+
+
+def _takes_head(data: Mapping[str, Any], variant: Mapping[str, Any], has_spec: bool, template: Any) -> bool:
+    """Whether a task takes its preset's shipped label head: the preset supplies its labels (the
+    task gives no output spec), the task sets no ``head`` of its own (``head=None`` opts out),
+    runs the direct strategy, and its template is the one the head was fitted with."""
+    if "head" not in variant or has_spec or "head" in data or template != variant.get("template"):
+        return False
+    strategy = data.get("strategy")
+    name = (strategy.get("name", "direct") if isinstance(strategy, Mapping) else
+            getattr(strategy, "name", strategy) if strategy is not None else "direct")
+    return name == "direct"
 
 
 def describe(preset: TaskPreset, language: str, supplied: Mapping[str, Any], why: str) -> str:
@@ -230,9 +253,19 @@ def describe(preset: TaskPreset, language: str, supplied: Mapping[str, Any], why
     what = [f"labels {'/'.join(supplied['labels'])}" if supplied.get("labels") else
             "a JSON schema" if supplied.get("schema") else
             f"output {supplied['output']}" if supplied.get("output") else "",
-            "the template" if "template" in supplied else ""]
+            "the template" if "template" in supplied else "",
+            _describe_head(supplied["head"]) if supplied.get("head") else ""]
     return (f"preset {preset.name} ({language}): {preset.summary}; supplied "
             f"{' and '.join(w for w in what if w) or 'nothing (the task sets its own)'}; matched by {why}")
+
+
+def _describe_head(head: Mapping[str, Any]) -> str:
+    """``the shipped label head NAME (... ; used on local:gemma3-270m only)``."""
+    from .head import describe_fit, load_shipped
+
+    data = load_shipped(str(head["shipped"]))
+    return (f"the shipped label head {data['name']} (a linear probe of {data['model']}'s hidden states, "
+            f"{describe_fit(data['fit'])}; used on that model only)")
 
 
 def _warn_if_judgement(name: Any, template: Any) -> None:

@@ -67,20 +67,31 @@ class Direct(Strategy):
 
     def run(self, task: "Task", client: "ModelClient", contexts: Sequence[dict[str, Any]], *, step: str,
             record_keys: Sequence[str]) -> list[Result]:
-        head_probs = None
+        from .head import HeadNotApplicable
+
+        head_probs, skipped = None, None
         if task.head is not None:  # a validator makes this a direct label task
             assert task.labels
-            head = task.label_head(client.backend)
-            head_probs = head.predict(client.backend, [task.head_input(c) for c in contexts])
-            if task.head.weight >= 1.0:  # the head alone: no prompt, no label scoring
-                return [Result.of_labels(task.labels, p, head.describe()) for p in head_probs]
+            try:
+                head = task.label_head(client.backend)
+            except HeadNotApplicable as exc:  # a shipped head fitted for another model: label scores only
+                skipped = f"+head-skipped({task.head.shipped}: {exc.message})"
+            else:
+                head_probs = head.predict(client.backend, [task.head_input(c) for c in contexts])
+                if task.head.weight >= 1.0:  # the head alone: no prompt, no label scoring
+                    return [Result.of_labels(task.labels, p, head.describe()) for p in head_probs]
         neighbours = None
         if task.retrieval is not None:
             neighbours = task.retriever.query(contexts, task.labels or [])
             contexts = [{**c, DEMOS_KEY: n.examples} for c, n in zip(contexts, neighbours)]
         prompts = [task.build_prompt(c) for c in contexts]
-        return task.kind.answer(task, client, prompts, step=step, record_keys=record_keys, neighbours=neighbours,
-                                head_probs=head_probs, fields=contexts)
+        results = task.kind.answer(task, client, prompts, step=step, record_keys=record_keys, neighbours=neighbours,
+                                   head_probs=head_probs, fields=contexts)
+        if skipped:
+            for result in results:
+                if isinstance(result, dict) and "method" in result:
+                    result["method"] = str(result["method"]) + skipped
+        return results
 
 
 class StrategySpec(BaseModel):

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from ..backends.base import Message, Prompt
 from ..errors import ConfigError, OpenAutoGLMError, TemplateError
 from .client import ModelClient
-from .head import HeadConfig, LabelHead
+from .head import HeadConfig, LabelHead, ShippedHead
 from .outputs import CONTENT_FREE_INPUTS, OUTPUTS, OutputKind, output_kind  # noqa: F401 - re-exported
 from .prompt import Template
 from .result import Result
@@ -79,7 +79,7 @@ class Task(BaseModel):
     model: str | None = None
     #: a strategy's name ("direct", "chain_of_thought", ...) or a block with its settings
     strategy: StrategySpec = Field(default_factory=StrategySpec)
-    _heads: dict[str, LabelHead] = PrivateAttr(default_factory=dict)  # fitted heads, per backend identity
+    _heads: dict[str, LabelHead | ShippedHead] = PrivateAttr(default_factory=dict)  # fitted heads, per backend identity
     _retriever: Any = PrivateAttr(default=None)
     _adapted: dict[str, "Task"] = PrivateAttr(default_factory=dict)  # per backend label_format (for_backend)
 
@@ -200,10 +200,13 @@ class Task(BaseModel):
         reconfigured) instead of building one."""
         self._retriever = retriever
 
-    def label_head(self, backend: Any) -> LabelHead:
-        """The head fitted on ``head.pool`` for ``backend`` (fitted on first use)."""
+    def label_head(self, backend: Any) -> LabelHead | ShippedHead:
+        """The head fitted on ``head.pool`` for ``backend`` (fitted on first use), or the shipped
+        one (``head.shipped``; :class:`~.head.HeadNotApplicable` when fitted for another model)."""
         assert self.head is not None and self.labels
         key = backend.identity()
+        if key not in self._heads and self.head.shipped is not None:
+            self._heads[key] = ShippedHead(self.head, self.labels, backend)
         if key not in self._heads:
             self._heads[key] = LabelHead(self.head, self.labels, self.head_input, self._example_answer_label,
                                          backend)

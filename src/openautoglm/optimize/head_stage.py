@@ -37,7 +37,8 @@ class HeadStage:
         """
         from ..core.head import DEFAULT_C
 
-        if len(self.train) < 4 * len(self.labels) or task.head is not None:
+        # a task's own head stays; a shipped (preset) head is a starting point the train rows may beat
+        if len(self.train) < 4 * len(self.labels) or (task.head is not None and task.head.shipped is None):
             return []
         settings = self._tfidf_settings(task)
         best_tfidf = max(settings, key=lambda setting: setting[0])

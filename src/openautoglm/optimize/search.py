@@ -114,7 +114,9 @@ def describe(task: Task) -> str:
         parts.append("verbalizers=" + "/".join(task.verbalizers.get(lab, lab) for lab in task.labels or []))
     if task.examples:
         parts.append(f"{len(task.examples)} demos")
-    if task.head:
+    if task.head and task.head.shipped:
+        parts.append(f"head(shipped {task.head.shipped}, weight={task.head.weight:g})")
+    elif task.head:
         h = task.head
         where = describe_features(h.features, h.layers, h.pooling)
         strength = f", C={h.C:g}" if h.C else ""
