@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .llama_lite import LiteConfig, LiteLlama
+from .llama_lite import LiteConfig, LiteLlama, rope_inv_freq, rope_tables
 
 GEMMA3_MODEL_TYPES = ("gemma3_text", "gemma3")
 
@@ -105,18 +105,13 @@ class LiteGemma3(LiteLlama):
         # the same fp32 value as transformers' embed_scale buffer
         self.embed_scale = float(torch.tensor(config.hidden_size ** 0.5, dtype=torch.float32))
         self.query_scale = config.query_pre_attn_scalar ** -0.5
-        half = config.head_dim // 2
-        self.inv_freq_local = 1.0 / (config.rope_local_theta ** (torch.arange(0, half, dtype=torch.float32) / half))
+        self.inv_freq_local = rope_inv_freq(config.rope_local_theta, config.head_dim)
         self._window_memo: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both tables stacked: ``[0]`` global layers, ``[1]`` sliding-window layers."""
-        tables = []
-        for inv_freq in (self.inv_freq, self.inv_freq_local):
-            freqs = positions.to(torch.float32)[..., None] * inv_freq.to(positions.device)
-            emb = torch.cat([freqs, freqs], dim=-1)[:, None, :, :]
-            tables.append((emb.cos(), emb.sin()))
-        return torch.stack([tables[0][0], tables[1][0]]), torch.stack([tables[0][1], tables[1][1]])
+        (cos, sin), (cos_local, sin_local) = (rope_tables(positions, f) for f in (self.inv_freq, self.inv_freq_local))
+        return torch.stack([cos, cos_local]), torch.stack([sin, sin_local])
 
     def _layer_rope(self, i: int, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         j = int(self.config.sliding[i])

@@ -12,17 +12,14 @@ Weights use the Hugging Face Llama layout (``model.layers.N.self_attn.q_proj.wei
 
 Batch invariance.  A row's results must not depend on the other rows of its batch, on the
 padding, or on whether its prompt prefix came from a cache (see "Determinism" in
-docs/backends.md).  Library kernels do not promise that: measured on this CPU (torch
-2.13, MKL/oneDNN), row ``i`` of ``A @ W`` changes with the number of rows for fewer than
-12 rows (GEMV / small-M paths), and ``scaled_dot_product_attention`` changes with the
-padded key width and the number of queries.  So every matrix product here runs on shapes
-whose per-row results were measured not to depend on the batch: enough rows (zero rows
-appended, ``LINEAR_MIN_ROWS`` / ``MIN_ROWS``), attention keys in fixed blocks of
-``KEY_BLOCK`` slots (one product per block, so no reduction spans more or fewer keys),
-block partials added one after another in key order, and every token at the slot equal
-to its position, so the blocks a query reads hold the same keys at the same places
-whatever the batch.  A decode step's attention runs row by row over exactly the row's
-keys.
+docs/backends.md).  Every matrix product runs on shapes whose per-row results were
+measured not to depend on the batch: the linear layers in :mod:`.lite_linear`, prefill
+and tree attention over fixed key blocks in :mod:`.lite_attention` (which also holds the
+KV cache, every token at the slot equal to its position).  A decode step's attention
+runs row by row over exactly the row's keys.
+
+This module: the model config, the rotary tables, and the forward pass that ties those
+pieces together (:class:`LiteLlama`).
 """
 
 from __future__ import annotations
@@ -33,24 +30,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+# the pieces live in their own modules; these names stay importable from here
+from .lite_attention import (  # noqa: F401 - re-exported
+    ATTN_CHUNK,
+    DECODE_SPARE,
+    KEY_BLOCK,
+    MIN_ROWS,
+    QUERY_BLOCK,
+    KVCache,
+    attend,
+    attention_bias,
+)
+from .lite_linear import LINEAR_MIN_ROWS, Int8Linear, Linear, bf16_fast, int8_available  # noqa: F401 - re-exported
+
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
-#: attention products get at least this many rows (zero rows appended): with fewer, this
-#: CPU's BLAS takes other code paths whose per-row results differ (measured: below 4 rows)
-MIN_ROWS = 8
-#: the same for the linear layers, per GEMM precision (measured on AVX512-BF16, torch 2.13,
-#: M = 1..1024: fp32 rows differ below 12 rows, bf16 at 1 row, fp16 never); fp16 and bf16
-#: stay small because one-row decode steps are memory-bound and padding would slow them
-LINEAR_MIN_ROWS = {"fp32": 16, "bf16": 4, "fp16": 1}
-#: attention reads keys in blocks of this many slots: each block is one product with a
-#: fixed reduction length, and block partials are added in order
-KEY_BLOCK = 64
-#: attention runs queries in chunks of at most this many tokens (and at most ATTN_CHUNK
-#: scores at once), each reading only the key blocks its causal mask reaches
-QUERY_BLOCK = 128
-ATTN_CHUNK = 1 << 22
-#: a decode step's cache has room for this many more slots, so the next steps write their
-#: keys in place instead of copying the whole cache each step
-DECODE_SPARE = 4 * KEY_BLOCK
 
 
 @dataclass(frozen=True)
@@ -96,160 +89,18 @@ class LiteConfig:
         )
 
 
-class KVCache:
-    """Per-layer keys ``[batch, kv_heads, slots, head_dim]`` and values ``[..., head_dim + 1]``
-    (a last column of ones: attention gets its softmax denominator from the same product)
-    plus a key-validity mask ``[batch, slots]`` (padding slots are invalid) and each row's
-    next position.
 
-    Every token sits at the slot equal to its position (padding after a row's tokens),
-    so the key blocks attention reads hold the same keys at the same places whatever the
-    batch.  ``room``: the per-layer buffers, longer than ``slots``, that a decode step's
-    cache keeps for the next steps to write into (see :meth:`LiteLlama.forward`).
-    """
-
-    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], valid: torch.Tensor,
-                 next_pos: torch.Tensor, room: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None) -> None:
-        self.keys = keys
-        self.values = values
-        self.valid = valid
-        self.next_pos = next_pos
-        self.room = room
-
-    @property
-    def batch(self) -> int:
-        return self.valid.shape[0]
-
-    @property
-    def slots(self) -> int:
-        return self.valid.shape[1]
-
-    def expand(self, batch: int) -> "KVCache":
-        """Broadcast a batch-1 cache (a shared prefix) to ``batch`` rows (views, no copy)."""
-        assert self.batch == 1
-        return KVCache(
-            [k.expand(batch, -1, -1, -1) for k in self.keys],
-            [v.expand(batch, -1, -1, -1) for v in self.values],
-            self.valid.expand(batch, -1),
-            self.next_pos.expand(batch),
-        )
-
-    @staticmethod
-    def concat(caches: list["KVCache"]) -> "KVCache":
-        """Caches side by side (rows of several prefill chunks, to decode together); shorter
-        ones are padded with invalid slots at the end, which attention never reads."""
-        if len(caches) == 1:
-            return caches[0]
-        slots = max(c.slots for c in caches)
-
-        def pad(t: torch.Tensor, n: int) -> torch.Tensor:  # [B, H, S, D]: extend S by n
-            return F.pad(t, (0, 0, 0, n)) if n else t
-
-        layers = range(len(caches[0].keys))
-        return KVCache(
-            [torch.cat([pad(c.keys[i], slots - c.slots) for c in caches]) for i in layers],
-            [torch.cat([pad(c.values[i], slots - c.slots) for c in caches]) for i in layers],
-            torch.cat([F.pad(c.valid, (0, slots - c.slots), value=False) for c in caches]),
-            torch.cat([c.next_pos for c in caches]),
-        )
-
-    def truncate(self, n: int) -> "KVCache":
-        """The first ``n`` positions of a batch-1 unpadded cache (views): a shorter shared prefix."""
-        assert self.batch == 1 and 0 < n <= self.slots and bool(self.valid[:, :n].all())
-        return KVCache(
-            [k[:, :, :n] for k in self.keys],
-            [v[:, :, :n] for v in self.values],
-            self.valid[:, :n],
-            torch.full_like(self.next_pos, n),
-        )
-
-    def select(self, index: torch.Tensor) -> "KVCache":
-        """Rows ``index`` of the cache (e.g. repeat each prompt once per continuation)."""
-        return KVCache(
-            [k.index_select(0, index) for k in self.keys],
-            [v.index_select(0, index) for v in self.values],
-            self.valid.index_select(0, index),
-            self.next_pos.index_select(0, index),
-        )
+def rope_inv_freq(theta: float, head_dim: int) -> torch.Tensor:
+    """Rotary inverse frequencies ``[head_dim // 2]`` of base ``theta``."""
+    half = head_dim // 2
+    return 1.0 / (theta ** (torch.arange(0, half, dtype=torch.float32) / half))
 
 
-class Linear:
-    """``y = x W^T (+ b)`` with the GEMM in one of three precisions (``gemm`` argument).
-
-    * ``fp32``: exact; what scores and generation use unless told otherwise.
-    * ``bf16``: bf16 inputs and weights, fp32 accumulation.  On CPUs with AVX512-BF16 or
-      AMX, oneDNN runs it about twice as fast as fp32 (measured 360 vs 168 GFLOPS on 2
-      cores), so compute-bound prefill gets twice as fast, at the cost of rounding.
-    * ``fp16``: for generation decode steps, which are memory-bound (reading the weights
-      dominates): half the bytes of fp32 (measured 3x faster per GEMV on 2 cores).
-
-    Reduced-precision weight copies are made on first use; activations stay fp32 between
-    layers.  Inputs with fewer than ``LINEAR_MIN_ROWS[gemm]`` rows get zero rows appended,
-    so a row's result does not depend on how many rows share the call (batch invariance).
-    """
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
-        self.weight, self.bias = weight, bias
-        self._copies: dict[torch.dtype, torch.Tensor] = {}
-
-    def __call__(self, x: torch.Tensor, gemm: str = "fp32") -> torch.Tensor:
-        lead, rows = x.shape[:-1], x.numel() // x.shape[-1]
-        x = x.reshape(rows, x.shape[-1])
-        least = LINEAR_MIN_ROWS[gemm]
-        if rows < least:
-            x = F.pad(x, (0, 0, 0, least - rows))
-        if gemm == "fp32":
-            y = F.linear(x, self.weight)
-        else:
-            dtype = torch.bfloat16 if gemm == "bf16" else torch.float16
-            w = self._copies.get(dtype)
-            if w is None:
-                w = self._copies[dtype] = self.weight.to(dtype)
-            y = F.linear(x.to(dtype), w).float()
-        y = y[:rows].reshape(*lead, y.shape[-1])
-        return y + self.bias if self.bias is not None else y
-
-
-class Int8Linear:
-    """Dynamic int8 linear layer (per-output-channel weights, fbgemm/qnnpack kernels).
-
-    Decoding a small model on CPU is memory-bound: int8 weights are 4x smaller than
-    fp32, so a decode step reads 4x fewer bytes; prefill GEMMs are ~1.7x faster too.
-    Opt-in only, and not batch-invariant: activations are quantised with one scale per
-    call, so a row's result depends on the other rows.
-    """
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
-        import warnings
-
-        scale = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-8).double()
-        zero = torch.zeros(weight.shape[0], dtype=torch.long)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            q = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
-            self.packed = torch.ops.quantized.linear_prepack(q, bias)
-
-    def __call__(self, x: torch.Tensor, gemm: str = "fp32") -> torch.Tensor:  # noqa: ARG002 - always int8
-        return torch.ops.quantized.linear_dynamic(x, self.packed)
-
-
-def bf16_fast() -> bool:
-    """Whether this CPU runs bf16 GEMMs natively (AVX512-BF16 or AMX), i.e. faster than fp32."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:  # not Linux: be conservative
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def int8_available() -> bool:
-    """Whether this torch build has the dynamic int8 linear kernels."""
-    try:
-        Int8Linear(torch.ones(2, 2))(torch.ones(1, 2))
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not available"
-        return False
+def rope_tables(positions: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary ``cos``, ``sin`` ``[B, 1, T, D]`` of ``positions [B, T]``."""
+    freqs = positions.to(torch.float32)[..., None] * inv_freq.to(positions.device)  # [B, T, half]
+    emb = torch.cat([freqs, freqs], dim=-1)[:, None, :, :]  # [B, 1, T, D]
+    return emb.cos(), emb.sin()
 
 
 def lite_model(config: LiteConfig, weights: dict[str, torch.Tensor], int8: bool = False) -> "LiteLlama":
@@ -300,9 +151,7 @@ class LiteLlama:
                     "down": lin(w[p + "mlp.down_proj.weight"]),
                 }
             )
-        half = config.head_dim // 2
-        inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, half, dtype=torch.float32) / half))
-        self.inv_freq = inv_freq
+        self.inv_freq = rope_inv_freq(config.rope_theta, config.head_dim)
 
     # -- building blocks -------------------------------------------------
     def _normed(self, layer: dict, key: str, x: torch.Tensor) -> torch.Tensor:
@@ -328,9 +177,7 @@ class LiteLlama:
         return x * torch.rsqrt(var + self.config.rms_norm_eps) * weight
 
     def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = positions.to(torch.float32)[..., None] * self.inv_freq  # [B, T, half]
-        emb = torch.cat([freqs, freqs], dim=-1)[:, None, :, :]  # [B, 1, T, D]
-        return emb.cos(), emb.sin()
+        return rope_tables(positions, self.inv_freq)
 
     @staticmethod
     def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -505,82 +352,14 @@ class LiteLlama:
         next_pos = start + token_valid.long().sum(dim=1)
         return h, KVCache(new_k, new_v, valid, next_pos, new_room if decode else None)
 
-    @staticmethod
-    def _bias(mask: torch.Tensor, block: int = KEY_BLOCK) -> torch.Tensor:
-        """``[B, T, S]`` visibility -> additive scores bias ``[B, T, S']`` (0 or -inf), ``S``
-        padded to whole blocks."""
-        bsz, t, s = mask.shape
-        bias = torch.full((bsz, t, -(-s // block) * block), float("-inf"))
-        bias[..., :s].masked_fill_(mask, 0.0)
-        return bias
+    # -- attention (batch-invariant, see :mod:`.lite_attention`) ------------
+    _bias = staticmethod(attention_bias)
 
     def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
                 first_slot: int | None = None, path: tuple | None = None) -> torch.Tensor:
-        """Softmax attention of ``q [B, nh, T, D]``, batch-invariantly.
+        """:func:`.lite_attention.attend` with this model's score scale."""
+        return attend(q, keys, values, bias, self.query_scale, first_slot, path)
 
-        ``keys [B, nkv, S, D]`` and ``values [B, nkv, S, D+1]`` (last column ones) span whole
-        ``KEY_BLOCK`` blocks; ``bias [B, T, S]`` from :meth:`_bias`.  ``first_slot``: the
-        slot of query 0 when attention is causal (query ``i`` sees no slot after
-        ``first_slot + i``), so key blocks past a query chunk's last slot are skipped.
-        ``path = (keys, values, paths [B, T, A], bias [B, T, A])`` adds each query's own
-        keys (tree attention).
-
-        Each key block is one product with a fixed reduction length, for the scores and for
-        ``p @ values`` (whose last column is the softmax denominator); the block partials,
-        then the path's terms, are added one after another, in that order.  A block of
-        invisible keys adds exact zeros, so skipping it or not changes nothing.  Products
-        get at least ``MIN_ROWS`` query rows (a decode step's 3 rows per key head were not
-        invariant on real activations).  Returns ``[B, T, nh * D]``.
-        """
-        bsz, nh, t, hd = q.shape
-        nkv = keys.shape[1]
-        groups = nh // nkv
-        bn, width = bsz * nkv, keys.shape[2]
-        # query rows grouped by the key head they read, token-major: [B*nkv, T*groups, D]
-        qg = (q * (self.query_scale or hd ** -0.5)).reshape(bsz, nkv, groups, t, hd).transpose(2, 3).reshape(bn, t * groups, hd)
-        kg = keys.reshape(bn, width, hd).transpose(1, 2)
-        path_scores = vpath = None
-        if path is not None:
-            pk, pv, paths, pbias = path
-            a = paths.shape[-1]
-            index = paths.clamp(min=0).reshape(bsz, 1, t * a, 1)
-            kpath = pk.gather(2, index.expand(bsz, nkv, t * a, hd)).view(bsz, nkv, t, 1, a, hd)
-            vpath = pv.gather(2, index.expand(bsz, nkv, t * a, hd + 1)).view(bsz, nkv, t, 1, a, hd + 1)
-            path_scores = (qg.view(bsz, nkv, t, groups, 1, hd) * kpath).sum(-1)  # reductions of length D
-            path_scores = (path_scores + pbias[:, None, :, None, :]).view(bn, t * groups, a)
-        if path is not None:
-            step = t
-        else:
-            step = max(1, min(QUERY_BLOCK, ATTN_CHUNK // max(1, bn * groups * width)))
-        out = q.new_empty(bn, t * groups, hd)
-        for t0 in range(0, t, step):
-            t1 = min(t, t0 + step)
-            rows = (t1 - t0) * groups
-            seen = width if first_slot is None else min(width, -(-(first_slot + t1) // KEY_BLOCK) * KEY_BLOCK)
-            qc = qg[:, t0 * groups:t1 * groups]
-            if rows < MIN_ROWS:
-                qc = F.pad(qc, (0, 0, 0, MIN_ROWS - rows))
-            padded = qc.shape[1]
-            sc = torch.bmm(qc, kg[:, :, :seen])  # [bn, padded, seen]
-            sc[:, :rows].view(bsz, nkv, t1 - t0, groups, seen).add_(bias[:, None, t0:t1, None, :seen])
-            mx = sc.amax(-1, keepdim=True)
-            if path_scores is not None:
-                ps = F.pad(path_scores, (0, 0, 0, padded - rows), value=float("-inf"))
-                mx = torch.maximum(mx, ps.amax(-1, keepdim=True))
-            nb = seen // KEY_BLOCK
-            p = torch.exp(sc.sub_(mx)).view(bn, padded, nb, KEY_BLOCK).transpose(1, 2).contiguous()
-            acc = None
-            for j in range(nb):  # block partials in order: one fixed summation order
-                vj = values[:, :, j * KEY_BLOCK:(j + 1) * KEY_BLOCK].reshape(bn, KEY_BLOCK, hd + 1)
-                part = torch.bmm(p[:, j], vj)[:, :rows]
-                acc = part if acc is None else acc + part
-            if path_scores is not None:
-                pp = torch.exp(ps[:, :rows] - mx[:, :rows]).view(bsz, nkv, t, groups, -1, 1)
-                terms = (pp * vpath).view(bn, rows, -1, hd + 1)
-                for j in range(terms.shape[2]):
-                    acc = acc + terms[:, :, j]
-            out[:, t0 * groups:t1 * groups] = acc[..., :hd] / acc[..., hd:]
-        return out.view(bsz, nkv, t, groups, hd).permute(0, 2, 1, 3, 4).reshape(bsz, t, nh * hd)
 
     def logits(self, hidden: torch.Tensor, gemm: str = "fp32") -> torch.Tensor:
         """Project hidden states onto the vocabulary."""

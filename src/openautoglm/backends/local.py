@@ -4,39 +4,38 @@
 Scoring is batched and reuses the KV cache of the prompt prefix that all requests in
 a batch share (instructions, few-shot demonstrations, the chat header), so only each
 input's own tokens are computed.  Generation is a tight loop over the same cache.
+
+This module: loading the model, precision, constraints, the prefix cache and batched
+prefill that scoring and generation share, and hidden-state features.  Scoring lives in
+:mod:`.local_scoring`, generation in :mod:`.local_generation` (mixins of
+:class:`LocalBackend`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable, Sequence
+from typing import Sequence
 
 from ..errors import BackendError
 from . import constrained
-from .base import CONSTRAINT_KINDS, Backend, Completion, GenerationRequest, ScoreRequest, ScoreResult, TokenLogprob
+from .base import CONSTRAINT_KINDS, Backend, Completion, GenerationRequest, ScoreRequest
 from .device import device_scope, resolve_device
+from .local_generation import FP16_DECODE_ROWS, MAX_DECODE_ROWS, LocalGeneration, _TextStream  # noqa: F401 - re-exported
+from .local_scoring import LOGIT_ROWS, LocalScoring, Trie, _continuation_trie  # noqa: F401 - re-exported
 from .weights import ModelFiles, resolve_model_files
 
-#: generation steps with at most this many rows use fp16 weight copies (memory-bound GEMV);
-#: measured on an AVX2-only EPYC: fp16 2.3x faster at 1 row, equal at 8, fp32 1.3-1.8x faster at 16-32
-FP16_DECODE_ROWS = 8
-#: generation decodes at most this many prompts' rows in one step (their KV caches side by side)
-MAX_DECODE_ROWS = 32
 #: a separate batch-1 pass over a batch's shared, uncached prompt prefix costs about as much as
 #: this many extra row-tokens (one read of every weight), so it runs only when it saves more
 PREFIX_PASS_TOKENS = 32
 #: features() reads at most this many tokens of a text (its first and last halves)
 FEATURE_TOKENS = 256
-#: hidden states projected onto the vocabulary at once when scoring continuations
-LOGIT_ROWS = 256
 
 
-class LocalBackend(Backend):
+class LocalBackend(LocalScoring, LocalGeneration, Backend):
     name = "local"
     can_score = True
     #: the embedded models (SmolLM2-135M, base gemma-3-270m) score labels far better after a
@@ -291,281 +290,12 @@ class LocalBackend(Backend):
                     out[chunk, j] = pooled[block].float().cpu().numpy()
         return out
 
-    # -- scoring -------------------------------------------------------------
-    def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
-        if not requests:
-            return []
-        prompts = self.tokenizer.encode_batch([self.tokenizer.render(r.prompt) for r in requests])
-        conts = [[self.tokenizer.encode(c) for c in r.continuations] for r in requests]
-        for i, r in enumerate(requests):
-            if any(len(c) == 0 for c in conts[i]):
-                raise BackendError(f"empty continuation in score request {i}: {r.continuations!r}")
-            self._check_length(len(prompts[i]) + max(len(c) for c in conts[i]))
-        results: list[ScoreResult | None] = [None] * len(requests)
-        order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
-        with self._lock, device_scope(self.device):
-            tries = [_continuation_trie(c) for c in conts]
-            for chunk in self._chunks(order, [len(p) + len(t[0]) for p, t in zip(prompts, tries)]):
-                t0 = time.perf_counter()
-                scores = self._score_chunk([prompts[i] for i in chunk], [conts[i] for i in chunk],
-                                           [tries[i] for i in chunk])
-                dt = (time.perf_counter() - t0) / len(chunk)
-                for j, i in enumerate(chunk):
-                    results[i] = ScoreResult(
-                        logprobs=scores[j],
-                        lengths=[len(c) for c in conts[i]],
-                        prompt_tokens=len(prompts[i]),
-                        latency_s=dt,
-                    )
-        return [r for r in results if r is not None]
-
-    def _score_chunk(self, prompts: list[list[int]], conts: list[list[list[int]]],
-                     tries: list["Trie"]) -> list[list[float]]:
-        torch = self._torch
-        gemm = self._gemm["score"]
-        last_hidden, cache = self._prefill(prompts, gemm)
-        first_lp = torch.log_softmax(self.net.logits(last_hidden, gemm), dim=-1)  # [B, V]
-        scores = [[float(first_lp[b, c[0]]) for c in cs] for b, cs in enumerate(conts)]
-        # continuations longer than one token: each prompt's continuations, as a trie of their
-        # distinct prefixes, run in one row on top of that prompt's cache (labels sharing
-        # leading tokens, e.g. "card arrival" / "card linking", compute them once)
-        width = max(len(nodes) for nodes, _ in tries)
-        if width == 0:
-            return scores
-        depth = max((d for nodes, _ in tries for _, _, d in nodes), default=0) + 1
-        ids = torch.zeros(len(conts), width, dtype=torch.long)
-        valid = torch.zeros(len(conts), width, dtype=torch.bool)
-        depths = torch.zeros(len(conts), width, dtype=torch.long)
-        paths = torch.full((len(conts), width, depth), -1, dtype=torch.long)  # each node's ancestors, root first
-        picks: list[tuple[int, int, int, int]] = []  # (prompt, continuation, flat node, target token)
-        for b, (nodes, index) in enumerate(tries):
-            for i, (token, parent, d) in enumerate(nodes):
-                ids[b, i], depths[b, i] = token, d
-                if parent >= 0:
-                    paths[b, i] = paths[b, parent]
-                paths[b, i, d] = i
-            valid[b, : len(nodes)] = True
-            picks += [(b, k, b * width + index[tuple(c[:j])], c[j])
-                      for k, c in enumerate(conts[b]) for j in range(1, len(c))]
-        hidden, _ = self.net.forward(ids, valid, cache, gemm, tree=(depths, paths))
-        flat = hidden.reshape(-1, hidden.shape[-1])
-        rows = torch.tensor([p[2] for p in picks])
-        targets = torch.tensor([p[3] for p in picks])
-        used, inverse = torch.unique(rows, return_inverse=True)
-        values = torch.empty(len(picks))
-        for lo in range(0, len(used), LOGIT_ROWS):  # full-vocabulary logits only where a target is read
-            logits = self.net.logits(flat[used[lo:lo + LOGIT_ROWS]], gemm).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            here = (inverse >= lo) & (inverse < lo + LOGIT_ROWS)
-            local = inverse[here] - lo
-            values[here] = logits[local, targets[here]] - lse[local]
-        for (b, k, _, _), value in zip(picks, values.tolist()):
-            scores[b][k] += value
-        return scores
-
     def _check_length(self, n_tokens: int) -> None:
         if n_tokens > self.max_context:
             raise BackendError(
                 f"prompt of {n_tokens} tokens exceeds the model's context of {self.max_context}",
                 hint="shorten the input or the few-shot examples",
             )
-
-    # -- generation ------------------------------------------------------------
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        if not requests:
-            return []
-        texts = [self.tokenizer.render(r.prompt) for r in requests]
-        prompts = self.tokenizer.encode_batch(texts)
-        for p, r in zip(prompts, requests):
-            self._check_length(len(p) + r.max_tokens)
-        out: list[Completion | None] = [None] * len(requests)
-        # requests with equal sampling settings run together as one batch
-        groups: dict[tuple, list[int]] = {}
-        for i, r in enumerate(requests):
-            groups.setdefault((r.temperature, r.top_p, r.max_tokens, r.stop, r.logprobs, r.seed), []).append(i)
-        with self._lock, device_scope(self.device):
-            for idxs in groups.values():
-                order = sorted(idxs, key=lambda i: len(prompts[i]))
-                for start in range(0, len(order), MAX_DECODE_ROWS):  # prefill is chunked inside
-                    chunk = order[start:start + MAX_DECODE_ROWS]
-                    t0 = time.perf_counter()
-                    done = self._generate_chunk([prompts[i] for i in chunk], [requests[i] for i in chunk])
-                    dt = (time.perf_counter() - t0) / len(chunk)
-                    for comp, i in zip(done, chunk):
-                        comp.latency_s = dt
-                        out[i] = comp
-        return [c for c in out if c is not None]
-
-    def _generate_chunk(self, prompts: list[list[int]], reqs: list[GenerationRequest]) -> list[Completion]:
-        torch = self._torch
-        req = reqs[0]  # all requests in a chunk share sampling settings
-        n_rows = [r.n for r in reqs]
-        row_src = [i for i, n in enumerate(n_rows) for _ in range(n)]
-        from .llama_lite import KVCache
-
-        # prefill in chunks of at most max_batch_tokens, then decode every row together: a
-        # decode step reads all weights once however many rows it carries
-        parts = [self._prefill([prompts[i] for i in part], self._gemm["prefill"])
-                 for part in self._chunks(list(range(len(prompts))), [len(p) for p in prompts])]
-        last_hidden = torch.cat([hidden for hidden, _ in parts])
-        cache = KVCache.concat([c for _, c in parts])
-        if len(row_src) != len(prompts):
-            index = torch.tensor(row_src)
-            last_hidden, cache = last_hidden.index_select(0, index), cache.select(index)
-        generator = self._generator
-        if req.seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(req.seed)
-        n = len(row_src)
-        tokens: list[list[int]] = [[] for _ in range(n)]
-        lps: list[list[TokenLogprob]] = [[] for _ in range(n)]
-        finish = ["length"] * n
-        streams = [_TextStream(reqs[src].on_text, row_src[:row].count(src), self.tokenizer.decode, reqs[src].stop)
-                   if reqs[src].on_text else None for row, src in enumerate(row_src)]
-        active = list(range(n))  # row ids still generating, aligned with cache rows
-        logits = self.net.logits(last_hidden, self._gemm["prefill"])
-        guide = self.guide().rows([reqs[src].constraint for src in row_src]) \
-            if self.constraints and any(r.constraint is not None for r in reqs) else None
-        for _step in range(req.max_tokens):
-            if guide is not None:  # each constrained row's mask on its own logits
-                logits = guide.mask(logits, active)
-            next_ids = self._sample(logits, req, generator)
-            logprobs = torch.log_softmax(logits, dim=-1) if req.logprobs else None
-            keep = []
-            for j, row in enumerate(active):
-                tid = int(next_ids[j])
-                if guide is not None and guide.failed(row):
-                    finish[row] = "error"
-                    continue
-                if tid in self.tokenizer.eos_ids:
-                    finish[row] = "stop"
-                    continue
-                tokens[row].append(tid)
-                if guide is not None:
-                    guide.advance(row, tid)
-                if logprobs is not None:
-                    lps[row].append(self._token_logprob(logprobs[j], tid))
-                if req.stop and self._hit_stop(tokens[row], req.stop):
-                    finish[row] = "stop"
-                    continue
-                if streams[row] is not None:
-                    streams[row].update(tokens[row])
-                keep.append(j)
-            if not keep:
-                break
-            if len(keep) != len(active):
-                sel = torch.tensor(keep)
-                cache = cache.select(sel)
-                next_ids = next_ids.index_select(0, sel)
-                active = [active[j] for j in keep]
-            if _step == req.max_tokens - 1:
-                break
-            ids = next_ids[:, None]
-            gemm = self._gemm["decode"]
-            if gemm == "fp16" and len(active) > FP16_DECODE_ROWS:
-                # many rows: compute-bound again.  The one place where a row's result depends
-                # on its batch (fp16 vs fp32 weights); a fixed decode precision would cost 2x
-                # at 32 rows (fp16) or 3x at one row (fp32), measured
-                gemm = self._gemm["prefill"]
-            # each row's token goes to the slot of its position, its attention runs over
-            # exactly its own keys: the step's result for a row is the row's alone
-            hidden, cache = self.net.forward(ids, torch.ones_like(ids, dtype=torch.bool), cache, gemm, decode=True)
-            logits = self.net.logits(hidden[:, -1], gemm)
-        completions = []
-        for i, r in enumerate(reqs):
-            rows = [row for row, src in enumerate(row_src) if src == i]
-            outs = [self._finish_text(tokens[row], r.stop) for row in rows]
-            for row, text in zip(rows, outs):
-                if streams[row] is not None:
-                    streams[row].finish(text)
-            completions.append(
-                Completion(
-                    texts=outs,
-                    finish_reasons=[finish[row] for row in rows],
-                    prompt_tokens=len(prompts[i]),
-                    completion_tokens=sum(len(tokens[row]) for row in rows),
-                    logprobs=[lps[row] for row in rows] if r.logprobs else None,
-                )
-            )
-        for i, comp in enumerate(completions):
-            constrained.annotate(comp, guide, [row for row, src in enumerate(row_src) if src == i])
-        return completions
-
-    def _sample(self, logits, req: GenerationRequest, generator):  # type: ignore[no-untyped-def]
-        torch = self._torch
-        if req.temperature <= 0:
-            return logits.argmax(dim=-1)
-        probs = torch.softmax(logits / req.temperature, dim=-1)
-        if req.top_p < 1.0:
-            sorted_p, sorted_i = probs.sort(dim=-1, descending=True)
-            cum = sorted_p.cumsum(dim=-1)
-            sorted_p[(cum - sorted_p) > req.top_p] = 0.0
-            probs = torch.zeros_like(probs).scatter(-1, sorted_i, sorted_p)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-    def _token_logprob(self, logprobs, tid: int) -> TokenLogprob:  # type: ignore[no-untyped-def]
-        top_v, top_i = logprobs.topk(5)
-        # a token a constraint masked out has no probability: it is not an alternative (and -inf is no JSON)
-        top = {self.tokenizer.decode([int(i)]): float(v) for v, i in zip(top_v, top_i) if math.isfinite(float(v))}
-        return TokenLogprob(self.tokenizer.decode([tid]), float(logprobs[tid]), top)
-
-    def _hit_stop(self, tokens: list[int], stops: tuple[str, ...]) -> bool:
-        tail = self.tokenizer.decode(tokens[-16:])
-        return any(s in tail for s in stops)
-
-    def _finish_text(self, tokens: list[int], stops: tuple[str, ...]) -> str:
-        text = self.tokenizer.decode(tokens)
-        cut = min((text.find(s) for s in stops if s in text), default=-1)
-        return text[:cut] if cut >= 0 else text
-
-
-class _TextStream:
-    """Sends one generated row's text to ``on_text`` as it grows.
-
-    The last ``len(longest stop) - 1`` characters are held back until the row ends, so
-    a stop string is never sent, and so is a trailing incomplete UTF-8 character.
-    """
-
-    def __init__(self, callback: Callable[[int, str], None], index: int, decode: Callable[[list[int]], str],
-                 stops: tuple[str, ...]) -> None:
-        self.callback, self.index, self.decode = callback, index, decode
-        self.hold = max((len(s) for s in stops), default=1) - 1
-        self.sent = ""
-
-    def update(self, tokens: list[int]) -> None:
-        text = self.decode(tokens)
-        if text.endswith("\ufffd"):
-            return
-        ready = text[: len(text) - self.hold] if self.hold else text
-        if len(ready) > len(self.sent) and ready.startswith(self.sent):
-            self.callback(self.index, ready[len(self.sent):])
-            self.sent = ready
-
-    def finish(self, text: str) -> None:
-        if len(text) > len(self.sent) and text.startswith(self.sent):
-            self.callback(self.index, text[len(self.sent):])
-            self.sent = text
-
-
-#: trie nodes ``(token, parent or -1, depth)`` and the node of each token prefix
-Trie = tuple[list[tuple[int, int, int]], dict[tuple[int, ...], int]]
-
-
-def _continuation_trie(conts: Sequence[Sequence[int]]) -> Trie:
-    """The tokens to run to score continuations past their first token, shared as a trie.
-
-    Continuation ``c`` reads ``c[j]`` (j >= 1) from the state after its prefix ``c[:j]``:
-    each distinct such prefix is one node ``(its last token, parent node or -1, depth)``,
-    parents before children; ``index`` maps a prefix to its node.
-    """
-    nodes: list[tuple[int, int, int]] = []
-    index: dict[tuple[int, ...], int] = {}
-    for c in conts:
-        for j in range(1, len(c)):
-            key = tuple(c[:j])
-            if key not in index:
-                index[key] = len(nodes)
-                nodes.append((c[j - 1], index[key[:-1]] if j > 1 else -1, j - 1))
-    return nodes, index
 
 
 def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
