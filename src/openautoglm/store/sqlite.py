@@ -256,9 +256,13 @@ class Store:
                     (run_id, name, config_hash, input, output, "running", total, now, now, _dumps(meta)),
                 )
             else:
+                # reopened: recount once (commits then move the counters by each chunk's change)
                 self._conn.execute(
-                    "UPDATE runs SET status = 'running', updated = ?, total = COALESCE(?, total) WHERE run_id = ?",
-                    (now, total, run_id),
+                    "UPDATE runs SET status = 'running', updated = ?, total = COALESCE(?, total),"
+                    " done = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status = 'done'),"
+                    " failed = (SELECT COUNT(*) FROM records WHERE run_id = ? AND status = 'error')"
+                    " WHERE run_id = ?",
+                    (now, total, run_id, run_id, run_id),
                 )
         return self.get_run(run_id) or {}
 
