@@ -365,6 +365,11 @@ def run_each(run: Callable[[list[Any]], list[R]], check: Callable[[Any], None],
     return out  # type: ignore[return-value]
 
 
+#: what ``json.dumps(..., sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` builds
+#: on every call (the same output: cache keys are unchanged)
+_KEY_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def request_key(backend_identity: str, kind: str, payload: dict[str, Any]) -> str:
     """Stable hash of a request, used as the response-cache key.
 
@@ -375,12 +380,7 @@ def request_key(backend_identity: str, kind: str, payload: dict[str, Any]) -> st
     if isinstance(payload.get("prompt"), str):
         blob = repr(("k2", backend_identity, kind, sorted(payload.items(), key=_first)))
         return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
-    blob = json.dumps(
-        {"backend": backend_identity, "kind": kind, "payload": payload},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    blob = _KEY_ENCODER.encode({"backend": backend_identity, "kind": kind, "payload": payload})
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -70,32 +70,36 @@ class ModelClient:
         """Answer ``requests`` from the cache, from this client's memo of a failed batch, or
         from the backend; trace each; raise :class:`CallFailed` if any request failed."""
         record_keys = list(record_keys) if record_keys is not None else [None] * len(requests)
-        identity = self.backend.identity()
-        if self.backend.reads_fields:  # the answer depends on the record's fields, not only the prompt
-            keys = [request_key(identity, kind, {**r.cache_payload(), "fields": r.fields}) for r in requests]
-        else:
-            keys = [request_key(identity, kind, r.cache_payload()) for r in requests]
-        wanted = [k for k, ok in zip(keys, cacheable) if ok and k not in self._memo]
-        found = dict(self.cache_get(wanted)) if wanted and self.cache_get is not None else {}
+        # request keys serve the cache and the memo of a failed batch: not computed when neither asks
+        keys = self._keys(kind, requests) if self._memo or any(cacheable) else None
         results: list[Any] = [None] * len(requests)
         fresh_from_memo = [False] * len(requests)
         todo = []
-        for i, key in enumerate(keys):
-            if key in self._memo:
-                results[i], fresh_from_memo[i] = self._memo[key], True
-            elif cacheable[i] and (key in found or key in self.new_cache):
-                results[i] = from_dict(found[key] if key in found else self.new_cache[key][1])
-                results[i].cached = True
-            else:
-                todo.append(i)
+        if keys is None:
+            todo = list(range(len(requests)))
+        else:
+            wanted = [k for k, ok in zip(keys, cacheable) if ok and k not in self._memo]
+            found = dict(self.cache_get(wanted)) if wanted and self.cache_get is not None else {}
+            for i, key in enumerate(keys):
+                if key in self._memo:
+                    results[i], fresh_from_memo[i] = self._memo[key], True
+                elif cacheable[i] and (key in found or key in self.new_cache):
+                    results[i] = from_dict(found[key] if key in found else self.new_cache[key][1])
+                    results[i].cached = True
+                else:
+                    todo.append(i)
         if todo:
             answers = run_each([requests[i] for i in todo])
             some_failed = any(isinstance(a, BackendError) for a in answers)
+            if keys is None and some_failed:
+                keys = self._keys(kind, requests)
             for i, answer in zip(todo, answers):
                 results[i] = answer
                 if some_failed:  # the records of this batch will be retried one by one: answer them from here
+                    assert keys is not None
                     self._memo[keys[i]] = answer
                 if cacheable[i] and not isinstance(answer, BackendError):
+                    assert keys is not None
                     self.new_cache[keys[i]] = (kind, answer.to_dict())
         failures = {i: r for i, r in enumerate(results) if isinstance(r, BackendError)}
         if self.trace:
@@ -112,6 +116,12 @@ class ModelClient:
         if failures:
             raise CallFailed(failures, len(requests))
         return results
+
+    def _keys(self, kind: str, requests: Sequence[Any]) -> list[str]:
+        identity = self.backend.identity()
+        if self.backend.reads_fields:  # the answer depends on the record's fields, not only the prompt
+            return [request_key(identity, kind, {**r.cache_payload(), "fields": r.fields}) for r in requests]
+        return [request_key(identity, kind, r.cache_payload()) for r in requests]
 
     # -- public API --------------------------------------------------------------
     def generate(
