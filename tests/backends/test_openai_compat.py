@@ -174,7 +174,10 @@ def test_timeouts_exhausted(make_backend: Any, controller: FaultController) -> N
     controller.inject("sleep", times=2, seconds=1.0)
     with pytest.raises(BackendError, match="did not answer within 0.3s") as info:
         make_backend(timeout_s=0.3, max_retries=1).generate([GenerationRequest("slow")])
-    assert "after 2 attempts" in str(info.value) and controller.hits == 2
+    assert "after 2 attempts" in str(info.value)
+    # the client's count is the one that matters: on a busy machine the second request can time
+    # out before the server has dispatched it (then the server saw 1), but never more than 2
+    assert 1 <= controller.hits <= 2
 
 
 @pytest.mark.parametrize("kind", ["malformed", "close"])
