@@ -167,7 +167,7 @@ def test_timeouts_are_retried(make_backend: Any, controller: FaultController) ->
     controller.inject("sleep", seconds=1.0)
     (comp,) = make_backend(timeout_s=0.3).generate([GenerationRequest("slow")])
     assert comp.text == "echo: slow"
-    assert controller.hits == 2
+    assert controller.hits >= 2  # retried (a busy machine can time out the echo too: a third try)
 
 
 def test_timeouts_exhausted(make_backend: Any, controller: FaultController) -> None:
