@@ -83,7 +83,7 @@ class HeadConfig(BaseModel):
             if own:
                 raise ValueError(f"a shipped head brings its own {', '.join(sorted(own))}; leave them out")
             try:
-                load_shipped(self.shipped)
+                read_shipped(self.shipped)
             except ConfigError as exc:
                 raise ValueError(exc.message) from None
         return self
@@ -212,8 +212,9 @@ def shipped_names() -> list[str]:
 
 
 @lru_cache(maxsize=None)
-def load_shipped(name: str) -> dict[str, Any]:
-    """The shipped head ``name``'s file, checked (``coef`` decoded to a list of rows)."""
+def read_shipped(name: str) -> dict[str, Any]:
+    """The shipped head ``name``'s file as stored (``coef`` still encoded), its fields checked:
+    enough to validate and describe a task without numpy."""
     path = SHIPPED_DIR / f"{name}.json"
     if "/" in name or "\\" in name or not path.is_file():
         raise ConfigError(f"no shipped head {name!r}", field="head.shipped",
@@ -222,14 +223,23 @@ def load_shipped(name: str) -> dict[str, Any]:
     missing = [f for f in SHIPPED_FIELDS if f not in data]
     if missing:
         raise ConfigError(f"shipped head {name!r} lacks {', '.join(missing)}", field="head.shipped")
+    return data
+
+
+@lru_cache(maxsize=None)
+def load_shipped(name: str) -> dict[str, Any]:
+    """The shipped head ``name``'s file with ``coef`` decoded (a read-only ``[classes, D]`` array)."""
     import numpy as np
 
+    data = read_shipped(name)
     rows, cols = data["shape"]
-    coef = np.frombuffer(base64.b64decode(data["coef"]), dtype=data["dtype"]).astype(np.float32)
+    coef = np.frombuffer(base64.b64decode(data["coef"]), dtype=data["dtype"]).astype(np.float64)
     if coef.size != rows * cols or len(data["intercept"]) != rows:
         raise ConfigError(f"shipped head {name!r}: coef/intercept do not match shape {data['shape']}",
                           field="head.shipped")
-    return {**data, "coef": coef.reshape(rows, cols).tolist()}
+    coef = coef.reshape(rows, cols)
+    coef.setflags(write=False)
+    return {**data, "coef": coef}
 
 
 def describe_fit(fit: dict[str, Any]) -> str:
@@ -255,7 +265,7 @@ class ShippedHead:
         self.labels = list(labels)
         self.layers: list[int] = list(data["layers"])
         self.pooling: str = data["pooling"]
-        self.coef = np.asarray(data["coef"], dtype=np.float64)
+        self.coef = data["coef"]
         self.intercept = np.asarray(data["intercept"], dtype=np.float64)
         self.classes: list[str] = list(data["classes"])
 
@@ -280,8 +290,8 @@ class ShippedHead:
             p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
             probs = np.stack([1.0 - p1, p1], axis=1)
         else:
-            z = z - z.max(axis=1, keepdims=True)
-            probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            probs = e / e.sum(axis=1, keepdims=True)
         column = {lab: j for j, lab in enumerate(self.classes)}
         n = len(self.labels)
         return [[(float(row[column[lab]]) + HEAD_FLOOR) / (1 + HEAD_FLOOR * n) for lab in self.labels]

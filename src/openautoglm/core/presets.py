@@ -261,9 +261,9 @@ def describe(preset: TaskPreset, language: str, supplied: Mapping[str, Any], why
 
 def _describe_head(head: Mapping[str, Any]) -> str:
     """``the shipped label head NAME (... ; used on local:gemma3-270m only)``."""
-    from .head import describe_fit, load_shipped
+    from .head import describe_fit, read_shipped
 
-    data = load_shipped(str(head["shipped"]))
+    data = read_shipped(str(head["shipped"]))
     return (f"the shipped label head {data['name']} (a linear probe of {data['model']}'s hidden states, "
             f"{describe_fit(data['fit'])}; used on that model only)")
 
