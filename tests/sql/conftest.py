@@ -126,3 +126,16 @@ def postgres_server() -> Iterator[PostgresServer]:
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def local_model() -> Iterator[object]:
+    """The embedded model, loaded once for the SQL tests that run it (skipped where it is missing)."""
+    from openautoglm.backends.registry import create_backend
+
+    try:
+        backend = create_backend("local")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"embedded model unavailable: {exc}")
+    yield backend
+    backend.close()

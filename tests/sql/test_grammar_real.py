@@ -19,19 +19,12 @@ QUESTIONS = ["How many singers do we have?", "What are the names of the stadiums
              "Show the name and the release year of the song by the youngest singer."]
 
 
-@pytest.fixture(scope="module")
-def local_model():  # type: ignore[no-untyped-def]
-    from openautoglm.backends.registry import create_backend
-
-    try:
-        backend = create_backend("local")
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"embedded model unavailable: {exc}")
-    if "grammar" not in backend.constraints:
-        backend.close()
+@pytest.fixture()
+def local_model(local_model):  # type: ignore[no-untyped-def]
+    """The SQL tests' embedded model (conftest), where it enforces grammars."""
+    if "grammar" not in local_model.constraints:
         pytest.skip("the local backend does not enforce grammars yet")
-    yield backend
-    backend.close()
+    return local_model
 
 
 def test_candidates_stay_inside_the_schema(local_model, spider_dir: Path) -> None:  # type: ignore[no-untyped-def]

@@ -23,18 +23,6 @@ POOL = ExamplePool.from_records([
 ])
 
 
-@pytest.fixture(scope="module")
-def local_model():  # type: ignore[no-untyped-def]
-    from openautoglm.backends.registry import create_backend
-
-    try:
-        backend = create_backend("local")
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"embedded model unavailable: {exc}")
-    yield backend
-    backend.close()
-
-
 def _check_invariants(result, db: Database, n: int) -> None:  # type: ignore[no-untyped-def]
     """What must hold whatever SQL the small model writes."""
     assert len(result.candidates) == n
