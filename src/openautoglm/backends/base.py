@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
 
 from ..errors import BackendError, StopRun
+from ..store.fastjson import canonical_bytes
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 Prompt = Union[str, list[Message]]
@@ -365,11 +366,6 @@ def run_each(run: Callable[[list[Any]], list[R]], check: Callable[[Any], None],
     return out  # type: ignore[return-value]
 
 
-#: what ``json.dumps(..., sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` builds
-#: on every call (the same output: cache keys are unchanged)
-_KEY_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
 def request_key(backend_identity: str, kind: str, payload: dict[str, Any]) -> str:
     """Stable hash of a request, used as the response-cache key.
 
@@ -380,8 +376,11 @@ def request_key(backend_identity: str, kind: str, payload: dict[str, Any]) -> st
     if isinstance(payload.get("prompt"), str):
         blob = repr(("k2", backend_identity, kind, sorted(payload.items(), key=_first)))
         return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
-    blob = _KEY_ENCODER.encode({"backend": backend_identity, "kind": kind, "payload": payload})
-    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+    # canonical JSON (the bytes of json.dumps(sort_keys=True, ensure_ascii=False, compact)), by orjson
+    # when it can vouch that no NaN hides behind a null: the payload's own None fields are counted
+    nulls = sum(v is None for v in payload.values())
+    blob = canonical_bytes({"backend": backend_identity, "kind": kind, "payload": payload}, nulls)
+    return hashlib.sha256(blob).hexdigest()
 
 
 def _first(item: tuple[str, Any]) -> str:
