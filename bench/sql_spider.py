@@ -15,8 +15,11 @@ wta_1/car_1/flight_2 excluded) and the same model:
   execution-guided correction (up to 3 attempts) and execution-result voting over
   ``--candidates`` candidates.
 
-``--grammar on`` runs both under the database's schema grammar (constrained decoding on
-a backend that enforces grammars), ``off`` without it, ``both`` all four side by side.
+``--grammar on`` runs both under a schema grammar (constrained decoding on a backend that
+enforces grammars; the full parser binds each candidate to one linked table set, aliases
+bound to their tables), ``off`` without it, ``both`` all four side by side.  ``--runs``
+picks systems one by one: ``full:on``, ``full:off``, ``full:db`` (the database's grammar,
+no table sets: the issue-18 grammar before binding), ``naive:on``...
 Besides EX the table counts answers that fail to execute and answers naming a table or
 column that is not in the schema (``unknown``; an undefined alias qualifier is counted
 apart, ``aliases``).
@@ -67,8 +70,14 @@ def identifier_counts(spider: Path, report: SpiderReport) -> tuple[int, int]:
 
 
 def check_grammar(spider: Path) -> None:
-    """Every dev gold query (all 20 databases) through its database's grammar, as llguidance's
+    """Every dev gold query (all 20 databases) through its database's grammar, and through the
+    set grammar a parser candidate gets for the query's own tables (in the order the query
+    names them; bound aliases, the FROMs of :func:`generation_orders`), as llguidance's
     matcher reads it over the embedded model's tokenizer."""
+    import sqlglot
+    from sqlglot import exp
+
+    from openautoglm.sql.bound import build_set_grammar, generation_orders
     from openautoglm.sql.grammar import accepts, build_grammar, load_tokenizer
 
     tokenizer = load_tokenizer()
@@ -76,26 +85,38 @@ def check_grammar(spider: Path) -> None:
     per_db: dict[str, list[int]] = {}
     rejected = []
     started = time.perf_counter()
-    grammars = {}
+    grammars, schemas = {}, {}
     for item in dev:
-        db_id = item["db_id"]
+        db_id, sql = item["db_id"], item["query"].strip()
         if db_id not in grammars:
             with Database(f"sqlite:///{spider / 'database' / db_id / f'{db_id}.sqlite'}") as db:
-                grammars[db_id] = build_grammar(db.schema(sample_values=0), database=db_id)
-        ok, prefix = accepts(grammars[db_id], item["query"].strip(), tokenizer)
-        per_db.setdefault(db_id, [0, 0])[0] += ok
-        per_db[db_id][1] += 1
+                schemas[db_id] = db.schema(sample_values=0)
+            grammars[db_id] = build_grammar(schemas[db_id], database=db_id)
+        schema = schemas[db_id]
+        ok, prefix = accepts(grammars[db_id], sql, tokenizer)
+        tables = list(dict.fromkeys(schema.table(t.name).name  # type: ignore[union-attr]
+                                    for t in sqlglot.parse_one(sql, read="sqlite").find_all(exp.Table)))
+        orders, derived = generation_orders(schema, tables)
+        bound_ok, bound_prefix = accepts(build_set_grammar(schema, tables, orders=orders, derived=derived), sql,
+                                         tokenizer)
+        row = per_db.setdefault(db_id, [0, 0, 0])
+        row[0] += ok
+        row[1] += bound_ok
+        row[2] += 1
         if not ok:
-            rejected.append((db_id, item["query"], prefix))
-    print(f"{'database':<32}{'accepted':>10}{'queries':>9}{'grammar chars':>15}")
-    for db_id, (ok, n) in sorted(per_db.items()):
-        print(f"{db_id:<32}{ok:>10}{n:>9}{len(grammars[db_id].text):>15}")
-    total = sum(n for _, n in per_db.values())
-    accepted = sum(ok for ok, _ in per_db.values())
-    print(f"\naccepted {accepted}/{total} = {accepted / total:.2%} of Spider dev gold queries "
-          f"({time.perf_counter() - started:.0f} s)")
-    for db_id, query, prefix in rejected:
-        print(f"rejected [{db_id}] {query}\n    admitted up to: {prefix!r}")
+            rejected.append(("database grammar", db_id, sql, prefix))
+        if not bound_ok:
+            rejected.append(("set grammar", db_id, sql, bound_prefix))
+    print(f"{'database':<32}{'database grammar':>18}{'set grammar':>13}{'queries':>9}{'grammar chars':>15}")
+    for db_id, (ok, bound_ok, n) in sorted(per_db.items()):
+        print(f"{db_id:<32}{ok:>18}{bound_ok:>13}{n:>9}{len(grammars[db_id].text):>15}")
+    total = sum(n for *_, n in per_db.values())
+    accepted = sum(row[0] for row in per_db.values())
+    bound = sum(row[1] for row in per_db.values())
+    print(f"\naccepted {accepted}/{total} = {accepted / total:.2%} of Spider dev gold queries by their database's "
+          f"grammar, {bound}/{total} = {bound / total:.2%} by their table set's ({time.perf_counter() - started:.0f} s)")
+    for kind, db_id, query, prefix in rejected:
+        print(f"rejected by the {kind} [{db_id}] {query}\n    admitted up to: {prefix!r}")
 
 
 def main() -> None:
@@ -116,6 +137,8 @@ def main() -> None:
                     help="instead of --grammar: systems to run, e.g. full:on,full:off (one process per run "
                          "keeps each within a time budget on a busy machine)")
     ap.add_argument("--log-items", action="store_true", help="print each question's result as a JSON line")
+    ap.add_argument("--shift", type=float, default=0.0,
+                    help="take the questions this fraction of a step past the recorded ones (0.5: a disjoint set)")
     args = ap.parse_args()
     if args.check_grammar:
         check_grammar(args.spider)
@@ -124,16 +147,22 @@ def main() -> None:
     if args.quick:
         args.candidates, args.attempts = 2, 2
     items = load_spider(args.spider, limit=limit)
+    if args.shift:  # the questions halfway between the recorded ones: a development set apart from them
+        every = load_spider(args.spider)
+        step = len(every) / limit
+        items = [every[int(i * step + step * args.shift) % len(every)] for i in range(limit)]
     from openautoglm.backends.registry import create_backend
 
     backend = create_backend(args.model, **({"base_url": args.base_url} if args.base_url else {}))
     reports, wall = [], {}
-    runs = MODES[args.grammar] if not args.runs else \
-        [(r.split(":")[0], r.split(":")[1] == "on") for r in args.runs.split(",")]
-    for mode, grammar in runs:
-        label = f"{mode}+grammar" if grammar else mode
+    runs = [(m, "on" if g else "off") for m, g in MODES[args.grammar]] if not args.runs else \
+        [(r.split(":")[0], r.split(":")[1]) for r in args.runs.split(",")]
+    for mode, kind in runs:
+        grammar = kind in ("on", "db")
+        label = {"on": f"{mode}+grammar", "db": f"{mode}+dbgrammar", "off": mode}[kind]
         factory = make_parser_factory(mode, backend, args.spider / "train_pairs.jsonl", n_candidates=args.candidates,
-                                      max_attempts=args.attempts, max_tokens=args.max_tokens, grammar=grammar)
+                                      max_attempts=args.attempts, max_tokens=args.max_tokens, grammar=grammar,
+                                      bind_tables=kind == "on")
         started = time.perf_counter()
         reports.append(SpiderEvaluator(args.spider, factory, mode=label, model=args.model or "local").run(
             items, progress=lambda done, total, rep: print(f"\r{rep.mode}: {done}/{total}", end="", flush=True)

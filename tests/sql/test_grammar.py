@@ -188,6 +188,10 @@ def test_grammar_is_built_once_per_database(shop_db: Path, monkeypatch) -> None:
     ("SELECT name FROM product", ["table product"]),
     ("SELECT q.name FROM products AS p", ["alias q"]),
     ("SELECT p.colour FROM products AS p", ["column p.colour"]),
+    ("SELECT p.amount FROM products AS p JOIN sales AS s ON p.id = s.product_id", ["column p.amount"]),
+    ("SELECT products.year FROM products", ["column products.year"]),
+    ("SELECT T1.name FROM products AS T1 UNION SELECT T1.amount FROM sales AS T1", []),  # T1 reused
+    ("SELECT x.name FROM (SELECT name FROM products) AS x", []),
     ("SELECT count(*) AS n FROM products ORDER BY n", []),
     ('SELECT name FROM products WHERE name = "Desk"', []),  # a string to SQLite
 ])

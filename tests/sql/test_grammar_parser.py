@@ -45,7 +45,7 @@ def _grammar_text(db: Path) -> str:
 
 def test_every_candidate_is_generated_under_the_database_grammar(shop_db: Path) -> None:
     model = GrammarModel(["SELECT name FROM products WHERE price > 500"])
-    result = _parser(model, shop_db, n_candidates=3).parse("Which products cost more than 500?")
+    result = _parser(model, shop_db, n_candidates=3, bind_tables=False).parse("Which products cost more than 500?")
     assert result.ok and result.explanation["grammar"] is True
     assert len(model.requests) == 3  # one greedy, two sampled
     expected = _grammar_text(shop_db)
@@ -76,10 +76,10 @@ def test_the_grammar_is_built_once_per_database(shop_db: Path, monkeypatch) -> N
     monkeypatch.setattr(grammar_module, "_CACHE", {})
     monkeypatch.setattr(grammar_module, "build_grammar", lambda schema, **kw: built.append(1) or real(schema, **kw))
     model = GrammarModel(["SELECT name FROM products"])
-    first = _parser(model, shop_db, n_candidates=1)
+    first = _parser(model, shop_db, n_candidates=1, bind_tables=False)
     first.parse("List the products.")
     first.parse("List them again.")
-    _parser(model, shop_db, n_candidates=1).parse("And once more.")
+    _parser(model, shop_db, n_candidates=1, bind_tables=False).parse("And once more.")
     assert len(built) == 1 and len({r.constraint for r in model.requests}) == 1
 
 
@@ -125,3 +125,24 @@ def test_unconstrained_backend_errors_still_raise(shop_db: Path) -> None:
     model = GrammarModel(["SELECT name FROM products"], constraints=(), fail_all="connection refused")
     with pytest.raises(BackendError):
         _parser(model, shop_db, n_candidates=1).parse("List the products.")
+
+
+def test_candidates_are_bound_to_linked_table_sets(shop_db: Path) -> None:
+    from openautoglm.sql.bound import set_grammar_for
+
+    model = GrammarModel(["SELECT name FROM products WHERE price > 500"])
+    result = _parser(model, shop_db, n_candidates=3).parse("Which products cost more than 500?")
+    sets = result.explanation["table_sets"]
+    # products is named; sales is linked through its product_id and joins it by a foreign key
+    assert result.ok and sets == [["products", "sales"], ["products"]]
+    with Database(f"sqlite:///{shop_db}") as db:
+        expected = [set_grammar_for(db, tables).text for tables in sets]
+    prompts: dict[str, list[str]] = {}
+    for req in model.requests:
+        assert req.constraint is not None and req.constraint.kind == "grammar"
+        assert req.constraint.value != _grammar_text(shop_db)
+        prompts.setdefault(req.constraint.value, []).append(prompt_text(req.prompt))
+    # candidates 0 and 2 read set 0 (both tables in the prompt), candidate 1 set 1 (products only)
+    assert sorted(map(len, prompts.values())) == [1, 2] and set(prompts) == set(expected)
+    assert all("sales" in p for p in prompts[expected[0]])
+    assert all("sales" not in p.split("-- Question")[-2] for p in prompts[expected[1]])

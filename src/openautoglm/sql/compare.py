@@ -145,9 +145,10 @@ def has_order_by(sql: str, dialect: str = "sqlite") -> bool:
 # -- identifiers -------------------------------------------------------------------------------
 def unknown_identifiers(sql: str, schema: "Schema", dialect: str = "sqlite") -> list[str] | None:
     """Names a query uses that are neither in ``schema`` nor defined by the query itself:
-    ``"table x"``, ``"column x"`` (``x`` qualified or bare) and ``"alias x"`` (a qualifier no
-    FROM clause defines).  ``None`` when sqlglot cannot parse the query.  A double-quoted
-    SQLite name that matches no column is a string there, as SQLite reads it."""
+    ``"table x"``, ``"column x"`` (``x`` qualified or bare; ``q.x`` also when ``q`` is a table,
+    or an alias of tables, none of which has ``x``) and ``"alias x"`` (a qualifier no FROM
+    clause defines).  ``None`` when sqlglot cannot parse the query.  A double-quoted SQLite
+    name that matches no column is a string there, as SQLite reads it."""
     import sqlglot
     from sqlglot import exp
 
@@ -163,6 +164,12 @@ def unknown_identifiers(sql: str, schema: "Schema", dialect: str = "sqlite") -> 
     tables = {t.name.lower() for t in schema.tables}
     columns = {c.name.lower() for t in schema.tables for c in t.columns}
     found: list[str] = []
+    owners: dict[str, set[str]] = {}  # qualifier -> the tables it can name (an alias may be reused)
+    for table in tree.find_all(exp.Table):
+        known = schema.table(table.name)
+        if known is not None:
+            for qualifier in {table.name.lower(), (table.alias or table.name).lower()}:
+                owners.setdefault(qualifier, set()).add(known.name)
     for table in tree.find_all(exp.Table):
         if table.name and table.name.lower() not in tables | ctes:
             found.append(f"table {table.name}")
@@ -172,7 +179,10 @@ def unknown_identifiers(sql: str, schema: "Schema", dialect: str = "sqlite") -> 
             continue
         ident = column.this if isinstance(column.this, exp.Identifier) else None
         quoted_string = dialect == "sqlite" and ident is not None and ident.quoted and not qualifier
-        if name.lower() not in columns and not (not qualifier and name.lower() in outputs) and not quoted_string:
+        owned = owners.get(qualifier.lower()) if qualifier else None
+        if owned and not any(schema.table(t).column(name) for t in owned):  # type: ignore[union-attr]
+            found.append(f"column {qualifier}.{name}")
+        elif name.lower() not in columns and not (not qualifier and name.lower() in outputs) and not quoted_string:
             found.append(f"column {qualifier + '.' if qualifier else ''}{name}")
         if qualifier and qualifier.lower() not in aliases | tables | ctes:
             found.append(f"alias {qualifier}")

@@ -224,8 +224,9 @@ def make_parser_factory(mode: str, model: Any, examples: Any, **options: Any) ->
 
     def make(url: str, db_id: str) -> Any:
         if mode == "naive":
-            naive = {**options, "n_candidates": 1, "max_attempts": 1, "link_values": False, "max_columns": 10**6}
-            # the naive baseline is one greedy answer: no retrieval, linking, correction or voting
+            naive = {**options, "n_candidates": 1, "max_attempts": 1, "link_values": False, "max_columns": 10**6,
+                     "bind_tables": False}
+            # the naive baseline is one greedy answer: no retrieval, linking (table sets), correction or voting
             return SemanticParser(backend, url, examples=None, **naive)
         return SemanticParser(backend, url, examples=pool, exclude_example_db=db_id, **options)
 

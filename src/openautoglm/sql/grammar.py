@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ..backends.base import Constraint
 from ..errors import OpenAutoGLMError
@@ -39,7 +39,7 @@ from .safety import DIALECTS, engine_functions
 
 if TYPE_CHECKING:  # pragma: no cover
     from .database import Database
-    from .schema import Schema
+    from .schema import Schema, Table
 
 DEFAULT_MAX_DEPTH = 3
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -212,6 +212,24 @@ def build_grammar(schema: "Schema", *, database: str = "database", dialect: str 
         "column_ref: COLUMN | TALIAS \".\" COLUMN" + "".join(f' | T{i} "." C{i}' for i in range(len(tables))),
         "qualifier: TALIAS" + "".join(f" | T{i}" for i in range(len(tables))),
         "alias: (@as SP)? TALIAS",
+        *shared_rules(spec),
+    ]
+    body, keyword_terminals = _terminalize("\n".join(rules))
+    columns = [f for t in tables for c in t.columns for f in name_forms(c.name, read)]
+    lexemes = [f"T{i}: {_WS} {_alternatives(name_forms(t.name, read))}" for i, t in enumerate(tables)]
+    lexemes += [f"C{i}: {_WS} {_alternatives(f for c in t.columns for f in name_forms(c.name, read))}"
+                for i, t in enumerate(tables)]
+    lexemes += [f"COLUMN: {_WS} {_alternatives(columns)}", *shared_lexemes(tables, read)]
+    shown = "".join(ch if ch.isprintable() else "?" for ch in database)  # a comment line, whatever the name
+    head = f"// SELECT queries of database {shown} ({read}); identifiers from its schema only"
+    text = "\n".join([head, body, *keyword_terminals, *lexemes]) + "\n"
+    return SqlGrammar(database, read, text, tuple(t.name for t in tables),
+                      tuple(dict.fromkeys(c.name for t in tables for c in t.columns)))
+
+
+def shared_rules(spec: _Dialect) -> list[str]:
+    """The rules that do not depend on the schema (set operators, joins, literals, types)."""
+    return [
         "setop: @union (SP @all)? | @intersect | @except",
         "join_kind: @natural (SP (@left (SP @outer)? | @inner))? | @left (SP @outer)? | @right (SP @outer)?"
         " | @full (SP @outer)? | @inner | @cross",
@@ -221,16 +239,15 @@ def build_grammar(schema: "Schema", *, database: str = "database", dialect: str 
         "literal: NUMBER | STRING | @null | @true | @false | @current_date | @current_time | @current_timestamp"
         + (" | (@date | @time | @timestamp | @interval) STRING" if spec.typed_literals else ""),
     ]
-    body, keyword_terminals = _terminalize("\n".join(rules))
-    columns = [f for t in tables for c in t.columns for f in name_forms(c.name, read)]
+
+
+def shared_lexemes(tables: "Sequence[Table]", read: str) -> list[str]:
+    """Output and table aliases, literals, types and functions (``tables``: the names an alias may not be)."""
+    spec = _DIALECTS[read]
     plain_tables = sorted({t.name.lower() for t in tables if _PLAIN.match(t.name)})
     reserved = "|".join(sorted(KEYWORDS | set(plain_tables)))
     strings = ["/'([^']|'')*'/"] + (['/"([^"]|"")*"/'] if spec.dq_strings else [])
-    lexemes = [f"T{i}: {_WS} {_alternatives(name_forms(t.name, read))}" for i, t in enumerate(tables)]
-    lexemes += [f"C{i}: {_WS} {_alternatives(f for c in t.columns for f in name_forms(c.name, read))}"
-                for i, t in enumerate(tables)]
-    lexemes += [
-        f"COLUMN: {_WS} {_alternatives(columns)}",
+    return [
         f"ALIAS: /[ \\t\\r\\n]*[A-Za-z_][A-Za-z0-9_]*/ & ~/[ \\t\\r\\n]*(?i:{reserved})/",
         # table aliases: T1..T99 (Spider's and most writers' habit) or a letter with an optional digit.
         # A free identifier here let the model spell an invented name as a qualifier
@@ -244,11 +261,6 @@ def build_grammar(schema: "Schema", *, database: str = "database", dialect: str 
         "SP: /[ \\t\\r\\n]+/",
         "SEMI: /[ \\t\\r\\n]*;/",
     ]
-    shown = "".join(ch if ch.isprintable() else "?" for ch in database)  # a comment line, whatever the name
-    head = f"// SELECT queries of database {shown} ({read}); identifiers from its schema only"
-    text = "\n".join([head, body, *keyword_terminals, *lexemes]) + "\n"
-    return SqlGrammar(database, read, text, tuple(t.name for t in tables),
-                      tuple(dict.fromkeys(c.name for t in tables for c in t.columns)))
 
 
 def _quoted_any(left: str, right: str) -> str:

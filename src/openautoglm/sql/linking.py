@@ -149,3 +149,40 @@ def link(schema: "Schema", question: str, *, values: list[ValueMatch] | None = N
             best = sorted(table.columns, key=lambda c: -col_scores[name][c.name])[:budget]
             columns[name] = {c.name for c in best}
     return Linking(chosen, columns, values, {k: round(v, 3) for k, v in scores.items()})
+
+
+def table_sets(schema: "Schema", linking: Linking, *, n: int = 3, max_tables: int = 3,
+               min_score: float = 1.0) -> list[list[str]]:
+    """Up to ``n`` different table sets a query for the question may read, best first.
+
+    Each set grows from a seed table (the linked tables, best score first): it takes each
+    further table that scores at least ``min_score`` and half the seed's score, with the
+    table that joins it to the set (foreign keys) when it is not joined directly, up to
+    ``max_tables``.  The first set grows from the best table, the second is that table
+    alone, the others grow from the next seeds."""
+    ranked = sorted((t.name for t in schema.tables if t.columns), key=lambda t: -linking.scores.get(t, 0.0))
+    if not ranked:
+        return []
+
+    def grow(seed: str) -> list[str]:
+        chosen = [seed]
+        floor = max(min_score, 0.5 * linking.scores.get(seed, 0.0))
+        for other in ranked:
+            if other in chosen or linking.scores.get(other, 0.0) < floor or len(chosen) >= max_tables:
+                continue
+            near = schema.neighbours(other)
+            if any(t in near for t in chosen):
+                chosen.append(other)
+                continue
+            bridges = [b for b in ranked if b not in chosen and b in near and schema.neighbours(b) & set(chosen)]
+            if bridges and len(chosen) + 2 <= max_tables:
+                chosen += [bridges[0], other]
+        return chosen
+
+    sets: list[list[str]] = []
+    for candidate in [grow(ranked[0]), [ranked[0]], *(grow(seed) for seed in ranked[1:])]:
+        if len(sets) >= n:
+            break
+        if set(candidate) not in [set(s) for s in sets]:
+            sets.append(candidate)
+    return sets

@@ -9,9 +9,13 @@ their result rows and the largest group wins (execution-result voting); its vote
 is the confidence.  Every model call, attempt and verdict is traced by the core.
 
 On a backend that enforces grammars (``"grammar" in backend.constraints``: the local
-backend), every candidate is generated under the database's SELECT grammar
-(:mod:`.grammar`, built once per schema), so the model cannot name a table or column that
-does not exist; correction and voting work on top of it unchanged.
+backend), every candidate is generated under a SELECT grammar, so the model cannot name a
+table or column that does not exist; correction and voting work on top of it unchanged.
+With ``bind_tables`` (the default) each candidate gets one of the table sets schema linking
+proposes (:func:`.linking.table_sets`, a different set per candidate where there are
+several): its prompt shows those tables only and its grammar (:mod:`.bound`) admits only
+them, with ``T1``..``Tk`` bound to them so ``T1.col`` names a column of ``T1``'s table.
+Without it, the database's grammar (:mod:`.grammar`, any table, aliases unbound).
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from ..core.strategy import DEMOS_KEY
 from ..errors import BackendError, OpenAutoGLMError
 from .database import Database, DatabaseError, QueryResult
 from .examples import Example, ExamplePool
-from .grammar import DEFAULT_MAX_DEPTH, SqlGrammar, grammar_for
-from .linking import Linking, link, match_values, value_index
+from .bound import set_grammar_for
+from .grammar import DEFAULT_MAX_DEPTH, SqlGrammar, SqlGrammarError, grammar_for
+from .linking import Linking, link, match_values, table_sets, value_index
 from .safety import UnsafeQueryError, check_select, require_encodable, transpile
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,7 +126,8 @@ class SemanticParser:
     :class:`Database`; ``examples`` a question/SQL pool (a .jsonl path, a list of dicts,
     an :class:`ExamplePool`, or ``None``).  ``grammar``: generate under the database's SELECT
     grammar (``None``: whenever the backend enforces grammars and ``chain_of_thought`` is off;
-    ``True``: require it; ``False``: never); ``grammar_depth`` bounds subquery nesting.
+    ``True``: require it; ``False``: never); ``grammar_depth`` bounds subquery nesting;
+    ``bind_tables``: under a grammar, each candidate reads one linked table set with bound aliases.
     """
 
     def __init__(self, model: "str | Backend | None" = None, db: "str | Database | None" = None, *,
@@ -132,7 +138,7 @@ class SemanticParser:
                  store: "Store | str | Path | bool | None" = None, exclude_example_db: str | None = None,
                  link_values: bool = True, run_id: str | None = None, examples_dialect: str = "sqlite",
                  seed: int = 0, model_path: "str | Backend | None" = None, grammar: bool | None = None,
-                 grammar_depth: int = DEFAULT_MAX_DEPTH) -> None:
+                 grammar_depth: int = DEFAULT_MAX_DEPTH, bind_tables: bool = True) -> None:
         from ..backends.registry import create_backend
 
         if db is None:
@@ -160,6 +166,7 @@ class SemanticParser:
         self._values: dict[str, list[Any]] | None = None
         self.use_grammar = grammar
         self.grammar_depth = grammar_depth
+        self.bind_tables = bind_tables
         enforced = "grammar" in getattr(self.backend, "constraints", ())
         if grammar and not enforced:
             raise OpenAutoGLMError(f"backend {self.backend.name!r} does not enforce grammars",
@@ -194,15 +201,39 @@ class SemanticParser:
             self._values = value_index(self.db, schema)  # once per parser, not per question
         values = match_values(self.db, schema, question, index=self._values) if self.link_values else []
         linking = link(schema, question, values=values, max_columns=self.max_columns)
-        text = schema.to_prompt(linking.tables, linking.columns)
+        demos = self.pool.retrieve(question, self.n_examples, exclude_db=self.exclude_example_db) if self.pool else []
+        ctx = {"schema": self._schema_text(linking, linking.tables, history), "question": question.strip(),
+               DEMOS_KEY: [{"schema": "", "question": d.question, "output": self._in_dialect(d.sql)} for d in demos]}
+        return ctx, linking, demos
+
+    def _schema_text(self, linking: Linking, tables: Sequence[str], history: Sequence[tuple[str, str]] = ()) -> str:
+        """The prompt's schema part: ``tables`` (linked columns only), value hints about them, history."""
+        text = self.db.schema().to_prompt(tables, linking.columns)
+        shown = {t.lower() for t in tables}
+        values = [v for v in linking.values if v.table.lower() in shown]
         if values:
             text += "\n-- Values mentioned in the question: " + "; ".join(v.hint() for v in values)
         for prev_q, prev_sql in history[-3:]:
             text += f"\n-- Earlier question: {prev_q}\n-- Its SQL: {prev_sql}"
-        demos = self.pool.retrieve(question, self.n_examples, exclude_db=self.exclude_example_db) if self.pool else []
-        ctx = {"schema": text + "\n\n", "question": question.strip(),
-               DEMOS_KEY: [{"schema": "", "question": d.question, "output": self._in_dialect(d.sql)} for d in demos]}
-        return ctx, linking, demos
+        return text + "\n\n"
+
+    def _plans(self, ctx: dict[str, Any], linking: Linking, grammar: SqlGrammar | None, history: Sequence[tuple[str, str]]
+               ) -> list[tuple[dict[str, Any], "Constraint | None", list[int], list[str]]]:
+        """Which candidates (0: greedy) run with which prompt and constraint: one group per
+        table set under ``bind_tables`` (candidate j takes set j modulo their number), else one."""
+        everyone = list(range(self.n_candidates if self.temperature > 0 else 1))
+        sets = table_sets(self.db.schema(), linking, n=len(everyone)) if grammar is not None and self.bind_tables else []
+        if not sets:
+            return [(ctx, grammar.constraint() if grammar else None, everyone, [])]
+        plans = []
+        for i, tables in enumerate(sets):
+            try:
+                constraint = set_grammar_for(self.db, tables, max_depth=self.grammar_depth).constraint()
+            except SqlGrammarError:
+                constraint, tables = grammar.constraint(), list(linking.tables)  # type: ignore[union-attr]
+            members = [j for j in everyone if j % len(sets) == i]
+            plans.append(({**ctx, "schema": self._schema_text(linking, tables, history)}, constraint, members, tables))
+        return plans
 
     def _in_dialect(self, sql: str) -> str:
         """Examples are written for ``examples_dialect`` (Spider: SQLite); show them in the database's."""
@@ -247,32 +278,37 @@ class SemanticParser:
         ctx["__results__"] = results_cache
         grammar = self.schema_grammar()
         cache_get = self.store.cache_get if self.store else None
-        client = (ModelClient(self.backend, cache_get=cache_get) if grammar is None
-                  else ConstrainedClient(self.backend, grammar.constraint(), cache_get=cache_get))
         self._counter += 1
         key = f"q{self._counter}"
-        runs = [(self._task(0.0), ["greedy"], [f"{key}#greedy"])]
-        if self.n_candidates > 1 and self.temperature > 0:
-            n = self.n_candidates - 1
-            seed = _stable_seed(question, self.seed)  # the same question gets the same candidates
-            runs.append((self._task(self.temperature, seed), ["sample"] * n, [f"{key}#s{j}" for j in range(n)]))
-        candidates: list[Candidate] = []
-        for task, sources, keys in runs:
-            try:
-                outs = task.run_many(client, [ctx] * len(keys), step="sql", record_keys=keys)
-            except BackendError as exc:
-                if grammar is None:
-                    raise
-                # a constrained decoder that fails (e.g. the grammar admits no token) fails these candidates only
-                candidates += [Candidate("", src, error=f"constrained generation failed: {exc.message}")
-                               for src in sources]
-                continue
-            candidates += [self._candidate(out, src, results_cache) for out, src in zip(outs, sources)]
-        if self.store is not None:
-            calls, cache = client.drain()
-            self.store.log(calls, cache, run_id=self.run_id)
-        result = self._vote(question, candidates, linking, demos)
+        seed = _stable_seed(question, self.seed)  # the same question gets the same candidates
+        plans = self._plans(ctx, linking, grammar, history)
+        found: dict[int, Candidate] = {}
+        for plan_ctx, constraint, members, _ in plans:
+            client = (ModelClient(self.backend, cache_get=cache_get) if constraint is None
+                      else ConstrainedClient(self.backend, constraint, cache_get=cache_get))
+            runs = [(self._task(0.0), [0])] if 0 in members else []
+            if any(j > 0 for j in members):
+                runs.append((self._task(self.temperature, seed), [j for j in members if j > 0]))
+            for task, js in runs:
+                sources = ["greedy" if j == 0 else "sample" for j in js]
+                keys = [f"{key}#greedy" if j == 0 else f"{key}#s{j - 1}" for j in js]
+                try:
+                    outs = task.run_many(client, [plan_ctx] * len(keys), step="sql", record_keys=keys)
+                except BackendError as exc:
+                    if constraint is None:
+                        raise
+                    # a constrained decoder that fails (e.g. the grammar admits no token) fails these candidates only
+                    found.update((j, Candidate("", src, error=f"constrained generation failed: {exc.message}"))
+                                 for j, src in zip(js, sources))
+                    continue
+                found.update((j, self._candidate(out, src, results_cache)) for j, out, src in zip(js, outs, sources))
+            if self.store is not None:
+                calls, cache = client.drain()
+                self.store.log(calls, cache, run_id=self.run_id)
+        result = self._vote(question, [found[j] for j in sorted(found)], linking, demos)
         result.explanation["grammar"] = grammar is not None
+        if any(tables for *_, tables in plans):
+            result.explanation["table_sets"] = [tables for *_, tables in plans]
         return result
 
     def _candidate(self, out: dict[str, Any], source: str, results: dict[str, Any]) -> Candidate:
