@@ -146,3 +146,11 @@ def test_candidates_are_bound_to_linked_table_sets(shop_db: Path) -> None:
     assert sorted(map(len, prompts.values())) == [1, 2] and set(prompts) == set(expected)
     assert all("sales" in p for p in prompts[expected[0]])
     assert all("sales" not in p.split("-- Question")[-2] for p in prompts[expected[1]])
+
+
+def test_when_nothing_runs_a_whole_query_is_preferred_to_a_cut_one(shop_db: Path) -> None:
+    cut = "SELECT name, name, name, (CASE WHEN (CASE WHEN (price"  # ran out of tokens
+    whole = "SELECT name FROM products WHERE price > 1 GROUP BY count(*)"  # whole, fails at run time
+    model = GrammarModel([cut, whole, cut])
+    result = _parser(model, shop_db, n_candidates=3, max_attempts=1, bind_tables=False).parse("List the products.")
+    assert not result.ok and result.sql == whole and result.candidates[0].sql == cut

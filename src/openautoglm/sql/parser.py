@@ -335,8 +335,8 @@ class SemanticParser:
         explanation: dict[str, Any] = {"linked_tables": linking.tables,
                                        "values": [v.hint() for v in linking.values],
                                        "examples": [d.question for d in demos]}
-        if not groups:
-            best = candidates[0]
+        if not groups:  # nothing ran: the first candidate that is at least a whole query (not cut at max_tokens)
+            best = next((c for c in candidates if _complete(c.sql, self.db.dialect)), candidates[0])
             return ParseResult(question, best.sql, 0.0, candidates, error=best.error or "no candidate ran",
                                explanation=explanation)
         # largest group; ties go to the group holding the greedy candidate, then to the first
@@ -387,6 +387,16 @@ def _stable_seed(question: str, seed: int) -> int:
 
     digest = hashlib.sha256(f"{seed}|{question.strip()}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
+
+
+def _complete(sql: str, dialect: str) -> bool:
+    """Whether ``sql`` parses as one statement (a candidate cut at ``max_tokens`` does not)."""
+    import sqlglot
+
+    try:
+        return bool(sql) and sqlglot.parse_one(sql, read=dialect) is not None
+    except Exception:  # noqa: BLE001 - any parse failure means incomplete here
+        return False
 
 
 def _used(sql: str, dialect: str) -> dict[str, Any]:
