@@ -22,10 +22,10 @@ follows every copy a prefix fits: after ``SELECT T1.name`` only copies whose fir
 has ``name`` live on, and FROM must then name such a table first.
 
 WHERE, ON and GROUP BY admit no aggregate (SQLite refuses one there), and no copy admits a
-window function (there is no OVER).  Two bounds keep a small model's answer a whole query: a SELECT lists at most
-``MAX_RESULTS`` results (a model repeating a column must come to FROM), and a line break
-may only end the query (the parser stops at a blank line, which could otherwise cut
-``SELECT x FROM t1`` before the ``JOIN`` that gives ``x`` its table).
+window function (there is no OVER).  Two bounds keep a small model's answer a whole query:
+a SELECT lists at most ``MAX_RESULTS`` results (a model repeating a column must come to
+FROM), and a line break may only end the query (the parser stops at a blank line, which
+could otherwise cut ``SELECT x FROM t1`` before the ``JOIN`` that gives ``x`` its table).
 """
 
 from __future__ import annotations
