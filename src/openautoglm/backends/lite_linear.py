@@ -2,9 +2,13 @@
 (fp32, bf16, fp16) that keeps each row's result independent of its batch, the opt-in
 dynamic int8 variant, and probes of what this CPU / torch build runs natively.
 
-Measured on this CPU (torch 2.13, MKL/oneDNN): row ``i`` of ``A @ W`` changes with the
-number of rows for fewer than 12 rows (GEMV / small-M paths), so :class:`Linear` appends
-zero rows up to ``LINEAR_MIN_ROWS[gemm]`` (see "Determinism" in docs/backends.md).
+Row ``i`` of ``A @ W`` can change with the number of rows ``M`` of ``A``: the BLAS picks
+its kernel, blocking and thread split by shape. :class:`Linear` therefore runs every
+product with a row count inside one band ``LINEAR_ROWS[gemm] = (fewest, most)`` for this
+CPU kind: fewer rows get zero rows appended, more are cut into pieces of at most ``most``
+rows (a short last piece padded to ``fewest``). Inside the band, every ``M`` was measured
+to give the same rows (see "Determinism" in docs/backends.md; ``bench/gemm_rows.py``
+checks a CPU).
 """
 
 from __future__ import annotations
@@ -12,10 +16,34 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: linear layers get at least this many rows (zero rows appended), per GEMM precision:
-#: with fewer, per-row results differ (measured on AVX512-BF16, torch 2.13, M = 1..1024: fp32 rows differ below 12 rows, bf16 at 1 row, fp16 never); fp16 and bf16
-#: stay small because one-row decode steps are memory-bound and padding would slow them
-LINEAR_MIN_ROWS = {"fp32": 16, "bf16": 4, "fp16": 1}
+#: the row counts every product of a precision runs with (``None``: no upper bound), per CPU
+#: kind, chosen so that every row's result is the same for every M in the band (torch 2.13,
+#: 2 threads, the embedded model's layers; ``bench/gemm_rows.py`` checks a CPU):
+#:
+#: * AVX512-BF16 EPYC (and CPUs without AMX): fp32 rows differ below 12 rows, bf16 at 1
+#:   row, fp16 never, so a lower bound is enough;
+#: * AMX Xeon (Sapphire Rapids): fp32 differs below 16 rows and, in the 1536 -> 576
+#:   down-projection, between 57 and 160 rows; bf16 rows depend on where they fall in the
+#:   kernel's row tiles beyond 32 rows (every layer; a 48-row upper bound already fails);
+#:   fp16 differs at 1 row. Products are cut into pieces of at most 48 (fp32) / 32 (bf16)
+#:   rows, and fp16 runs at least 2 (one-row decode steps are memory-bound: no upper bound).
+ROWS_BY_CPU: dict[str, dict[str, tuple[int, int | None]]] = {
+    "default": {"fp32": (16, None), "bf16": (4, None), "fp16": (1, None)},
+    "amx": {"fp32": (16, 48), "bf16": (4, 32), "fp16": (2, None)},
+}
+
+
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags (``/proc/cpuinfo``; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return frozenset(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:  # not Linux
+        return frozenset()
+
+
+LINEAR_ROWS = ROWS_BY_CPU["amx" if "amx_bf16" in cpu_flags() else "default"]
+LINEAR_MIN_ROWS = {gemm: band[0] for gemm, band in LINEAR_ROWS.items()}
 
 
 class Linear:
@@ -29,8 +57,9 @@ class Linear:
       dominates): half the bytes of fp32 (measured 3x faster per GEMV on 2 cores).
 
     Reduced-precision weight copies are made on first use; activations stay fp32 between
-    layers.  Inputs with fewer than ``LINEAR_MIN_ROWS[gemm]`` rows get zero rows appended,
-    so a row's result does not depend on how many rows share the call (batch invariance).
+    layers.  Each product runs with a row count inside ``LINEAR_ROWS[gemm]`` (padded or cut
+    into pieces), so a row's result does not depend on how many rows share the call
+    (batch invariance).
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
@@ -40,7 +69,17 @@ class Linear:
     def __call__(self, x: torch.Tensor, gemm: str = "fp32") -> torch.Tensor:
         lead, rows = x.shape[:-1], x.numel() // x.shape[-1]
         x = x.reshape(rows, x.shape[-1])
-        least = LINEAR_MIN_ROWS[gemm]
+        least, most = LINEAR_ROWS[gemm]
+        if most is None or rows <= most:
+            y = self._product(x, gemm, least)
+        else:
+            y = torch.cat([self._product(x[start : start + most], gemm, least) for start in range(0, rows, most)])
+        y = y.reshape(*lead, y.shape[-1])
+        return y + self.bias if self.bias is not None else y
+
+    def _product(self, x: torch.Tensor, gemm: str, least: int) -> torch.Tensor:
+        """``x W^T`` for one piece, run with at least ``least`` rows (zero rows appended)."""
+        rows = x.shape[0]
         if rows < least:
             x = F.pad(x, (0, 0, 0, least - rows))
         if gemm == "fp32":
@@ -51,8 +90,7 @@ class Linear:
             if w is None:
                 w = self._copies[dtype] = self.weight.to(dtype)
             y = F.linear(x.to(dtype), w).float()
-        y = y[:rows].reshape(*lead, y.shape[-1])
-        return y + self.bias if self.bias is not None else y
+        return y[:rows] if rows < least else y
 
 
 class Int8Linear:
@@ -80,11 +118,7 @@ class Int8Linear:
 
 def bf16_fast() -> bool:
     """Whether this CPU runs bf16 GEMMs natively (AVX512-BF16 or AMX), i.e. faster than fp32."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:  # not Linux: be conservative
-        return False
+    flags = cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
