@@ -139,3 +139,19 @@ def local_model() -> Iterator[object]:
         pytest.skip(f"embedded model unavailable: {exc}")
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="module")
+def byte_tokenizer():  # type: ignore[no-untyped-def]
+    """One token per byte (+ EOS), for llguidance: a grammar's verdict cannot depend on how
+    text was split (the grammar tests skip without llguidance)."""
+    llguidance = pytest.importorskip("llguidance")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab["<|endoftext|>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<|endoftext|>"])
+    return llguidance.LLTokenizer(tok.to_str(), eos_token=vocab["<|endoftext|>"])

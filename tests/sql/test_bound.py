@@ -20,20 +20,6 @@ from openautoglm.sql.schema import Column, ForeignKey, Schema, Table
 llguidance = pytest.importorskip("llguidance")
 
 
-@pytest.fixture(scope="module")
-def byte_tokenizer():  # type: ignore[no-untyped-def]
-    """One token per byte (+ EOS): a grammar's verdict cannot depend on how text was split."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    vocab["<|endoftext|>"] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(["<|endoftext|>"])
-    return llguidance.LLTokenizer(tok.to_str(), eos_token=vocab["<|endoftext|>"])
-
-
 @pytest.fixture()
 def shop(shop_db: Path) -> Schema:
     with Database(f"sqlite:///{shop_db}") as db:

@@ -36,7 +36,7 @@ from itertools import permutations
 from typing import TYPE_CHECKING, Sequence
 
 from .grammar import (_DIALECTS, _PLAIN, _WS, DEFAULT_MAX_DEPTH, DIALECTS, SqlGrammar, SqlGrammarError, _alternatives,
-                      _level, _lit, _terminalize, check_compiles, display_name, name_forms, schema_signature,
+                      _level, _lit, _terminalize, cached, display_name, name_forms, schema_signature,
                       shared_lexemes, shared_rules)
 from .safety import engine_functions
 
@@ -236,13 +236,10 @@ def set_grammar_for(db: "Database", tables: Sequence[str], *, max_depth: int = D
     schema = db.schema()
     name = display_name(db.url)
     key = (name, schema_signature(schema), db.dialect, max_depth, tuple(t.lower() for t in tables))
-    if key not in _CACHE:
+
+    def build() -> SqlGrammar:
         orders, derived = generation_orders(schema, tables)
-        grammar = build_set_grammar(schema, tables, orders=orders, derived=derived, database=name,
-                                    dialect=db.dialect, max_depth=max_depth)
-        if check:
-            check_compiles(grammar)
-        while len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = grammar
-    return _CACHE[key]
+        return build_set_grammar(schema, tables, orders=orders, derived=derived, database=name,
+                                 dialect=db.dialect, max_depth=max_depth)
+
+    return cached(_CACHE, _CACHE_SIZE, key, check, build)

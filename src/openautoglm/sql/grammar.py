@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ..backends.base import Constraint
 from ..errors import OpenAutoGLMError
@@ -300,14 +300,22 @@ def grammar_for(db: "Database", *, max_depth: int = DEFAULT_MAX_DEPTH, check: bo
     schema = db.schema()
     name = display_name(db.url)
     key = (name, schema_signature(schema), db.dialect, max_depth)
-    if key not in _CACHE:
-        grammar = build_grammar(schema, database=name, dialect=db.dialect, max_depth=max_depth)
+    return cached(_CACHE, _CACHE_SIZE, key, check,
+                  lambda: build_grammar(schema, database=name, dialect=db.dialect, max_depth=max_depth))
+
+
+def cached(cache: dict[Any, SqlGrammar], size: int, key: Any, check: bool,
+           build: Callable[[], SqlGrammar]) -> SqlGrammar:
+    """``cache[key]``, built (and compile-checked when ``check``) on first use; the oldest of
+    ``size`` entries makes room."""
+    if key not in cache:
+        grammar = build()
         if check:
             check_compiles(grammar)
-        while len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = grammar
-    return _CACHE[key]
+        while len(cache) >= size:
+            cache.pop(next(iter(cache)))
+        cache[key] = grammar
+    return cache[key]
 
 
 @lru_cache(maxsize=256)
