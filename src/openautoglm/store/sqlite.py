@@ -114,7 +114,7 @@ class Store:
         self.path = Path(path) if path else default_store_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._use_wal(deadline=time.monotonic() + 30)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         old_cache = self._old_cache_layout()
         self._conn.executescript(SCHEMA)
@@ -127,6 +127,19 @@ class Store:
             self.has_fts = True
         except sqlite3.OperationalError:  # SQLite built without FTS5
             self.has_fts = False
+
+    def _use_wal(self, deadline: float) -> None:
+        """Switch to WAL mode.  Two processes creating the same store at once can get "database
+        is locked" here at once: SQLite refuses the second switch without waiting (it would
+        deadlock), so it is retried until ``deadline``."""
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _old_cache_layout(self) -> bool:
         """Set aside a ``cache`` table keyed by its text key (before 2026-12-07) to be copied over."""
