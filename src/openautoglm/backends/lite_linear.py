@@ -13,6 +13,8 @@ checks a CPU).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 
@@ -33,8 +35,9 @@ ROWS_BY_CPU: dict[str, dict[str, tuple[int, int | None]]] = {
 }
 
 
+@lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
-    """This CPU's feature flags (``/proc/cpuinfo``; empty where there is none)."""
+    """This CPU's feature flags (``/proc/cpuinfo``, read once; empty where there is none)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             return frozenset(next((line for line in f if line.startswith("flags")), "").split())
@@ -43,7 +46,6 @@ def cpu_flags() -> frozenset[str]:
 
 
 LINEAR_ROWS = ROWS_BY_CPU["amx" if "amx_bf16" in cpu_flags() else "default"]
-LINEAR_MIN_ROWS = {gemm: band[0] for gemm, band in LINEAR_ROWS.items()}
 
 
 class Linear:

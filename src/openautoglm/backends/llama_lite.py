@@ -41,7 +41,7 @@ from .lite_attention import (  # noqa: F401 - re-exported
     attend,
     attention_bias,
 )
-from .lite_linear import LINEAR_MIN_ROWS, Int8Linear, Linear, bf16_fast, int8_available  # noqa: F401 - re-exported
+from .lite_linear import Int8Linear, Linear, bf16_fast, int8_available  # noqa: F401 - re-exported
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 

@@ -28,6 +28,7 @@ try:
     _SORTED = _OPTIONS | orjson.OPT_SORT_KEYS
 except ImportError:  # pragma: no cover - orjson is a core dependency; the library still works without it
     orjson = None  # type: ignore[assignment]
+    _OPTIONS = _SORTED = 0
 
 #: what the store always wrote (``json.dumps(..., ensure_ascii=False, separators=(",", ":"), default=str)``)
 _STORE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
@@ -35,16 +36,21 @@ _STORE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str
 _CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+def _by_orjson(value: Any, option: int) -> bytes | None:
+    """orjson's text of ``value``, or None where orjson is missing or refuses the value."""
+    if orjson is None:
+        return None
+    try:
+        return orjson.dumps(value, option=option)
+    except TypeError:
+        return None
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text of ``value`` for storage (unknown types as ``str(value)``)."""
-    if orjson is not None:
-        try:
-            raw = orjson.dumps(value, option=_OPTIONS)
-        except TypeError:
-            pass
-        else:
-            if b"null" not in raw:
-                return raw.decode("utf-8")
+    raw = _by_orjson(value, _OPTIONS)
+    if raw is not None and b"null" not in raw:
+        return raw.decode("utf-8")
     return _STORE.encode(value)
 
 
@@ -54,12 +60,7 @@ def canonical_bytes(value: Any, nulls: int = 0) -> bytes:
     ``nulls`` is how many ``None`` values the caller knows ``value`` holds: orjson's answer
     is used only when its output has exactly that many ``null`` (so none came from a NaN).
     """
-    if orjson is not None:
-        try:
-            raw = orjson.dumps(value, option=_SORTED)
-        except TypeError:
-            pass
-        else:
-            if raw.count(b"null") == nulls:
-                return raw
+    raw = _by_orjson(value, _SORTED)
+    if raw is not None and raw.count(b"null") == nulls:
+        return raw
     return _CANONICAL.encode(value).encode("utf-8", "surrogatepass")

@@ -116,9 +116,9 @@ class Store:
         self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
         self._use_wal(deadline=time.monotonic() + 30)
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        old_cache = self._old_cache_layout()
+        self._set_aside_text_keyed_cache()
         self._conn.executescript(SCHEMA)
-        self._migrate(old_cache)
+        self._migrate()
         self._filter: KeyFilter | None = None  # built on the first one-key lookup
         self._filter_last_id = 0
         self._filter_refreshed = 0.0
@@ -141,23 +141,32 @@ class Store:
                     raise
                 time.sleep(0.02)
 
-    def _old_cache_layout(self) -> bool:
-        """Set aside a ``cache`` table keyed by its text key (before 2026-12-07) to be copied over."""
-        with self._transaction():
-            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(cache)")}
-            if columns and "h" not in columns:
-                self._conn.execute("ALTER TABLE cache RENAME TO cache_v1")
-        return bool(self._conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cache_v1'").fetchone())
+    def _has_table(self, name: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                  (name,)).fetchone() is not None
 
-    def _migrate(self, old_cache: bool) -> None:
-        """Bring a store written by an older version up to this schema."""
-        if old_cache:
+    def _text_keyed_cache(self) -> bool:
+        """Whether ``cache`` still has the layout before 2026-12-07 (keyed by its text key)."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(cache)")}
+        return bool(columns) and "h" not in columns
+
+    def _set_aside_text_keyed_cache(self) -> None:
+        """Rename an old-layout ``cache`` to ``cache_v1``, to be copied over by :meth:`_migrate`
+        (checked again under the write lock: another process may be doing it too)."""
+        if self._text_keyed_cache():
             with self._transaction():
-                rows = self._conn.execute("SELECT key, kind, payload, created FROM cache_v1").fetchall()
-                self._conn.executemany("INSERT INTO cache (h, key, kind, payload, created) VALUES (?,?,?,?,?)",
-                                       [(key_hash(k), k, kind, p, c) for k, kind, p, c in rows])
-                self._conn.execute("DROP TABLE cache_v1")
+                if self._text_keyed_cache():
+                    self._conn.execute("ALTER TABLE cache RENAME TO cache_v1")
+
+    def _migrate(self) -> None:
+        """Bring a store written by an older version up to this schema."""
+        if self._has_table("cache_v1"):
+            with self._transaction():
+                if self._has_table("cache_v1"):  # not copied by another process meanwhile
+                    rows = self._conn.execute("SELECT key, kind, payload, created FROM cache_v1").fetchall()
+                    self._conn.executemany("INSERT INTO cache (h, key, kind, payload, created) VALUES (?,?,?,?,?)",
+                                           [(key_hash(k), k, kind, p, c) for k, kind, p, c in rows])
+                    self._conn.execute("DROP TABLE cache_v1")
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(records)")}
         if "input_hash" not in columns:  # added with content-checked resume
             self._conn.execute("ALTER TABLE records ADD COLUMN input_hash TEXT")
