@@ -22,16 +22,21 @@ import torch.nn.functional as F
 #: kind, chosen so that every row's result is the same for every M in the band (torch 2.13,
 #: 2 threads, the embedded model's layers; ``bench/gemm_rows.py`` checks a CPU):
 #:
-#: * AVX512-BF16 EPYC (and CPUs without AMX): fp32 rows differ below 12 rows, bf16 at 1
-#:   row, fp16 never, so a lower bound is enough;
-#: * AMX Xeon (Sapphire Rapids): fp32 differs below 16 rows and, in the 1536 -> 576
-#:   down-projection, between 57 and 160 rows; bf16 rows depend on where they fall in the
-#:   kernel's row tiles beyond 32 rows (every layer; a 48-row upper bound already fails);
-#:   fp16 differs at 1 row. Products are cut into pieces of at most 48 (fp32) / 32 (bf16)
-#:   rows, and fp16 runs at least 2 (one-row decode steps are memory-bound: no upper bound).
+#: * fp32 everywhere: rows differ below 12 rows (EPYC) / 16 rows (Xeons) and, on both Xeons
+#:   measured (Sapphire Rapids with AMX, and a Xeon with AVX-512 but neither AMX nor
+#:   AVX512-BF16), in the 1536 -> 576 down-projection between 57 and 160 rows: products
+#:   are cut into pieces of 16 to 48 rows;
+#: * AVX512-BF16 EPYC: bf16 rows differ at 1 row, fp16 never;
+#: * AMX Xeon: bf16 rows depend on where they fall in the kernel's row tiles beyond 32 rows
+#:   (every layer; a 48-row upper bound already fails); fp16 differs at 1 row;
+#: * CPUs without native bf16: torch's emulated bf16 GEMM gives rows that differ at odd
+#:   row counts up to 59 with any lower bound, and it is no faster than fp32. There the
+#:   bf16 product is run as an fp32 product of the bf16-rounded operands (the same math:
+#:   a product of two bf16 numbers is exact in fp32), inside the fp32 band.
 ROWS_BY_CPU: dict[str, dict[str, tuple[int, int | None]]] = {
-    "default": {"fp32": (16, None), "bf16": (4, None), "fp16": (1, None)},
+    "avx512_bf16": {"fp32": (16, 48), "bf16": (4, None), "fp16": (1, None)},
     "amx": {"fp32": (16, 48), "bf16": (4, 32), "fp16": (2, None)},
+    "no_bf16": {"fp32": (16, 48), "bf16": (16, 48), "fp16": (1, None)},
 }
 
 
@@ -45,7 +50,19 @@ def cpu_flags() -> frozenset[str]:
         return frozenset()
 
 
-LINEAR_ROWS = ROWS_BY_CPU["amx" if "amx_bf16" in cpu_flags() else "default"]
+def cpu_kind(flags: frozenset[str]) -> str:
+    """The key of ``ROWS_BY_CPU`` for a CPU with these feature flags."""
+    if "amx_bf16" in flags:
+        return "amx"
+    return "avx512_bf16" if "avx512_bf16" in flags else "no_bf16"
+
+
+def bf16_fast() -> bool:
+    """Whether this CPU runs bf16 GEMMs natively (AVX512-BF16 or AMX), i.e. faster than fp32."""
+    return cpu_kind(cpu_flags()) != "no_bf16"
+
+
+LINEAR_ROWS = ROWS_BY_CPU[cpu_kind(cpu_flags())]
 
 
 class Linear:
@@ -86,6 +103,11 @@ class Linear:
             x = F.pad(x, (0, 0, 0, least - rows))
         if gemm == "fp32":
             y = F.linear(x, self.weight)
+        elif gemm == "bf16" and x.is_cpu and not bf16_fast():  # emulated: see ROWS_BY_CPU
+            w = self._copies.get(torch.float32)
+            if w is None:
+                w = self._copies[torch.float32] = self.weight.to(torch.bfloat16).float()
+            y = F.linear(x.to(torch.bfloat16).float(), w)
         else:
             dtype = torch.bfloat16 if gemm == "bf16" else torch.float16
             w = self._copies.get(dtype)
@@ -116,12 +138,6 @@ class Int8Linear:
 
     def __call__(self, x: torch.Tensor, gemm: str = "fp32") -> torch.Tensor:  # noqa: ARG002 - always int8
         return torch.ops.quantized.linear_dynamic(x, self.packed)
-
-
-def bf16_fast() -> bool:
-    """Whether this CPU runs bf16 GEMMs natively (AVX512-BF16 or AMX), i.e. faster than fp32."""
-    flags = cpu_flags()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def int8_available() -> bool:
