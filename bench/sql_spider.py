@@ -137,6 +137,8 @@ def main() -> None:
                     help="instead of --grammar: systems to run, e.g. full:on,full:off (one process per run "
                          "keeps each within a time budget on a busy machine)")
     ap.add_argument("--log-items", action="store_true", help="print each question's result as a JSON line")
+    ap.add_argument("--examples", type=int, default=None, help="retrieved examples per prompt (full parser; "
+                    "default: the parser's)")
     ap.add_argument("--shift", type=float, default=0.0,
                     help="take the questions this fraction of a step past the recorded ones (0.5: a disjoint set)")
     args = ap.parse_args()
@@ -162,7 +164,8 @@ def main() -> None:
         label = {"on": f"{mode}+grammar", "db": f"{mode}+dbgrammar", "off": mode}[kind]
         factory = make_parser_factory(mode, backend, args.spider / "train_pairs.jsonl", n_candidates=args.candidates,
                                       max_attempts=args.attempts, max_tokens=args.max_tokens, grammar=grammar,
-                                      bind_tables=kind == "on")
+                                      bind_tables=kind == "on",
+                                      **({"n_examples": args.examples} if args.examples is not None else {}))
         started = time.perf_counter()
         reports.append(SpiderEvaluator(args.spider, factory, mode=label, model=args.model or "local").run(
             items, progress=lambda done, total, rep: print(f"\r{rep.mode}: {done}/{total}", end="", flush=True)

@@ -102,6 +102,11 @@ def _schema(dialect: str) -> Schema:
     ("sqlite", "SELECT age::text FROM singer", False),
     ("mysql", "SELECT `Name` FROM singer WHERE name = \"x\"", True),
     ("mysql", "SELECT [Name] FROM singer", False),
+    # no boolean literals: the model wrote `SELECT tRUE, tRUE FROM people` when a `t` began no column
+    ("sqlite", "SELECT tRUE FROM singer WHERE name = 'x'", False),
+    ("sqlite", "SELECT name FROM singer WHERE TRUE = age", False),
+    ("postgres", "SELECT singer_id FROM concert WHERE FALSE", False),
+    ("sqlite", "SELECT name FROM singer WHERE age IS NULL", True),
 ])
 def test_dialects(byte_tokenizer, dialect: str, sql: str, ok: bool) -> None:  # type: ignore[no-untyped-def]
     assert accepts(build_grammar(_schema(dialect)), sql, byte_tokenizer)[0] is ok

@@ -64,7 +64,7 @@ def test_correction_and_voting_stay_on_top(shop_db: Path) -> None:
     assert all(r.constraint is not None and r.constraint.kind == "grammar" for r in model.requests)
     voted = GrammarModel(["SELECT name FROM products WHERE price > 500", "SELECT name FROM products",
                           "SELECT name FROM products WHERE category = 'Electronics'"])
-    result = _parser(voted, shop_db, n_candidates=3).parse("Which electronics do we sell?")
+    result = _parser(voted, shop_db, n_candidates=3).parse("Which electronics cost more than 500?")
     assert result.confidence == pytest.approx(2 / 3) and sorted(r[0] for r in result.rows or []) == ["Laptop", "Phone"]
 
 

@@ -4,9 +4,13 @@ Per question: link the schema and the literal values, retrieve similar examples,
 render a CREATE TABLE-style prompt, and generate one greedy and several sampled
 candidates through the core's verify-and-revise loop, whose verifier is *execution*:
 a candidate that fails the safety check or the database rejects goes back to the model
-with the error message, up to ``max_attempts``.  The candidates that run are grouped by
-their result rows and the largest group wins (execution-result voting); its vote share
-is the confidence.  Every model call, attempt and verdict is traced by the core.
+with the error message, up to ``max_attempts``.  So does one that runs but is degenerate
+(:mod:`.plausibility`: a condition on constants or a column against itself, a WHERE value
+the question does not name); repeated select results and sort keys are dropped without
+asking the model again.  The candidates that run are grouped by their result rows and the
+largest group wins (execution-result voting), a group with a flawless member before any
+without; its vote share is the confidence.  A candidate whose correction no longer runs
+keeps its earlier answer that did.  Every model call, attempt and verdict is traced by the core.
 
 On a backend that enforces grammars (``"grammar" in backend.constraints``: the local
 backend), every candidate is generated under a SELECT grammar, so the model cannot name a
@@ -33,6 +37,7 @@ from .examples import Example, ExamplePool
 from .bound import set_grammar_for
 from .grammar import DEFAULT_MAX_DEPTH, SqlGrammar, SqlGrammarError, grammar_for
 from .linking import Linking, link, match_values, table_sets, value_index
+from .plausibility import dedupe, implausibility
 from .safety import UnsafeQueryError, check_select, require_encodable, transpile
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,10 +60,12 @@ class Candidate:
     attempts: int = 1
     result: QueryResult | None = None
     votes: int = 0
+    #: why a query that runs is still degenerate (:func:`.plausibility.implausibility`), or None
+    flaw: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"sql": self.sql, "source": self.source, "ok": self.ok, "error": self.error,
-                "attempts": self.attempts, "votes": self.votes,
+                "attempts": self.attempts, "votes": self.votes, "flaw": self.flaw,
                 "row_count": len(self.result.rows) if self.result else None}
 
 
@@ -245,8 +252,12 @@ class SemanticParser:
             return sql
 
     # -- verification (execution) -----------------------------------------------------------
+    def _sql(self, text: str) -> str:
+        """The query in a model answer, repeated select results and sort/group keys dropped."""
+        return dedupe(extract_sql(text), self.db.dialect)
+
     def _verify(self, output: dict[str, Any], context: dict[str, Any]) -> tuple[bool, str]:
-        sql = extract_sql(output.get("text", ""))
+        sql = self._sql(output.get("text", ""))
         cache = context["__results__"]
         try:
             checked = check_select(sql, self.db.dialect)
@@ -264,6 +275,9 @@ class SemanticParser:
         value = cache[sql]
         if isinstance(value, str):
             return False, f"the database rejected it: {value}"
+        flaw = implausibility(sql, self.db.dialect, question=context.get("question"))
+        if flaw is not None:
+            return False, f"it runs, but {flaw}"
         return True, ""
 
     # -- parsing --------------------------------------------------------------------------------
@@ -301,7 +315,8 @@ class SemanticParser:
                     found.update((j, Candidate("", src, error=f"constrained generation failed: {exc.message}"))
                                  for j, src in zip(js, sources))
                     continue
-                found.update((j, self._candidate(out, src, results_cache)) for j, out, src in zip(js, outs, sources))
+                found.update((j, self._candidate(out, src, results_cache, ctx["question"]))
+                             for j, out, src in zip(js, outs, sources))
             if self.store is not None:
                 calls, cache = client.drain()
                 self.store.log(calls, cache, run_id=self.run_id)
@@ -311,12 +326,22 @@ class SemanticParser:
             result.explanation["table_sets"] = [tables for *_, tables in plans]
         return result
 
-    def _candidate(self, out: dict[str, Any], source: str, results: dict[str, Any]) -> Candidate:
-        sql = extract_sql(out.get("text", ""))
+    def _candidate(self, out: dict[str, Any], source: str, results: dict[str, Any], question: str | None = None
+                   ) -> Candidate:
+        sql = self._sql(out.get("text", ""))
         value = results.get(sql)
         cand = Candidate(sql, source, attempts=int(out.get("attempts", 1)))
+        if not isinstance(value, QueryResult):
+            # the last attempt did not run: an earlier one that ran but was sent back as implausible is better
+            for failed in out.get("failed_attempts", []):
+                earlier = self._sql(str(failed.get("answer", "")))
+                if isinstance(results.get(earlier), QueryResult):
+                    sql, value = earlier, results[earlier]
+                    cand.sql = sql
+                    break
         if isinstance(value, QueryResult):
             cand.ok, cand.result = True, value
+            cand.flaw = implausibility(sql, self.db.dialect, question=question)
         elif value is None and not self.execute and out.get("verified"):
             cand.ok = True
         else:
@@ -339,9 +364,11 @@ class SemanticParser:
             best = next((c for c in candidates if _complete(c.sql, self.db.dialect)), candidates[0])
             return ParseResult(question, best.sql, 0.0, candidates, error=best.error or "no candidate ran",
                                explanation=explanation)
-        # largest group; ties go to the group holding the greedy candidate, then to the first
-        winner = max(groups.values(), key=lambda m: (len(m), any(c.source == "greedy" for c in m)))
-        best = next((c for c in winner if c.source == "greedy"), winner[0])
+        # a group with a flawless member first, then the largest; ties go to the group holding the
+        # greedy candidate, then to the first
+        winner = max(groups.values(), key=lambda m: (any(c.flaw is None for c in m), len(m),
+                                                     any(c.source == "greedy" for c in m)))
+        best = min(winner, key=lambda c: (c.flaw is not None, c.source != "greedy"))
         explanation.update(_used(best.sql, self.db.dialect))
         res = best.result
         return ParseResult(question, best.sql, len(winner) / len(candidates), candidates,
