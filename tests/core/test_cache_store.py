@@ -68,6 +68,22 @@ def test_entries_written_by_another_connection_are_found(tmp_path: Path) -> None
         assert reader.cache_get([_key(1)]) == {_key(1): {"v": 1}}
 
 
+def test_own_writes_and_interleaved_writes_of_others_all_reach_the_filter(tmp_path: Path) -> None:
+    """A store's own entries go straight into its filter while nobody else writes; once another
+    connection wrote in between, its next write reads everything new back instead."""
+    path = tmp_path / "s.db"
+    with Store(path) as mine, Store(path) as other:
+        mine.FILTER_REFRESH_S = 1e9  # only writes may bring the filter up to date here
+        assert mine.cache_get([_key(0)]) == {}
+        mine.log([], {_key(i): ("score", {"v": i}) for i in range(1, 50)})  # in step: added directly
+        other.log([], {_key(i): ("score", {"v": i}) for i in range(50, 60)})  # unseen by mine's filter
+        mine.log([], {_key(i): ("score", {"v": i}) for i in range(60, 70)})  # out of step: re-read
+        mine.log([], {_key(i): ("score", {"v": i}) for i in range(70, 80)})  # in step again
+        for i in range(1, 80):
+            assert mine.cache_get([_key(i)]) == {_key(i): {"v": i}}, i
+        assert mine._filter_last_id == 79
+
+
 def test_a_key_written_twice_answers_with_the_newest_row(tmp_path: Path) -> None:
     with Store(tmp_path / "s.db") as store:
         store.log([], {_key(1): ("score", {"v": 1})})

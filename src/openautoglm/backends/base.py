@@ -338,6 +338,8 @@ def run_each(run: Callable[[list[Any]], list[R]], check: Callable[[Any], None],
     """Run ``requests`` as one batch; if the batch fails, split it in halves until each failing
     request is alone, so that one bad request fails alone and the others still run batched.
     Requests ``check`` refuses never reach ``run``."""
+    if len(requests) == 1:  # a single record's call (the per-call hot path): no splitting to plan
+        return [_run_one(run, check, requests[0])]
     out: list[R | BackendError | None] = [None] * len(requests)
     ok: list[int] = []
     for i, req in enumerate(requests):
@@ -364,6 +366,18 @@ def run_each(run: Callable[[list[Any]], list[R]], check: Callable[[Any], None],
     if ok:
         attempt(ok)
     return out  # type: ignore[return-value]
+
+
+def _run_one(run: Callable[[list[Any]], list[R]], check: Callable[[Any], None], request: Any) -> R | BackendError:
+    """:func:`run_each` of one request: its answer or its failure."""
+    try:
+        check(request)
+        (answer,) = run([request])
+        return answer
+    except StopRun:
+        raise
+    except Exception as exc:  # noqa: BLE001 - this request's own failure (a wrong answer count too)
+        return as_backend_error(exc)
 
 
 def request_key(backend_identity: str, kind: str, payload: dict[str, Any]) -> str:

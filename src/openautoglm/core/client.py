@@ -69,27 +69,30 @@ class ModelClient:
               record_keys: Sequence[str | None] | None, attempt: int) -> list[Any]:
         """Answer ``requests`` from the cache, from this client's memo of a failed batch, or
         from the backend; trace each; raise :class:`CallFailed` if any request failed."""
-        record_keys = list(record_keys) if record_keys is not None else [None] * len(requests)
+        n = len(requests)
+        memo = self._memo
         # request keys serve the cache and the memo of a failed batch: not computed when neither asks
-        keys = self._keys(kind, requests) if self._memo or any(cacheable) else None
-        results: list[Any] = [None] * len(requests)
-        fresh_from_memo = [False] * len(requests)
-        todo = []
+        keys = self._keys(kind, requests) if memo or True in cacheable else None
+        results: list[Any] = [None] * n
+        replayed: set[int] = set()  # answered from the memo: traced when they were answered
         if keys is None:
-            todo = list(range(len(requests)))
+            todo = list(range(n))
         else:
-            wanted = [k for k, ok in zip(keys, cacheable) if ok and k not in self._memo]
-            found = dict(self.cache_get(wanted)) if wanted and self.cache_get is not None else {}
+            todo = []
+            new_cache = self.new_cache
+            wanted = [k for k, ok in zip(keys, cacheable) if ok and k not in memo]
+            found = self.cache_get(wanted) if wanted and self.cache_get is not None else {}
             for i, key in enumerate(keys):
-                if key in self._memo:
-                    results[i], fresh_from_memo[i] = self._memo[key], True
-                elif cacheable[i] and (key in found or key in self.new_cache):
-                    results[i] = from_dict(found[key] if key in found else self.new_cache[key][1])
+                if key in memo:
+                    results[i] = memo[key]
+                    replayed.add(i)
+                elif cacheable[i] and (key in found or key in new_cache):
+                    results[i] = from_dict(found[key] if key in found else new_cache[key][1])
                     results[i].cached = True
                 else:
                     todo.append(i)
         if todo:
-            answers = run_each([requests[i] for i in todo])
+            answers = run_each(requests if len(todo) == n else [requests[i] for i in todo])
             some_failed = any(isinstance(a, BackendError) for a in answers)
             if keys is None and some_failed:
                 keys = self._keys(kind, requests)
@@ -97,24 +100,26 @@ class ModelClient:
                 results[i] = answer
                 if some_failed:  # the records of this batch will be retried one by one: answer them from here
                     assert keys is not None
-                    self._memo[keys[i]] = answer
+                    memo[keys[i]] = answer
                 if cacheable[i] and not isinstance(answer, BackendError):
                     assert keys is not None
                     self.new_cache[keys[i]] = (kind, answer.to_dict())
-        failures = {i: r for i, r in enumerate(results) if isinstance(r, BackendError)}
+        failures = {i: r for i, r in enumerate(results) if isinstance(r, BackendError)} if memo else None
         if self.trace:
-            for i, (req, res, rk) in enumerate(zip(requests, results, record_keys)):
-                if fresh_from_memo[i]:
-                    continue  # traced when it was answered
+            calls = self.calls
+            for i, (req, res) in enumerate(zip(requests, results)):
+                if i in replayed:
+                    continue
+                record_key = record_keys[i] if record_keys is not None else None
                 if isinstance(res, BackendError):
-                    self.calls.append(CallRecord(kind=kind, backend=self.backend.name, model=self.backend.model,
-                                                 params=_params(req.cache_payload()), prompt=req.prompt,
-                                                 response=None, error=str(res), step=step, record_key=rk,
-                                                 attempt=attempt))
+                    calls.append(CallRecord(kind=kind, backend=self.backend.name, model=self.backend.model,
+                                            params=_params(req.cache_payload()), prompt=req.prompt,
+                                            response=None, error=str(res), step=step, record_key=record_key,
+                                            attempt=attempt))
                 else:
-                    self.calls.append(trace(req, res, step=step, record_key=rk, attempt=attempt))
+                    calls.append(trace(req, res, step, record_key, attempt))
         if failures:
-            raise CallFailed(failures, len(requests))
+            raise CallFailed(failures, n)
         return results
 
     def _keys(self, kind: str, requests: Sequence[Any]) -> list[str]:
@@ -149,22 +154,24 @@ class ModelClient:
         return self._call("score", requests, cacheable, self.backend.score_each, ScoreResult.from_dict,
                           self._trace_score, step, record_keys, attempt)
 
-    def _trace_generation(self, req: GenerationRequest, comp: Completion, **where: Any) -> CallRecord:
+    def _trace_generation(self, req: GenerationRequest, comp: Completion, step: str | None,
+                          record_key: str | None, attempt: int) -> CallRecord:
         return CallRecord(
             kind="generate", backend=self.backend.name, model=self.backend.model,
             params=_params(req.cache_payload()), prompt=req.prompt,
             response=comp.texts if len(comp.texts) > 1 else comp.text,
             prompt_tokens=comp.prompt_tokens, completion_tokens=comp.completion_tokens,
-            latency_s=comp.latency_s, cached=comp.cached, **where,
+            latency_s=comp.latency_s, cached=comp.cached, step=step, record_key=record_key, attempt=attempt,
         )
 
-    def _trace_score(self, req: ScoreRequest, res: ScoreResult, **where: Any) -> CallRecord:
+    def _trace_score(self, req: ScoreRequest, res: ScoreResult, step: str | None, record_key: str | None,
+                     attempt: int) -> CallRecord:
         return CallRecord(
             kind="score", backend=self.backend.name, model=self.backend.model,
             params={"continuations": list(req.continuations)}, prompt=req.prompt,
             response=dict(zip(req.continuations, res.logprobs)),
             prompt_tokens=res.prompt_tokens, completion_tokens=sum(res.lengths),
-            latency_s=res.latency_s, cached=res.cached, **where,
+            latency_s=res.latency_s, cached=res.cached, step=step, record_key=record_key, attempt=attempt,
         )
 
     def note(self, kind: str, *, source: str, prompt: Any, response: Any, step: str | None,

@@ -76,7 +76,8 @@ class OutputKind:
         """Raise ``ValueError`` if ``task`` lacks what this kind needs."""
 
     def instruction(self, task: "Task") -> str:
-        """Text appended to the user's instructions (``""``: none)."""
+        """Text appended to the user's instructions (``""``: none); a function of the task's
+        fields (the task computes it once)."""
         return ""
 
     def answer(self, task: "Task", client: "ModelClient", prompts: Sequence[Prompt], *, step: str,
@@ -163,14 +164,14 @@ class Labels(OutputKind):
         if prune and prune < len(labels):
             assert neighbours is not None
             subsets = [sorted(sorted(every, key=lambda j: -n.knn[labels[j]])[:prune]) for n in neighbours]
-        reqs = [ScoreRequest(p, tuple(conts[j] for j in sub), fields=_at(fields, i))
+        reqs = [ScoreRequest(p, conts if sub is every else tuple(conts[j] for j in sub), fields=_at(fields, i))
                 for i, (p, sub) in enumerate(zip(prompts, subsets))]
         results = client.score(reqs, step=step, record_keys=record_keys, attempt=attempt)
         unlisted = [i for i, (res, sub) in enumerate(zip(results, subsets)) if unmeasured(res, len(sub))]
         measured = self._measure_unlisted(task, client, prompts, subsets, unlisted, step, record_keys, attempt,
                                           fields) if unlisted else {}
         cf = self._content_free(task, client, step) if task.calibrate else None
-        bias = [(task.label_bias or {}).get(lab, 0.0) for lab in labels]
+        bias = [task.label_bias.get(lab, 0.0) for lab in labels] if task.label_bias else []
         weight = task.retrieval.knn_weight if task.retrieval and neighbours else 0.0
         out = []
         for i, (res, sub) in enumerate(zip(results, subsets)):
@@ -191,9 +192,12 @@ class Labels(OutputKind):
                 if task.label_bias:
                     probs = apply_bias(probs, [bias[j] for j in sub])
                     method += "+label-bias"
-            full = [0.0] * len(labels)
-            for j, p in zip(sub, probs):
-                full[j] = p
+            if sub is every:
+                full = list(probs)
+            else:
+                full = [0.0] * len(labels)
+                for j, p in zip(sub, probs):
+                    full[j] = p
             if len(sub) < len(labels):
                 method += f"+knn-candidates({len(sub)})"
             if weight > 0 and neighbours is not None:

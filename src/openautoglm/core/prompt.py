@@ -112,7 +112,7 @@ class Template:
     def render(self, context: Mapping[str, Any], *, max_chars: int = MAX_PROMPT_CHARS) -> str:
         """The template filled in from ``context``; a :class:`TemplateError` names what is
         missing or which limit the rendering hit."""
-        missing = sorted(v for v in self.variables if v not in context)
+        missing = [] if self.variables <= context.keys() else sorted(v for v in self.variables if v not in context)
         if missing:
             have = ", ".join(sorted(str(k) for k in context)) or "(nothing)"
             raise TemplateError(

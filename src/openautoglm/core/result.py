@@ -26,7 +26,7 @@ class Result(dict):  # type: ignore[type-arg]
     @classmethod
     def of_labels(cls, labels: Sequence[str], probs: Sequence[float], method: str) -> "Result":
         """A distribution over ``labels``; the most probable one is the answer."""
-        best = max(range(len(labels)), key=lambda i: probs[i])
+        best = list(probs).index(max(probs))  # the first of equal maxima
         return cls(label=labels[best], confidence=float(probs[best]),
                    scores={label: float(p) for label, p in zip(labels, probs)}, method=method)
 

@@ -67,10 +67,10 @@ class Direct(Strategy):
 
     def run(self, task: "Task", client: "ModelClient", contexts: Sequence[dict[str, Any]], *, step: str,
             record_keys: Sequence[str]) -> list[Result]:
-        from .head import HeadNotApplicable
-
         head_probs, skipped = None, None
         if task.head is not None:  # a validator makes this a direct label task
+            from .head import HeadNotApplicable
+
             assert task.labels
             try:
                 head = task.label_head(client.backend)
@@ -162,4 +162,4 @@ def _accepts(function: Callable[..., Any], keyword: str) -> bool:
 def run_task(task: "Task", client: "ModelClient", contexts: Sequence[dict[str, Any]], *, step: str,
              record_keys: Sequence[str]) -> list[Result]:
     """Run ``task`` on a batch of records with its strategy."""
-    return task.strategy.build().run(task, client, contexts, step=step, record_keys=record_keys)
+    return task.runner.run(task, client, contexts, step=step, record_keys=record_keys)

@@ -153,13 +153,23 @@ class Task(BaseModel):
         return output_kind(self.output)
 
     @cached_property
+    def _instruction(self) -> str:
+        return self.kind.instruction(self)
+
+    @cached_property
+    def runner(self) -> Any:
+        """The task's strategy, built (strategies keep no state between calls)."""
+        return self.strategy.build()
+
+    @cached_property
     def _continuations(self) -> tuple[str, ...]:
         words = self.verbalized()
         return tuple((" " + w) if self.format == "text" else w for w in words)
 
     # Derived values above are cached; a copy with changed fields, or a changed field, drops them
     # (model_copy(update=...) would otherwise carry the old template, kind, retriever and heads).
-    _DERIVED: ClassVar[tuple[str, ...]] = ("template", "output_schema", "kind", "_continuations")
+    _DERIVED: ClassVar[tuple[str, ...]] = ("template", "output_schema", "kind", "_continuations", "_instruction",
+                                           "runner")
 
     def _forget_derived(self) -> None:
         for name in self._DERIVED:
@@ -280,8 +290,9 @@ class Task(BaseModel):
 
     # -- prompt building ---------------------------------------------------------
     def instruction(self) -> str:
-        """What the output kind appends to the user's instructions (``""``: nothing)."""
-        return self.kind.instruction(self)
+        """What the output kind appends to the user's instructions (``""``: nothing; computed once:
+        an output kind's instruction is a function of the task)."""
+        return self._instruction
 
     def _user_text(self, context: dict[str, Any], note: str | None = None) -> str:
         body = self.template.render(context)

@@ -102,9 +102,7 @@ def default_store_path() -> Path:
 
 
 def _dumps(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
+    if value is None or isinstance(value, str):
         return value
     return dumps(value)
 
@@ -201,15 +199,32 @@ class Store:
                 rows,
             )
 
-    def _insert_cache(self, entries: dict[str, tuple[str, dict[str, Any]]]) -> None:
-        # appended: a key written twice (two processes missing at once) has two equal rows,
-        # and a lookup takes the newest
-        if entries:
-            now = time.time()
-            self._conn.executemany(
-                "INSERT INTO cache (h, key, kind, payload, created) VALUES (?,?,?,?,?)",
-                [(key_hash(k), k, kind, dumps(p), now) for k, (kind, p) in entries.items()],
-            )
+    def _insert_cache(self, entries: dict[str, tuple[str, dict[str, Any]]]) -> bool:
+        """Append ``entries`` (inside a write transaction); True when the key filter knows them
+        now, False when it must be refreshed after the commit.
+
+        Appended: a key written twice (two processes missing at once) has two equal rows, and
+        a lookup takes the newest.  When nobody wrote since the filter's last refresh, the new
+        rows take the next ids (``INTEGER PRIMARY KEY`` is max + 1 under the write lock), so
+        their hashes go straight into the filter instead of being read back.
+        """
+        if not entries:
+            return True
+        now = time.time()
+        rows = [(key_hash(k), k, kind, dumps(p), now) for k, (kind, p) in entries.items()]
+        filt = self._filter
+        in_step = filt is not None and self._conn.execute("SELECT max(id) FROM cache").fetchone()[0] == \
+            self._filter_last_id
+        self._conn.executemany("INSERT INTO cache (h, key, kind, payload, created) VALUES (?,?,?,?,?)", rows)
+        if not in_step:
+            return False
+        assert filt is not None
+        for row in rows:
+            filt.add(row[0])
+        self._filter_last_id += len(rows)
+        if filt.full:
+            return False  # the refresh rebuilds it bigger
+        return True
 
     def log(
         self,
@@ -220,8 +235,8 @@ class Store:
         """Write call records and cache entries in one transaction."""
         with self._transaction():
             self._insert_calls(calls, run_id)
-            self._insert_cache(cache or {})
-        if cache and self._filter is not None:
+            filter_known = self._insert_cache(cache or {})
+        if not filter_known and self._filter is not None:
             self._refresh_filter()
 
     def commit_chunk(
@@ -236,7 +251,7 @@ class Store:
         rows = [(run_id, i, k, s, _dumps(o), e, now, h) for i, k, s, o, e, h in ((*r, None)[:6] for r in records)]
         with self._transaction():
             self._insert_calls(calls, run_id)
-            self._insert_cache(cache)
+            filter_known = self._insert_cache(cache)
             # the run's counters move by this chunk's change (a COUNT over the run's records per
             # chunk made a long run quadratic: 2,900 -> 1,160 records/s over a million records)
             before = self._statuses(run_id, [r[1] for r in rows])
@@ -250,7 +265,7 @@ class Store:
             failed = sum(s == "error" for s in after.values()) - sum(s == "error" for s in before.values())
             self._conn.execute("UPDATE runs SET done = done + ?, failed = failed + ?, updated = ? WHERE run_id = ?",
                                (done, failed, now, run_id))
-        if cache and self._filter is not None:
+        if not filter_known and self._filter is not None:
             self._refresh_filter()
 
     def _statuses(self, run_id: str, indices: Sequence[int]) -> dict[int, str]:
