@@ -17,13 +17,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .lite_linear import cpu_flags
 
 #: attention products get at least this many rows (zero rows appended): with fewer, the
-#: BLAS takes other code paths whose per-row results differ (measured on an AVX512-BF16 EPYC:
-#: below 4 rows; on an AMX Xeon: below 16 rows, in gemma3-270m's 256-wide heads, where 8
-#: rows left scores 0.07 nat apart)
-MIN_ROWS = 16 if "amx_bf16" in cpu_flags() else 8
+#: BLAS takes other code paths whose per-row results differ. Measured: an AVX512-BF16 EPYC
+#: below 4 rows; an AMX Xeon and an AVX-512 Xeon without AMX (or AVX512-BF16) below 16 rows,
+#: in gemma3-270m's 256-wide heads (8 rows left scores 0.07 nat apart on the first, 2e-5 on
+#: the second). 16 holds on all three.
+MIN_ROWS = 16
 #: attention reads keys in blocks of this many slots: each block is one product with a
 #: fixed reduction length, and block partials are added in order
 KEY_BLOCK = 64
