@@ -2,8 +2,8 @@
 
 Row ``i`` of ``A @ W`` may change with the number of rows ``M`` of ``A`` (the BLAS picks
 kernels, blocking and thread splits by shape). The local backend runs every product with
-a row count inside one band per precision and CPU kind (``LINEAR_ROWS`` in
-``openautoglm/backends/lite_linear.py``). On the embedded model's weight shapes, this
+a row count inside one band per precision, CPU kind and reduction length
+(``ROWS_BY_CPU`` in ``openautoglm/backends/lite_linear.py``). On the embedded model's weight shapes, this
 script prints which ``M`` give the same first row from a plain product (the classes), and
 checks the bands: every row of ``Linear(W)(A[:M])`` must equal the same row of the product
 of all ``A``'s rows. Run it on a new CPU kind before trusting the determinism guarantee there.
@@ -27,10 +27,12 @@ try:
 except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from openautoglm.backends.lite_linear import LINEAR_ROWS, Linear
+from openautoglm.backends.lite_linear import Linear
 
-#: (in, out) of SmolLM2-135M's products: q/o, k/v, gate/up, down, the output layer
-SHAPES = [(576, 576), (576, 192), (576, 1536), (1536, 576), (576, 49152)]
+#: (in, out) of SmolLM2-135M's products (q/o, k/v, gate/up, down, the output layer), then
+#: gemma3-270m's (q, k/v, o, gate/up, down)
+SHAPES = [(576, 576), (576, 192), (576, 1536), (1536, 576), (576, 49152),
+          (640, 1024), (640, 256), (1024, 640), (640, 2048), (2048, 640)]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -62,11 +64,11 @@ def main() -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     ok = True
     for gemm, dtype in DTYPES.items():
-        least, most = LINEAR_ROWS[gemm]
         for k, n in SHAPES:
             spans = ["{}-{}".format(g[0], g[-1]) if len(g) > 1 else str(g[0]) for g in classes(k, n, dtype, counts)]
             gen = torch.Generator().manual_seed(1)
             layer = Linear(torch.randn(n, k, generator=gen))
+            least, most = layer.band(gemm)
             a = torch.randn(max(counts), k, generator=gen)
             full = layer(a, gemm)
             differ = [m for m in counts if not torch.equal(layer(a[:m], gemm), full[:m])]
@@ -74,7 +76,7 @@ def main() -> int:
             verdict = "every row the same" if not differ else f"ROWS DIFFER at M = {differ[:10]}"
             print(f"{gemm:>4} {k:>5}x{n:<6} band {least}-{most or '∞'}: {verdict}; plain first-row classes "
                   f"{' | '.join(spans)}")
-    print("all bands hold" if ok else "some band fails: LINEAR_ROWS needs an entry for this CPU kind")
+    print("all bands hold" if ok else "some band fails: ROWS_BY_CPU needs an entry for this CPU kind")
     return 0 if ok else 1
 
 

@@ -18,12 +18,21 @@ from openautoglm.backends import lite_linear  # noqa: E402
 ])
 def test_cpu_kind_follows_the_bf16_flags(flags: set[str], kind: str) -> None:
     assert lite_linear.cpu_kind(frozenset(flags)) == kind
-    assert set(lite_linear.ROWS_BY_CPU[kind]) == {"fp32", "bf16", "fp16"}
+    bands = lite_linear.ROWS_BY_CPU[kind]
+    assert {"fp32", "bf16", "fp16"} <= set(bands) <= {"fp32", "bf16", "fp16", "fp32_long_k", "bf16_long_k"}
+
+
+def test_long_reductions_take_their_own_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lite_linear, "LINEAR_ROWS", {"fp32": (16, None), "fp32_long_k": (16, 48), "fp16": (1, None)})
+    short = lite_linear.Linear(torch.zeros(8, lite_linear.LONG_K - 1))
+    long = lite_linear.Linear(torch.zeros(8, lite_linear.LONG_K))
+    assert (short.band("fp32"), long.band("fp32")) == ((16, None), (16, 48))
+    assert long.band("fp16") == (1, None)  # no long-reduction entry: the precision's own band
 
 
 def test_emulated_bf16_is_the_fp32_product_of_rounded_operands(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lite_linear, "bf16_fast", lambda: False)
-    monkeypatch.setitem(lite_linear.LINEAR_ROWS, "bf16", lite_linear.ROWS_BY_CPU["no_bf16"]["bf16"])
+    monkeypatch.setitem(lite_linear.LINEAR_ROWS, "bf16", (16, 48))
     gen = torch.Generator().manual_seed(0)
     weight, x = torch.randn(64, 96, generator=gen), torch.randn(96, 96, generator=gen)
     layer = lite_linear.Linear(weight)

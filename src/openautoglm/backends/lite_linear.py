@@ -4,8 +4,8 @@ dynamic int8 variant, and probes of what this CPU / torch build runs natively.
 
 Row ``i`` of ``A @ W`` can change with the number of rows ``M`` of ``A``: the BLAS picks
 its kernel, blocking and thread split by shape. :class:`Linear` therefore runs every
-product with a row count inside one band ``LINEAR_ROWS[gemm] = (fewest, most)`` for this
-CPU kind: fewer rows get zero rows appended, more are cut into pieces of at most ``most``
+product with a row count inside one band ``(fewest, most)`` per precision, CPU kind and
+reduction length (:meth:`Linear.band`): fewer rows get zero rows appended, more are cut into pieces of at most ``most``
 rows (a short last piece padded to ``fewest``). Inside the band, every ``M`` was measured
 to give the same rows (see "Determinism" in docs/backends.md; ``bench/gemm_rows.py``
 checks a CPU).
@@ -22,22 +22,28 @@ import torch.nn.functional as F
 #: kind, chosen so that every row's result is the same for every M in the band (torch 2.13,
 #: 2 threads, the embedded model's layers; ``bench/gemm_rows.py`` checks a CPU):
 #:
-#: * fp32 everywhere: rows differ below 12 rows (EPYC) / 16 rows (Xeons) and, on both Xeons
+#: * fp32 everywhere: rows differ below 12 rows (EPYC) / 16 rows (Xeons). On both Xeons
 #:   measured (Sapphire Rapids with AMX, and a Xeon with AVX-512 but neither AMX nor
-#:   AVX512-BF16), in the 1536 -> 576 down-projection between 57 and 160 rows: products
-#:   are cut into pieces of 16 to 48 rows;
+#:   AVX512-BF16), products with a long reduction (``in_features >= LONG_K``: SmolLM2's
+#:   1536 -> 576 down-projection, gemma3's 1024 -> 640 and 2048 -> 640) differ between 57
+#:   and 160 rows: those are cut into pieces of 16 to 48 rows (the ``*_long_k`` entries);
+#:   shorter reductions held at every row count from 16 to 300 on the AVX-512 Xeon, and on
+#:   the AMX Xeon they keep the 48-row pieces they were measured with;
 #: * AVX512-BF16 EPYC: bf16 rows differ at 1 row, fp16 never;
 #: * AMX Xeon: bf16 rows depend on where they fall in the kernel's row tiles beyond 32 rows
 #:   (every layer; a 48-row upper bound already fails); fp16 differs at 1 row;
 #: * CPUs without native bf16: torch's emulated bf16 GEMM gives rows that differ at odd
 #:   row counts up to 59 with any lower bound, and it is no faster than fp32. There the
 #:   bf16 product is run as an fp32 product of the bf16-rounded operands (the same math:
-#:   a product of two bf16 numbers is exact in fp32), inside the fp32 band.
+#:   a product of two bf16 numbers is exact in fp32), inside the fp32 bands.
 ROWS_BY_CPU: dict[str, dict[str, tuple[int, int | None]]] = {
-    "avx512_bf16": {"fp32": (16, 48), "bf16": (4, None), "fp16": (1, None)},
-    "amx": {"fp32": (16, 48), "bf16": (4, 32), "fp16": (2, None)},
-    "no_bf16": {"fp32": (16, 48), "bf16": (16, 48), "fp16": (1, None)},
+    "avx512_bf16": {"fp32": (16, None), "fp32_long_k": (16, 48), "bf16": (4, None), "fp16": (1, None)},
+    "amx": {"fp32": (16, 48), "fp32_long_k": (16, 48), "bf16": (4, 32), "fp16": (2, None)},
+    "no_bf16": {"fp32": (16, None), "fp32_long_k": (16, 48), "bf16": (16, None), "bf16_long_k": (16, 48),
+                "fp16": (1, None)},
 }
+#: a product reduces over this many inputs or more: it takes its precision's ``*_long_k`` band
+LONG_K = 1024
 
 
 @lru_cache(maxsize=1)
@@ -76,7 +82,7 @@ class Linear:
       dominates): half the bytes of fp32 (measured 3x faster per GEMV on 2 cores).
 
     Reduced-precision weight copies are made on first use; activations stay fp32 between
-    layers.  Each product runs with a row count inside ``LINEAR_ROWS[gemm]`` (padded or cut
+    layers.  Each product runs with a row count inside its band (:meth:`band`; padded or cut
     into pieces), so a row's result does not depend on how many rows share the call
     (batch invariance).
     """
@@ -84,11 +90,16 @@ class Linear:
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         self.weight, self.bias = weight, bias
         self._copies: dict[torch.dtype, torch.Tensor] = {}
+        self.long_k = weight.shape[1] >= LONG_K
+
+    def band(self, gemm: str) -> tuple[int, int | None]:
+        """The row counts this layer's products in ``gemm`` run with (see ``ROWS_BY_CPU``)."""
+        return LINEAR_ROWS.get(f"{gemm}_long_k", LINEAR_ROWS[gemm]) if self.long_k else LINEAR_ROWS[gemm]
 
     def __call__(self, x: torch.Tensor, gemm: str = "fp32") -> torch.Tensor:
         lead, rows = x.shape[:-1], x.numel() // x.shape[-1]
         x = x.reshape(rows, x.shape[-1])
-        least, most = LINEAR_ROWS[gemm]
+        least, most = self.band(gemm)
         if most is None or rows <= most:
             y = self._product(x, gemm, least)
         else:
