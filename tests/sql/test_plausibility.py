@@ -138,3 +138,15 @@ def test_functions_the_question_does_not_ask_for(question: str, sql: str, flawed
     assert (flaw is not None) is flawed
     if flawed:
         assert "does not ask for" in flaw  # type: ignore[operator]
+
+
+def test_a_follow_up_may_reuse_the_values_of_earlier_turns(shop_db: Path) -> None:
+    follow_up = "SELECT name, category FROM products WHERE price > 500"
+    history = [("Which products cost more than 500?", "SELECT name FROM products WHERE price > 500")]
+    model = ScriptedModel([follow_up])
+    result = SemanticParser(model, f"sqlite:///{shop_db}", n_candidates=1, max_attempts=2).parse(
+        "And their categories?", history=history)
+    assert result.sql == follow_up and result.candidates[0].attempts == 1 and result.candidates[0].flaw is None
+    alone = ScriptedModel([follow_up, follow_up])  # the same answer without the conversation: 500 was never asked
+    result = SemanticParser(alone, f"sqlite:///{shop_db}", n_candidates=1, max_attempts=2).parse("And their categories?")
+    assert result.candidates[0].attempts == 2 and "500" in str(result.candidates[0].flaw)

@@ -46,6 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..store.sqlite import Store
 
 SQL_STOPS = ["\n\n", ";", "\n--", "\n#", "```"]
+#: context key: the words a query's values may come from (the question, and a conversation's earlier turns)
+ASKED_KEY = "__asked__"
 _STATEMENT_WORDS = frozenset("""SELECT WITH INSERT UPDATE DELETE DROP CREATE ALTER REPLACE TRUNCATE PRAGMA ATTACH
 DETACH VACUUM COPY GRANT REVOKE SET BEGIN COMMIT ROLLBACK DO CALL EXPLAIN ANALYZE""".split())
 DIALECT_TITLE = {"sqlite": "SQLite", "postgres": "PostgreSQL", "duckdb": "DuckDB", "mysql": "MySQL"}
@@ -209,7 +211,11 @@ class SemanticParser:
         values = match_values(self.db, schema, question, index=self._values) if self.link_values else []
         linking = link(schema, question, values=values, max_columns=self.max_columns)
         demos = self.pool.retrieve(question, self.n_examples, exclude_db=self.exclude_example_db) if self.pool else []
+        # what the plausibility check may find a query's values in: a follow-up reuses the earlier turns'
+        # (the last three, as the prompt shows them)
+        asked = " ".join([question, *(f"{q} {sql}" for q, sql in history[-3:])])
         ctx = {"schema": self._schema_text(linking, linking.tables, history), "question": question.strip(),
+               ASKED_KEY: asked,
                DEMOS_KEY: [{"schema": "", "question": d.question, "output": self._in_dialect(d.sql)} for d in demos]}
         return ctx, linking, demos
 
@@ -275,7 +281,7 @@ class SemanticParser:
         value = cache[sql]
         if isinstance(value, str):
             return False, f"the database rejected it: {value}"
-        flaw = implausibility(sql, self.db.dialect, question=context.get("question"))
+        flaw = implausibility(sql, self.db.dialect, question=context.get(ASKED_KEY, context.get("question")))
         if flaw is not None:
             return False, f"it runs, but {flaw}"
         return True, ""
@@ -315,7 +321,7 @@ class SemanticParser:
                     found.update((j, Candidate("", src, error=f"constrained generation failed: {exc.message}"))
                                  for j, src in zip(js, sources))
                     continue
-                found.update((j, self._candidate(out, src, results_cache, ctx["question"]))
+                found.update((j, self._candidate(out, src, results_cache, ctx[ASKED_KEY]))
                              for j, out, src in zip(js, outs, sources))
             if self.store is not None:
                 calls, cache = client.drain()
