@@ -5,10 +5,10 @@ dynamic int8 variant, and probes of what this CPU / torch build runs natively.
 Row ``i`` of ``A @ W`` can change with the number of rows ``M`` of ``A``: the BLAS picks
 its kernel, blocking and thread split by shape. :class:`Linear` therefore runs every
 product with a row count inside one band ``(fewest, most)`` per precision, CPU kind and
-reduction length (:meth:`Linear.band`): fewer rows get zero rows appended, more are cut into pieces of at most ``most``
-rows (a short last piece padded to ``fewest``). Inside the band, every ``M`` was measured
-to give the same rows (see "Determinism" in docs/backends.md; ``bench/gemm_rows.py``
-checks a CPU).
+reduction length (:meth:`Linear.band`): fewer rows get zero rows appended, more are cut
+into pieces of at most ``most`` rows (a short last piece padded to ``fewest``). Inside the
+band, every ``M`` was measured to give the same rows (see "Determinism" in
+docs/backends.md; ``bench/gemm_rows.py`` checks a CPU).
 """
 
 from __future__ import annotations
