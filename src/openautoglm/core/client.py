@@ -104,6 +104,7 @@ class ModelClient:
                 if cacheable[i] and not isinstance(answer, BackendError):
                     assert keys is not None
                     self.new_cache[keys[i]] = (kind, answer.to_dict())
+        # a failure reaches ``results`` only with the memo: a failed batch fills it, replays come from it
         failures = {i: r for i, r in enumerate(results) if isinstance(r, BackendError)} if memo else None
         if self.trace:
             calls = self.calls

@@ -48,14 +48,9 @@ def _by_orjson(value: Any, option: int) -> bytes | None:
 
 def dumps(value: Any) -> str:
     """Compact JSON text of ``value`` for storage (unknown types as ``str(value)``)."""
-    if orjson is not None:  # (inlined: several values of every traced call come through here)
-        try:
-            raw = orjson.dumps(value, option=_OPTIONS)
-        except TypeError:
-            pass
-        else:
-            if b"null" not in raw:
-                return raw.decode("utf-8")
+    raw = _by_orjson(value, _OPTIONS)
+    if raw is not None and b"null" not in raw:
+        return raw.decode("utf-8")
     return _STORE.encode(value)
 
 

@@ -199,32 +199,37 @@ class Store:
                 rows,
             )
 
-    def _insert_cache(self, entries: dict[str, tuple[str, dict[str, Any]]]) -> bool:
-        """Append ``entries`` (inside a write transaction); True when the key filter knows them
-        now, False when it must be refreshed after the commit.
+    def _insert_cache(self, entries: dict[str, tuple[str, dict[str, Any]]]) -> list[int] | None:
+        """Append ``entries`` (inside a write transaction).  Returns their key hashes for
+        :meth:`_filter_add` when they took the next ids, None when the filter must be refreshed.
 
         Appended: a key written twice (two processes missing at once) has two equal rows, and
         a lookup takes the newest.  When nobody wrote since the filter's last refresh, the new
         rows take the next ids (``INTEGER PRIMARY KEY`` is max + 1 under the write lock), so
-        their hashes go straight into the filter instead of being read back.
+        their hashes can go straight into the filter instead of being read back.
         """
         if not entries:
-            return True
+            return []
         now = time.time()
         rows = [(key_hash(k), k, kind, dumps(p), now) for k, (kind, p) in entries.items()]
-        filt = self._filter
-        in_step = filt is not None and self._conn.execute("SELECT max(id) FROM cache").fetchone()[0] == \
-            self._filter_last_id
+        in_step = self._filter is not None and \
+            self._conn.execute("SELECT max(id) FROM cache").fetchone()[0] == self._filter_last_id
         self._conn.executemany("INSERT INTO cache (h, key, kind, payload, created) VALUES (?,?,?,?,?)", rows)
-        if not in_step:
-            return False
-        assert filt is not None
-        for row in rows:
-            filt.add(row[0])
-        self._filter_last_id += len(rows)
+        return [row[0] for row in rows] if in_step else None
+
+    def _filter_add(self, added: list[int] | None) -> None:
+        """After a commit: the written entries' hashes into the key filter (None: read back)."""
+        filt = self._filter
+        if filt is None:
+            return
+        if added is None:
+            self._refresh_filter()
+            return
+        for h in added:
+            filt.add(h)
+        self._filter_last_id += len(added)
         if filt.full:
-            return False  # the refresh rebuilds it bigger
-        return True
+            self._refresh_filter()  # rebuilds it bigger
 
     def log(
         self,
@@ -235,9 +240,8 @@ class Store:
         """Write call records and cache entries in one transaction."""
         with self._transaction():
             self._insert_calls(calls, run_id)
-            filter_known = self._insert_cache(cache or {})
-        if not filter_known and self._filter is not None:
-            self._refresh_filter()
+            added = self._insert_cache(cache or {})
+        self._filter_add(added)
 
     def commit_chunk(
         self,
@@ -251,7 +255,7 @@ class Store:
         rows = [(run_id, i, k, s, _dumps(o), e, now, h) for i, k, s, o, e, h in ((*r, None)[:6] for r in records)]
         with self._transaction():
             self._insert_calls(calls, run_id)
-            filter_known = self._insert_cache(cache)
+            added = self._insert_cache(cache)
             # the run's counters move by this chunk's change (a COUNT over the run's records per
             # chunk made a long run quadratic: 2,900 -> 1,160 records/s over a million records)
             before = self._statuses(run_id, [r[1] for r in rows])
@@ -265,8 +269,7 @@ class Store:
             failed = sum(s == "error" for s in after.values()) - sum(s == "error" for s in before.values())
             self._conn.execute("UPDATE runs SET done = done + ?, failed = failed + ?, updated = ? WHERE run_id = ?",
                                (done, failed, now, run_id))
-        if not filter_known and self._filter is not None:
-            self._refresh_filter()
+        self._filter_add(added)
 
     def _statuses(self, run_id: str, indices: Sequence[int]) -> dict[int, str]:
         """The stored status of those of ``indices`` the run already has (a retried record's old one)."""
