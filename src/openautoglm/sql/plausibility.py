@@ -59,9 +59,11 @@ def dedupe(sql: str, dialect: str = "sqlite") -> str:
                 select.set("expressions", kept)
                 changed = True
         group = select.args.get("group")
-        if group is not None and len(_unique(group.expressions)) < len(group.expressions):
-            group.set("expressions", _unique(group.expressions))
-            changed = True
+        if group is not None:
+            keys = _unique(group.expressions)
+            if len(keys) < len(group.expressions):
+                group.set("expressions", keys)
+                changed = True
     for order in list(tree.find_all(exp.Order)):
         keys = _unique(order.expressions, key=lambda o: _key(o.this))
         if len(keys) < len(order.expressions):
